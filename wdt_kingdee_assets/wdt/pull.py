@@ -1,0 +1,191 @@
+"""A complete pull of one query: windows of at most 30 days, all pages, checked against WDT's count.
+
+Rows can move while we page (an order inserted before the current page shifts every later row
+by one, so one row is read twice and another never), so a single pass over the pages proves
+nothing by itself. The pull repeats full passes, bounded, until the numbers add up, and fails
+loudly with both numbers otherwise (SPEC §3: never a silently short day).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from wdt_kingdee_assets.wdt.client import BEIJING, WDT_TIME_FORMAT, StockoutQuery, WdtClient
+from wdt_kingdee_assets.wdt.errors import IncompletePullError
+
+MAX_WINDOW_DAYS = 30
+
+
+def _whole_seconds(moment: datetime, *, round_up: bool) -> datetime:
+    floor = moment.replace(microsecond=0)
+    return floor + timedelta(seconds=1) if round_up and floor != moment else floor
+
+
+def split_window(
+    start: datetime, end: datetime, max_days: int = MAX_WINDOW_DAYS
+) -> list[tuple[datetime, datetime]]:
+    """Consecutive windows of at most ``max_days`` covering ``[start, end]``.
+
+    Windows share their boundaries (one's end is the next one's start): whether WDT treats
+    ``start_time``/``end_time`` as inclusive is undocumented, and an order stamped exactly on a
+    boundary is then read by at least one window under every reading; the pull de-duplicates
+    it by ``stockout_id``. Boundaries are whole seconds (the API has no finer resolution), the
+    start rounded down and the end up, so no window is narrowed by the wire format.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("split_window needs timezone-aware datetimes")
+    if end < start:
+        raise ValueError(f"window ends before it starts: {start.isoformat()} > {end.isoformat()}")
+    if max_days < 1:
+        raise ValueError(f"max_days must be at least 1, got {max_days}")
+    start = _whole_seconds(start, round_up=False)
+    end = _whole_seconds(end, round_up=True)
+    step = timedelta(days=max_days)
+    windows = []
+    cursor = start
+    while True:
+        upper = min(cursor + step, end)
+        windows.append((cursor, upper))
+        if upper >= end:
+            return windows
+        cursor = upper
+
+
+@dataclass
+class PullResult:
+    orders: list[dict[str, Any]]  # each exactly as WDT sent it, sorted by consign time, id
+    total_count: int  # distinct orders WDT counted over all windows (boundary twins once)
+    pages: int  # page calls made, all passes and windows
+    passes: int  # full passes made, summed over windows
+    windows: int
+
+
+@dataclass
+class _Pass:
+    orders: dict[str, dict[str, Any]]
+    totals: list[int]
+    pages: int
+    overran: bool  # stopped by the page cap before the pages covered the total
+
+    @property
+    def consistent(self) -> bool:
+        """One snapshot: the total never changed and every counted order was read once."""
+        return (
+            not self.overran and len(set(self.totals)) == 1 and len(self.orders) == self.totals[-1]
+        )
+
+
+def order_key(order: dict[str, Any]) -> str:
+    """The de-duplication key: ``stockout_id`` as text, so 42 and "42" are one order."""
+    return str(order["stockout_id"])
+
+
+def _consign_sort_key(order: dict[str, Any]) -> tuple[int, Decimal, str]:
+    # consign_time arrives as 'yyyy-MM-dd HH:mm:ss' or as epoch ms (reference §7); anything
+    # else sorts last rather than failing here: judging it is the normalizer's job.
+    value = order.get("consign_time")
+    if isinstance(value, str):
+        try:
+            moment = datetime.strptime(value, WDT_TIME_FORMAT).replace(tzinfo=BEIJING)
+        except ValueError:
+            return (1, Decimal(0), value)
+        return (0, Decimal(int(moment.timestamp() * 1000)), "")
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return (0, Decimal(value), "")
+    return (1, Decimal(0), str(value))
+
+
+def _id_sort_key(order: dict[str, Any]) -> tuple[int, Decimal, str]:
+    key = order_key(order)
+    try:
+        return (0, Decimal(key), "")
+    except InvalidOperation:
+        return (1, Decimal(0), key)
+
+
+def sort_orders(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stable, documented order: by consign time, then stockout_id."""
+    return sorted(orders, key=lambda order: (_consign_sort_key(order), _id_sort_key(order)))
+
+
+def _one_pass(client: WdtClient, query: StockoutQuery) -> _Pass:
+    size = client.page_size
+    orders: dict[str, dict[str, Any]] = {}
+    totals: list[int] = []
+    page_no = 0
+    page_cap: int | None = None
+    while True:
+        page = client.query_page(query, page_no, page_size=size, calc_total=True)
+        assert page.total_count is not None  # asked with calc_total=1
+        totals.append(page.total_count)
+        for order in page.orders:
+            orders[order_key(order)] = order
+        if page_cap is None:
+            # Rows inserted faster than we page would keep the pass going forever; past twice
+            # the first count's pages the pass is inconsistent anyway and the next one starts.
+            page_cap = 2 * (-(-page.total_count // size)) + 1
+        page_no += 1
+        if len(page.orders) < size or page_no * size >= page.total_count:
+            return _Pass(orders, totals, page_no, overran=False)
+        if page_no >= page_cap:
+            return _Pass(orders, totals, page_no, overran=True)
+
+
+def _describe(query: StockoutQuery) -> str:
+    start = query.start_time.astimezone(BEIJING).strftime(WDT_TIME_FORMAT)
+    end = query.end_time.astimezone(BEIJING).strftime(WDT_TIME_FORMAT)
+    return f"window {start} .. {end} (Beijing, time_type={query.time_type}, status={query.status})"
+
+
+def _pull_window(
+    client: WdtClient, query: StockoutQuery, max_passes: int
+) -> tuple[dict[str, dict[str, Any]], int, int, int]:
+    """(orders by key, WDT's total, pages, passes) for one window of at most 30 days."""
+    union: dict[str, dict[str, Any]] = {}
+    pages = 0
+    for passes in range(1, max_passes + 1):
+        this = _one_pass(client, query)
+        pages += this.pages
+        union.update(this.orders)  # a later pass has the fresher copy of an order
+        latest_total = this.totals[-1]
+        if this.consistent:
+            # Preferred over the union: the union may still hold orders that left the window
+            # (cancelled, re-timed) after an earlier pass read them.
+            return this.orders, latest_total, pages, passes
+        if len(union) == latest_total:
+            return union, latest_total, pages, passes
+    raise IncompletePullError(
+        method=client.METHOD,
+        expected=latest_total,
+        got=len(union),
+        window=_describe(query),
+        passes=max_passes,
+    )
+
+
+def pull_stockouts(client: WdtClient, query: StockoutQuery, *, max_passes: int = 3) -> PullResult:
+    """Every order WDT reports for ``query``, each once, or :class:`IncompletePullError`."""
+    if max_passes < 1:
+        raise ValueError(f"max_passes must be at least 1, got {max_passes}")
+    windows = split_window(query.start_time, query.end_time)
+    merged: dict[str, dict[str, Any]] = {}
+    counted = pages = passes = 0
+    for start, end in windows:
+        orders, total, window_pages, window_passes = _pull_window(
+            client, replace(query, start_time=start, end_time=end), max_passes
+        )
+        twins = sum(1 for key in orders if key in merged)
+        counted += total - twins
+        merged.update(orders)
+        pages += window_pages
+        passes += window_passes
+    return PullResult(
+        orders=sort_orders(list(merged.values())),
+        total_count=counted,
+        pages=pages,
+        passes=passes,
+        windows=len(windows),
+    )
