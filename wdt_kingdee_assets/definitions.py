@@ -1,0 +1,50 @@
+"""The one Definitions object: assets, checks, resources and the sync job."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from wdt_kingdee_assets import assets, checks
+from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
+from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, default_data_dir
+
+sync_job = dg.define_asset_job(
+    "sync_stockouts",
+    selection=dg.AssetSelection.groups(assets.GROUP),
+    description="同步生产出库 → 其他出库单: pull, normalize, map and write one day, with all checks.",
+)
+
+
+def _optional(name: str, default: str) -> str:
+    """Non-secret tunables (SPEC §5 optional variables) with their documented defaults."""
+    return os.environ.get(name) or default
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([assets]),
+    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    jobs=[sync_job],
+    resources={
+        "wdt": WdtResource(
+            base_url=dg.EnvVar("WDT_BASE_URL"),
+            sid=dg.EnvVar("WDT_SID"),
+            appkey=dg.EnvVar("WDT_APPKEY"),
+            appsecret=dg.EnvVar("WDT_APPSECRET"),
+            page_size=int(_optional("WDT_PAGE_SIZE", "100")),
+            calls_per_minute=float(_optional("WDT_CALLS_PER_MINUTE", "60")),
+        ),
+        "kingdee": KingdeeResource(
+            base_url=dg.EnvVar("KINGDEE_BASE_URL"),
+            acct_id=dg.EnvVar("KINGDEE_ACCT_ID"),
+            username=dg.EnvVar("KINGDEE_USERNAME"),
+            app_id=dg.EnvVar("KINGDEE_APP_ID"),
+            app_secret=dg.EnvVar("KINGDEE_APP_SECRET"),
+            lcid=int(_optional("KINGDEE_LCID", "2052")),
+            org_number=_optional("KINGDEE_ORG_NUMBER", "100"),
+            auth_mode=_optional("KINGDEE_AUTH_MODE", "signature"),
+        ),
+        "io_manager": PartitionedJsonlIOManager(base_dir=default_data_dir()),
+    },
+)

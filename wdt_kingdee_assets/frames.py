@@ -1,0 +1,181 @@
+"""The columns of each asset's DataFrame, and how they travel to and from JSON Lines.
+
+One schema per asset is the contract between the steps, the persisted files and the UI (the
+same columns are shown as the asset's column schema). Quantities are ``Decimal`` in memory and
+exact decimal strings on disk: never floats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import pandas as pd
+
+from wdt_kingdee_assets.partitions import BEIJING
+
+Kind = Literal["int", "str", "decimal", "datetime", "bool", "json"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    description: str
+
+
+@dataclass(frozen=True)
+class FrameSchema:
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    def frame(self, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        """A DataFrame with exactly these columns, in order, each coerced to its kind."""
+        rows = list(records)
+        data = {column.name: [row.get(column.name) for row in rows] for column in self.columns}
+        return pd.DataFrame({column.name: _coerce(data[column.name], column.kind) for column in self.columns})
+
+    def to_jsonl(self, frame: pd.DataFrame) -> str:
+        missing = [name for name in self.names if name not in frame.columns]
+        if missing:
+            raise ValueError(f"{self.name}: DataFrame lacks columns {missing}")
+        columns = [(column, frame[column.name].tolist()) for column in self.columns]
+        lines = []
+        for index in range(len(frame)):
+            record = {column.name: _to_json_value(values[index], column.kind) for column, values in columns}
+            lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def from_jsonl(self, text: str) -> pd.DataFrame:
+        return self.frame(json.loads(line) for line in text.splitlines() if line.strip())
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists, dicts: not scalars
+        return False
+
+
+def _coerce(values: list[Any], kind: Kind) -> pd.Series:
+    if kind == "int":
+        return pd.Series([None if _is_missing(v) else int(v) for v in values], dtype="Int64")
+    if kind == "bool":
+        return pd.Series([None if _is_missing(v) else bool(v) for v in values], dtype="boolean")
+    if kind == "decimal":
+        return pd.Series(
+            [None if _is_missing(v) else (v if isinstance(v, Decimal) else Decimal(str(v))) for v in values],
+            dtype=object,
+        )
+    if kind == "datetime":
+        return pd.Series(
+            pd.to_datetime([None if _is_missing(v) else v for v in values], utc=True, format="ISO8601"),
+        ).dt.tz_convert(BEIJING)
+    if kind == "json":
+        return pd.Series(values, dtype=object)
+    return pd.Series([None if _is_missing(v) else str(v) for v in values], dtype=object)
+
+
+def _to_json_value(value: Any, kind: Kind) -> Any:
+    if kind == "json":
+        return _jsonable(value)
+    if _is_missing(value):
+        return None
+    if kind == "int":
+        return int(value)
+    if kind == "bool":
+        return bool(value)
+    if kind == "decimal":
+        return str(value)
+    if kind == "datetime":
+        return pd.Timestamp(value).isoformat()
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-ready copy of nested data: Decimals become exact strings, datetimes ISO text."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for nested data with Decimals (kept exact, as strings) and Chinese text intact."""
+    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+RAW_STOCKOUTS = FrameSchema(
+    "raw_stockouts",
+    (
+        Column("stockout_id", "int", "WDT stockout_id (出库单ID), the key"),
+        Column("stockout_no", "str", "WDT stockout_no (出库单号)"),
+        Column("consign_time", "str", "consign_time (出库时间) exactly as WDT sent it"),
+        Column("order", "json", "the order as WDT sent it (decimals as exact strings)"),
+    ),
+)
+
+NORMALIZED_STOCKOUTS = FrameSchema(
+    "normalized_stockouts",
+    (
+        Column("stockout_id", "int", "WDT stockout_id"),
+        Column("stockout_no", "str", "WDT stockout_no (出库单号)"),
+        Column("process_no", "str", "production order no. (生产单号)"),
+        Column("warehouse_no", "str", "WDT warehouse code (仓库编号)"),
+        Column("consign_time", "datetime", "stock-out time (出库时间), Beijing"),
+        Column("status", "int", "WDT status (110 = 已完成)"),
+        Column("rec_id", "int", "WDT detail line id"),
+        Column("spec_no", "str", "merchant SKU code (商家编码) = Kingdee material number"),
+        Column("goods_no", "str", "goods code (货品编号)"),
+        Column("goods_name", "str", "goods name (货品名称)"),
+        Column("num", "decimal", "actual quantity (实发数量), exact"),
+        Column("batch_no", "str", "batch / lot (批次)"),
+        Column("position_no", "str", "bin (货位)"),
+        Column("base_unit_name", "str", "WDT unit name (单位)"),
+        Column("defect", "bool", "defective goods (残次品)"),
+        Column("reject_reason", "str", "why the line cannot be used; empty when usable"),
+    ),
+)
+
+KINGDEE_BILLS = FrameSchema(
+    "kingdee_bills",
+    (
+        Column("bill_no", "str", "FBillNo of the 其他出库单 (misc. delivery bill)"),
+        Column("stockout_id", "int", "WDT stockout_id the bill comes from"),
+        Column("stockout_no", "str", "WDT stockout_no"),
+        Column("bill_date", "str", "FDate (yyyy-MM-dd)"),
+        Column("readiness", "str", "ready | held"),
+        Column("hold_reason", "str", "why the bill is held; empty when ready"),
+        Column("missing_materials", "json", "spec_no values Kingdee lacks or has disabled"),
+        Column("line_count", "int", "number of FEntity lines"),
+        Column("model", "json", "the STK_MisDelivery model sent to BatchSave"),
+    ),
+)
+
+WRITE_RESULTS = FrameSchema(
+    "kingdee_write_results",
+    (
+        Column("bill_no", "str", "FBillNo"),
+        Column("stockout_id", "int", "WDT stockout_id"),
+        Column("outcome", "str", "created | already_in_kingdee | failed | held"),
+        Column("fid", "int", "Kingdee FID (internal id) when the bill is in Kingdee"),
+        Column("messages", "json", "Kingdee's messages or the hold reason, verbatim"),
+        Column("attempts", "int", "BatchSave calls that carried this bill in this run"),
+        Column("written_at", "datetime", "when this run settled the bill"),
+    ),
+)

@@ -1,0 +1,249 @@
+"""Pure: typed stock-out lines + Kingdee materials → 其他出库单 (STK_MisDelivery) models.
+
+The mapping is a pydantic-validated config with the seed article's defaults built in; a YAML or
+JSON file named by ``WDT_KINGDEE_MAPPING`` overrides any of them. One stock-out becomes one bill
+(``strategy: per_stockout``); the strategy is a config value so that other groupings (e.g. one
+merged bill per day and warehouse) can be added beside it without touching the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from string import Formatter
+from typing import Any, Literal, Protocol
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wdt_kingdee_assets.frames import KINGDEE_BILLS
+
+MAPPING_ENV = "WDT_KINGDEE_MAPPING"
+NOTE_FIELDS = {"stockout_no", "process_no", "warehouse_no", "stockout_id"}
+
+
+class MappingConfigError(ValueError):
+    """The mapping file is unreadable or invalid; the message names the file and each bad field."""
+
+
+class MappingConfig(BaseModel):
+    """How a WDT production stock-out becomes a Kingdee 其他出库单. Defaults follow SPEC §4."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Literal["per_stockout"] = "per_stockout"
+    form_id: str = "STK_MisDelivery"
+    bill_no_template: str = Field(
+        default="{stockout_no}", description="FBillNo; placeholders: " + ", ".join(sorted(NOTE_FIELDS))
+    )
+    bill_type: str = "QTCKD01_SYS"
+    stock_org: str | None = Field(default=None, description="库存组织; None = KINGDEE_ORG_NUMBER")
+    pick_org: str | None = Field(default=None, description="领用组织; None = the stock org")
+    owner_org: str | None = Field(default=None, description="货主; None = the stock org")
+    department: str = "BM000032"
+    stock_direct: Literal["GENERAL", "RETURN"] = "GENERAL"
+    base_currency: str = "PRE001"
+    stock_status: str = "KCZT01_SYS"
+    note_template: str = "WDT {stockout_no} / {process_no}"
+    warehouses: dict[str, str] = Field(
+        default_factory=dict, description="WDT warehouse_no → Kingdee FStockId number"
+    )
+    unmapped_warehouse: Literal["identity", "hold"] = Field(
+        default="identity",
+        description="a warehouse missing from `warehouses`: use its WDT code, or hold the bill",
+    )
+    lot_from_batch_no: bool = Field(default=True, description="send batch_no as FLot")
+
+    @field_validator("bill_no_template", "note_template")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        names = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+        unknown = names - NOTE_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(NOTE_FIELDS)}"
+            )
+        return template
+
+    def orgs(self, default_org: str) -> tuple[str, str, str]:
+        """(stock, pick, owner) org numbers, falling back to the Kingdee resource's org."""
+        stock = self.stock_org or default_org
+        return stock, self.pick_org or stock, self.owner_org or stock
+
+
+def load_mapping(path: str | os.PathLike[str] | None = None) -> MappingConfig:
+    """The built-in defaults, overridden by the file at ``path`` or ``$WDT_KINGDEE_MAPPING``."""
+    path = path or os.environ.get(MAPPING_ENV) or None
+    if path is None:
+        return MappingConfig()
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise MappingConfigError(f"mapping file {file}: cannot read it: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise MappingConfigError(f"mapping file {file}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return MappingConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise MappingConfigError(f"mapping file {file}: {problems}") from exc
+
+
+class Material(Protocol):
+    """What the mapping needs to know of a Kingdee material (BD_MATERIAL)."""
+
+    @property
+    def base_unit(self) -> str | None: ...
+
+    @property
+    def usable(self) -> bool: ...
+
+
+def wire_quantity(quantity: Decimal | str) -> int | float | str:
+    """A quantity as a JSON number when that is exact, else as its decimal string.
+
+    Kingdee's templates send FQty as a number; a float whose shortest repr equals the decimal is
+    exact on the wire. Anything that would not round-trip is sent as text rather than rounded.
+    """
+    value = Decimal(str(quantity))
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else str(value)
+
+
+def wire_model(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored model, ready for BatchSave's JSON: quantities as exact numbers."""
+    wired = dict(model)
+    wired["FEntity"] = [{**entry, "FQty": wire_quantity(entry["FQty"])} for entry in model["FEntity"]]
+    return wired
+
+
+def _format(template: str, values: Mapping[str, Any]) -> str:
+    return template.format(**{name: "" if values.get(name) is None else values[name] for name in NOTE_FIELDS})
+
+
+def _stock_number(warehouse_no: str, config: MappingConfig) -> str | None:
+    if warehouse_no in config.warehouses:
+        return config.warehouses[warehouse_no]
+    return warehouse_no if config.unmapped_warehouse == "identity" else None
+
+
+def _model(
+    header: Mapping[str, Any],
+    lines: pd.DataFrame,
+    units: Mapping[str, str],
+    stock: str,
+    config: MappingConfig,
+    org: str,
+) -> dict[str, Any]:
+    stock_org, pick_org, owner_org = config.orgs(org)
+    entries = []
+    for line in lines.itertuples(index=False):
+        unit = units[line.spec_no]
+        entry: dict[str, Any] = {
+            "FMaterialId": {"FNumber": line.spec_no},
+            "FUnitID": {"FNumber": unit},
+            "FQty": line.num,
+            "FBaseUnitId": {"FNumber": unit},
+            "FStockId": {"FNumber": stock},
+            "FStockStatusId": {"FNumber": config.stock_status},
+            "FOwnerTypeId": "BD_OwnerOrg",
+            "FOwnerId": {"FNumber": owner_org},
+            "FKeeperTypeId": "BD_KeeperOrg",
+            "FKeeperId": {"FNumber": stock_org},
+        }
+        if config.lot_from_batch_no and line.batch_no:
+            entry["FLot"] = {"FNumber": line.batch_no}
+        if line.rec_id is not None and not pd.isna(line.rec_id):
+            entry["FEntryNote"] = f"WDT rec_id {line.rec_id}"
+        entries.append(entry)
+    # Key order follows Kingdee's template: later fields can overwrite earlier ones (reference §7).
+    return {
+        "FBillNo": header["bill_no"],
+        "FBillTypeID": {"FNUMBER": config.bill_type},
+        "FStockOrgId": {"FNumber": stock_org},
+        "FPickOrgId": {"FNumber": pick_org},
+        "FStockDirect": config.stock_direct,
+        "FDate": header["bill_date"],
+        "FDeptId": {"FNumber": config.department},
+        "FOwnerTypeIdHead": "BD_OwnerOrg",
+        "FOwnerIdHead": {"FNumber": owner_org},
+        "FBaseCurrId": {"FNumber": config.base_currency},
+        "FNote": _format(config.note_template, header),
+        "FEntity": entries,
+    }
+
+
+def build_bills(
+    lines: pd.DataFrame, materials: Mapping[str, Material], config: MappingConfig, org: str
+) -> pd.DataFrame:
+    """One bill per stock-out (KINGDEE_BILLS columns), ``ready`` or ``held`` with the reasons.
+
+    A bill is held when any of its lines was rejected (a partial bill would misstate the
+    stock-out), when Kingdee lacks or has disabled one of its materials, when a material has no
+    base unit, or when its warehouse is not mapped. Lines without a stock-out id cannot form a
+    bill; they stay visible in ``normalized_stockouts`` and its rejected-lines check.
+    """
+    bills = []
+    identified = lines[lines["stockout_id"].notna()]
+    for stockout_id, group in identified.groupby("stockout_id", sort=True):
+        first = group.iloc[0]
+        header = {
+            "stockout_id": int(stockout_id),
+            "stockout_no": first["stockout_no"],
+            "process_no": first["process_no"],
+            "warehouse_no": first["warehouse_no"],
+        }
+        consign_time = first["consign_time"]
+        header["bill_no"] = _format(config.bill_no_template, header) if first["stockout_no"] else None
+        header["bill_date"] = None if pd.isna(consign_time) else consign_time.strftime("%Y-%m-%d")
+
+        reasons: list[str] = []
+        rejected = group[group["reject_reason"].notna()]
+        if len(rejected):
+            reasons.append(
+                f"{len(rejected)} rejected line(s): " + "; ".join(sorted(set(rejected["reject_reason"])))
+            )
+        usable = group[group["reject_reason"].isna()]
+        spec_nos = sorted(set(usable["spec_no"]))
+        missing = [number for number in spec_nos if number not in materials or not materials[number].usable]
+        if missing:
+            reasons.append(
+                "物料在金蝶中不存在或已禁用 / material missing or disabled in Kingdee "
+                f"(use-org {config.orgs(org)[0]}): " + ", ".join(missing)
+            )
+        no_unit = [n for n in spec_nos if n not in missing and not materials[n].base_unit]
+        if no_unit:
+            reasons.append("material has no base unit in Kingdee: " + ", ".join(no_unit))
+        stock = _stock_number(header["warehouse_no"], config) if header["warehouse_no"] else None
+        if header["warehouse_no"] and stock is None:
+            reasons.append(f"warehouse {header['warehouse_no']} is not mapped to a Kingdee FStockId")
+
+        ready = not reasons and header["bill_no"] and header["bill_date"] and stock
+        model = None
+        if ready:
+            units = {number: materials[number].base_unit for number in spec_nos}
+            model = _model(header, usable, units, stock, config, org)
+        bills.append(
+            {
+                **header,
+                "readiness": "ready" if ready else "held",
+                "hold_reason": None if ready else "; ".join(reasons),
+                "missing_materials": missing,
+                "line_count": len(group),
+                "model": model,
+            }
+        )
+    return KINGDEE_BILLS.frame(bills)

@@ -1,0 +1,157 @@
+"""Pure: WDT stock-out orders → one typed row per detail line, with a reject reason when unusable.
+
+Nothing is dropped: an order without lines, or a line that cannot become a Kingdee entry, is kept
+as a row whose ``reject_reason`` says why, so it shows up in the checks and the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pandas as pd
+
+from wdt_kingdee_assets.frames import NORMALIZED_STOCKOUTS
+from wdt_kingdee_assets.partitions import BEIJING
+
+WDT_STATUSES = {5: "已取消", 48: "未确认", 50: "待审核", 77: "拣货中", 110: "已完成"}
+COMPLETED = 110
+WDT_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def parse_wdt_datetime(value: Any) -> datetime | None:
+    """WDT sends ``yyyy-MM-dd HH:mm:ss`` Beijing strings or epoch-millisecond ints; None if neither."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | Decimal) or (isinstance(value, str) and value.strip().isdigit()):
+        try:
+            millis = int(value)
+        except (ValueError, InvalidOperation):
+            return None
+        if not 0 < millis < 10**14:
+            return None
+        return datetime.fromtimestamp(millis / 1000, tz=BEIJING)
+    if isinstance(value, str):
+        try:
+            return datetime.strptime(value.strip(), WDT_DATETIME_FORMAT).replace(tzinfo=BEIJING)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_quantity(value: Any) -> tuple[Decimal | None, str | None]:
+    """(quantity, None) for a positive finite decimal, else (None, reason)."""
+    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+        return None, f"num is missing or not a number: {value!r}"
+    try:
+        quantity = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        return None, f"num is not a number: {value!r}"
+    if not quantity.is_finite():
+        return None, f"num is not a finite number: {value!r}"
+    if quantity <= 0:
+        return None, f"num must be greater than 0, got {quantity}"
+    return quantity, None
+
+
+def _parse_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "是"}
+    return bool(value)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _order_rows(order: Mapping[str, Any], accepted_statuses: Collection[int]) -> list[dict[str, Any]]:
+    order_problems: list[str] = []
+    stockout_id = _parse_int(order.get("stockout_id"))
+    if stockout_id is None:
+        order_problems.append(f"stockout_id is missing or not an integer: {order.get('stockout_id')!r}")
+    stockout_no = _text(order.get("stockout_no"))
+    if stockout_no is None:
+        order_problems.append("stockout_no is missing")
+    consign_time = parse_wdt_datetime(order.get("consign_time"))
+    if consign_time is None:
+        order_problems.append(f"consign_time is not a WDT date-time: {order.get('consign_time')!r}")
+    status = _parse_int(order.get("status"))
+    if status not in WDT_STATUSES:
+        order_problems.append(f"unknown WDT status: {order.get('status')!r}")
+    elif status not in accepted_statuses:
+        order_problems.append(f"status {status} ({WDT_STATUSES[status]}) is not synced")
+    warehouse_no = _text(order.get("warehouse_no"))
+    if warehouse_no is None:
+        order_problems.append("warehouse_no is missing")
+
+    header = {
+        "stockout_id": stockout_id,
+        "stockout_no": stockout_no,
+        "process_no": _text(order.get("process_no")),
+        "warehouse_no": warehouse_no,
+        "consign_time": consign_time,
+        "status": status,
+    }
+    details = order.get("detail_list")
+    if not isinstance(details, list) or not details:
+        reason = "order has no detail lines" if isinstance(details, list) else "detail_list is missing"
+        return [{**header, "reject_reason": "; ".join([*order_problems, reason])}]
+
+    rows = []
+    for detail in details:
+        if not isinstance(detail, Mapping):
+            rows.append({**header, "reject_reason": "; ".join([*order_problems, "detail line is not an object"])})
+            continue
+        problems = list(order_problems)
+        spec_no = _text(detail.get("spec_no"))
+        if spec_no is None:
+            problems.append("spec_no is missing")
+        num, num_problem = parse_quantity(detail.get("num"))
+        if num_problem:
+            problems.append(num_problem)
+        rows.append(
+            {
+                **header,
+                "rec_id": _parse_int(detail.get("rec_id")),
+                "spec_no": spec_no,
+                "goods_no": _text(detail.get("goods_no")),
+                "goods_name": _text(detail.get("goods_name")),
+                "num": num,
+                "batch_no": _text(detail.get("batch_no")),
+                "position_no": _text(detail.get("position_no")),
+                "base_unit_name": _text(detail.get("base_unit_name")),
+                "defect": _parse_bool(detail.get("defect", False)),
+                "reject_reason": "; ".join(problems) or None,
+            }
+        )
+    return rows
+
+
+def normalize_orders(
+    orders: Iterable[Mapping[str, Any]], accepted_statuses: Collection[int] = (COMPLETED,)
+) -> pd.DataFrame:
+    """One row per detail line (NORMALIZED_STOCKOUTS columns); unusable lines carry a reason."""
+    rows: list[dict[str, Any]] = []
+    for order in orders:
+        if isinstance(order, Mapping):
+            rows.extend(_order_rows(order, accepted_statuses))
+        else:
+            rows.append({"reject_reason": f"order is not a JSON object: {str(order)[:80]!r}"})
+    return NORMALIZED_STOCKOUTS.frame(rows)

@@ -1,0 +1,74 @@
+"""Dagster resources: one per API, thin wrappers that build the protocol clients from config.
+
+Credentials arrive through ``dg.EnvVar`` (see ``definitions.py``): Dagster resolves them at run
+time, shows only the variable's name in the UI, and never puts the value in run config. The
+clients keep secrets out of their repr and exception text.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.wdt.client import WdtClient
+
+
+class WdtResource(dg.ConfigurableResource):
+    """旺店通·旗舰版 open API (wms.stockout.Process.queryWithDetail)."""
+
+    base_url: str = Field(description="e.g. http://wdt.wangdian.cn/openapi")
+    sid: str = Field(description="卖家账号")
+    appkey: str = Field(description="接口账号 (appkey)")
+    appsecret: str = Field(description="appsecret as issued, `secret:salt`")
+    page_size: int = Field(default=100, ge=1, le=2000, description="orders per page (API max 2000)")
+    calls_per_minute: float = Field(
+        default=60.0, ge=0, description="client-side budget per process; 0 = unlimited"
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    def client(self) -> WdtClient:
+        return WdtClient(
+            self.base_url,
+            self.sid,
+            self.appkey,
+            self.appsecret,
+            page_size=self.page_size,
+            calls_per_minute=self.calls_per_minute,
+            timeout=self.timeout_seconds,
+        )
+
+
+class KingdeeResource(dg.ConfigurableResource):
+    """金蝶云星空 WebAPI (BatchSave / ExecuteBillQuery)."""
+
+    base_url: str = Field(description="site root, e.g. http://host/k3cloud/")
+    acct_id: str = Field(description="数据中心 ID")
+    username: str = Field(description="集成用户")
+    app_id: str = Field(description="第三方应用 AppID `<clientId>_<secret part>`")
+    app_secret: str = Field(description="第三方应用 AppSecret")
+    lcid: int = 2052
+    org_number: str = Field(default="100", description="stock org number (库存组织编码)")
+    auth_mode: Literal["signature", "session"] = Field(
+        default="signature", description="SDK signed headers, or LoginBySign session login"
+    )
+    calls_per_minute: float = Field(default=0.0, ge=0, description="0 = unlimited")
+    write_timeout_seconds: float = Field(default=300.0, gt=0)
+    in_list_size: int = Field(default=500, ge=1, le=2000, description="FBillNo/FNumber per IN-list")
+
+    def client(self) -> KingdeeClient:
+        return KingdeeClient(
+            self.base_url,
+            self.acct_id,
+            self.username,
+            self.app_id,
+            self.app_secret,
+            lcid=self.lcid,
+            org_number=self.org_number,
+            auth_mode=self.auth_mode,
+            calls_per_minute=self.calls_per_minute,
+            write_timeout=self.write_timeout_seconds,
+            in_list_size=self.in_list_size,
+        )
