@@ -1,0 +1,51 @@
+from datetime import datetime
+from decimal import Decimal
+
+from wdt_kingdee_assets.frames import NORMALIZED_STOCKOUTS, WRITE_RESULTS
+from wdt_kingdee_assets.normalize import normalize_orders
+from wdt_kingdee_assets.partitions import BEIJING, day_window
+
+
+def test_jsonl_round_trip_keeps_decimals_times_and_chinese():
+    lines = normalize_orders(
+        [
+            {
+                "stockout_id": 9,
+                "stockout_no": "CK9",
+                "warehouse_no": "CK001",
+                "status": 110,
+                "consign_time": "2024-03-01 00:00:00",
+                "detail_list": [{"rec_id": 1, "spec_no": "螺丝'A", "num": "0.0001", "goods_name": "螺丝"}],
+            }
+        ]
+    )
+    text = NORMALIZED_STOCKOUTS.to_jsonl(lines)
+    assert '"num":"0.0001"' in text and "螺丝'A" in text
+    back = NORMALIZED_STOCKOUTS.from_jsonl(text)
+    assert back["num"].iloc[0] == Decimal("0.0001")
+    assert back["consign_time"].iloc[0] == datetime(2024, 3, 1, tzinfo=BEIJING)
+    assert back["spec_no"].iloc[0] == "螺丝'A"
+
+
+def test_nested_messages_round_trip():
+    frame = WRITE_RESULTS.frame(
+        [{"bill_no": "B1", "stockout_id": 1, "outcome": "failed", "messages": ["字段“物料编码”不存在"], "attempts": 1}]
+    )
+    back = WRITE_RESULTS.from_jsonl(WRITE_RESULTS.to_jsonl(frame))
+    assert back["messages"].iloc[0] == ["字段“物料编码”不存在"]
+    assert back["fid"].isna().iloc[0]
+
+
+def test_day_window_covers_the_day_under_either_boundary_reading():
+    window = day_window("2024-03-01", now=datetime(2024, 3, 5, tzinfo=BEIJING))
+    assert window.query_start == datetime(2024, 2, 29, 23, 59, 59, tzinfo=BEIJING)
+    assert window.query_end == datetime(2024, 3, 2, tzinfo=BEIJING)
+    assert window.contains(datetime(2024, 3, 1, 23, 59, 59, tzinfo=BEIJING))
+    assert not window.contains(datetime(2024, 3, 2, tzinfo=BEIJING))
+    assert not window.is_open
+
+
+def test_open_day_window_ends_before_now():
+    now = datetime(2024, 3, 1, 10, 0, 0, tzinfo=BEIJING)
+    window = day_window("2024-03-01", now=now)
+    assert window.is_open and window.query_end < now

@@ -1,0 +1,130 @@
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from wdt_kingdee_assets.mapping import (
+    MappingConfig,
+    MappingConfigError,
+    build_bills,
+    load_mapping,
+    wire_model,
+    wire_quantity,
+)
+from wdt_kingdee_assets.normalize import normalize_orders
+
+
+@dataclass(frozen=True)
+class Mat:
+    base_unit: str | None
+    usable: bool = True
+
+
+MATERIALS = {"MAT-001": Mat("Pcs"), "MAT-002": Mat("kg"), "OFF-1": Mat("Pcs", usable=False)}
+
+
+def stockout(stockout_id, lines, **extra):
+    return {
+        "stockout_id": stockout_id,
+        "stockout_no": f"CK{stockout_id}",
+        "process_no": f"PS{stockout_id}",
+        "warehouse_no": "CK001",
+        "status": 110,
+        "consign_time": "2024-08-22 10:00:00",
+        "detail_list": [
+            {"rec_id": index, "spec_no": spec, "num": num, **({"batch_no": "L9"} if spec == "MAT-002" else {})}
+            for index, (spec, num) in enumerate(lines, start=1)
+        ],
+        **extra,
+    }
+
+
+def test_default_mapping_builds_the_seed_bill():
+    lines = normalize_orders([stockout(7, [("MAT-001", 3), ("MAT-002", "1.25")])])
+    bills = build_bills(lines, MATERIALS, MappingConfig(), org="100")
+    bill = bills.iloc[0]
+    assert bill["readiness"] == "ready"
+    model = bill["model"]
+    assert model["FBillNo"] == "CK7"
+    assert model["FBillTypeID"] == {"FNUMBER": "QTCKD01_SYS"}
+    assert model["FStockOrgId"] == model["FPickOrgId"] == model["FOwnerIdHead"] == {"FNumber": "100"}
+    assert model["FDate"] == "2024-08-22"
+    assert model["FDeptId"] == {"FNumber": "BM000032"}
+    assert (model["FStockDirect"], model["FOwnerTypeIdHead"]) == ("GENERAL", "BD_OwnerOrg")
+    assert model["FNote"] == "WDT CK7 / PS7"
+    first, second = model["FEntity"]
+    assert first["FMaterialId"] == {"FNumber": "MAT-001"}
+    assert first["FUnitID"] == first["FBaseUnitId"] == {"FNumber": "Pcs"}
+    assert first["FQty"] == Decimal("3")
+    assert first["FStockId"] == {"FNumber": "CK001"}
+    assert first["FStockStatusId"] == {"FNumber": "KCZT01_SYS"}
+    assert (first["FKeeperTypeId"], first["FKeeperId"]) == ("BD_KeeperOrg", {"FNumber": "100"})
+    assert "FLot" not in first and second["FLot"] == {"FNumber": "L9"}
+    assert list(model)[:3] == ["FBillNo", "FBillTypeID", "FStockOrgId"]  # template order
+
+
+def test_missing_disabled_material_and_rejected_lines_hold_only_their_bills():
+    lines = normalize_orders(
+        [
+            stockout(1, [("MAT-001", 1)]),
+            stockout(2, [("MAT-001", 1), ("NEW-404", 2)]),
+            stockout(3, [("OFF-1", 1)]),
+            stockout(4, [("MAT-001", 0)]),
+        ]
+    )
+    bills = build_bills(lines, MATERIALS, MappingConfig(), org="100").set_index("stockout_id")
+    assert bills.loc[1, "readiness"] == "ready"
+    assert bills.loc[2, "missing_materials"] == ["NEW-404"] and "NEW-404" in bills.loc[2, "hold_reason"]
+    assert bills.loc[3, "missing_materials"] == ["OFF-1"]
+    assert "rejected line" in bills.loc[4, "hold_reason"]
+    assert bills.loc[2, "model"] is None
+
+
+def test_warehouse_map_and_hold_on_unmapped():
+    lines = normalize_orders([stockout(1, [("MAT-001", 1)]), stockout(2, [("MAT-001", 1)], warehouse_no="CK999")])
+    config = MappingConfig(warehouses={"CK001": "STK-A"}, unmapped_warehouse="hold")
+    bills = build_bills(lines, MATERIALS, config, org="200").set_index("stockout_id")
+    assert bills.loc[1, "model"]["FEntity"][0]["FStockId"] == {"FNumber": "STK-A"}
+    assert bills.loc[1, "model"]["FStockOrgId"] == {"FNumber": "200"}
+    assert "CK999 is not mapped" in bills.loc[2, "hold_reason"]
+
+
+def test_wire_quantities_stay_exact():
+    assert wire_quantity(Decimal("3")) == 3
+    assert wire_quantity("0.1168") == 0.1168
+    assert wire_quantity(Decimal("123456789012345.1234")) == "123456789012345.1234"
+    wired = wire_model({"FBillNo": "X", "FEntity": [{"FQty": "2.5000"}]})
+    assert json.dumps(wired) == '{"FBillNo": "X", "FEntity": [{"FQty": 2.5}]}'
+
+
+def test_mapping_file_overrides_defaults(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text("department: BM000099\nwarehouses:\n  CK001: STK-A\n", encoding="utf-8")
+    config = load_mapping(path)
+    assert config.department == "BM000099" and config.warehouses == {"CK001": "STK-A"}
+    assert config.bill_type == "QTCKD01_SYS"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("stock_direct: SIDEWAYS\n", "stock_direct"),
+        ("departmnet: BM1\n", "departmnet"),
+        ("note_template: 'WDT {stockout_number}'\n", "note_template"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("warehouses: [1, 2]\n", "warehouses"),
+    ],
+)
+def test_bad_mapping_file_names_the_field(tmp_path, text, named):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MappingConfigError, match=named):
+        load_mapping(path)
+
+
+def test_mapping_path_from_environment(tmp_path, monkeypatch):
+    path = tmp_path / "m.json"
+    path.write_text('{"bill_no_template": "WDT-{stockout_no}"}', encoding="utf-8")
+    monkeypatch.setenv("WDT_KINGDEE_MAPPING", str(path))
+    assert load_mapping().bill_no_template == "WDT-{stockout_no}"

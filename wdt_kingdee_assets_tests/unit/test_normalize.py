@@ -1,0 +1,80 @@
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from wdt_kingdee_assets.normalize import normalize_orders, parse_quantity, parse_wdt_datetime
+from wdt_kingdee_assets.partitions import BEIJING
+
+
+def order(**overrides):
+    base = {
+        "stockout_id": 1001,
+        "stockout_no": "CK2024082201",
+        "process_no": "PS2024082201",
+        "warehouse_no": "CK001",
+        "status": 110,
+        "consign_time": "2024-08-22 23:59:59",
+        "detail_list": [
+            {"rec_id": 1, "spec_no": "MAT-001", "num": 2, "base_unit_name": "Pcs", "defect": 0},
+            {"rec_id": 2, "spec_no": "MAT-002", "num": "0.1168", "batch_no": "L1", "defect": True},
+        ],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_typed_lines_with_exact_decimals_and_beijing_times():
+    lines = normalize_orders([order()])
+    assert list(lines["num"]) == [Decimal("2"), Decimal("0.1168")]
+    assert lines["consign_time"].iloc[0] == datetime(2024, 8, 22, 23, 59, 59, tzinfo=BEIJING)
+    assert lines["reject_reason"].isna().all()
+    assert list(lines["defect"]) == [False, True]
+    assert lines["batch_no"].iloc[1] == "L1"
+
+
+def test_epoch_millisecond_times_are_accepted():
+    # 2020 real responses send epoch ms (reference §7).
+    moment = parse_wdt_datetime(1598025599000)
+    assert moment == datetime(2020, 8, 21, 23, 59, 59, tzinfo=BEIJING)
+    assert parse_wdt_datetime("2023/02/06 17:59:19") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(0, "greater than 0"), (-1, "greater than 0"), ("abc", "not a number"), (None, "missing"), ("NaN", "finite")],
+)
+def test_bad_quantities_have_reasons(value, reason):
+    quantity, problem = parse_quantity(value)
+    assert quantity is None and reason in problem
+
+
+def test_unusable_lines_are_kept_with_reasons():
+    orders = [
+        order(stockout_id=1, detail_list=[{"rec_id": 1, "num": 1}]),
+        order(stockout_id=2, consign_time="22/08/2024"),
+        order(stockout_id=3, status=999),
+        order(stockout_id=4, detail_list=[]),
+        order(stockout_id=5, status=5),
+        {"stockout_no": "CK-NO-ID", "detail_list": [{"spec_no": "X", "num": 1}]},
+    ]
+    lines = normalize_orders(orders)
+    reasons = dict(zip(lines["stockout_id"].astype(object), lines["reject_reason"], strict=False))
+    assert "spec_no is missing" in reasons[1]
+    assert "consign_time" in reasons[2]
+    assert "unknown WDT status" in reasons[3]
+    assert "no detail lines" in reasons[4]
+    assert "已取消" in reasons[5]
+    assert lines["reject_reason"].notna().all()
+    assert "stockout_id is missing" in lines["reject_reason"].iloc[-1]
+    assert len(lines) == 2 + 1 + 2 + 1 + 2 + 1  # every line (or the line-less order) is a row
+
+
+def test_quotes_and_long_non_ascii_text_pass_through_unchanged():
+    long_name = "大号不锈钢螺丝" * 40
+    lines = normalize_orders(
+        [order(stockout_no="CK'01", detail_list=[{"spec_no": "MAT'9", "num": 1, "goods_name": long_name}])]
+    )
+    assert lines["stockout_no"].iloc[0] == "CK'01"
+    assert lines["spec_no"].iloc[0] == "MAT'9"
+    assert lines["goods_name"].iloc[0] == long_name
