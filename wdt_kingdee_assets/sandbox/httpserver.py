@@ -113,6 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = _dispatch
     do_POST = _dispatch
+    do_DELETE = _dispatch
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,0 +1,569 @@
+"""A protocol-faithful simulator of WDT Ultimate's ``wms.stockout.Process.queryWithDetail``.
+
+It runs as a :class:`SimApp` on :class:`SimServer` and checks each call in the order of reference
+§10, answering with the real error envelopes ``{"status": N, "message": "…"}`` and the documented
+Chinese messages, so the real client is what the tests exercise. Where the reference only guesses
+(an exact message, which check comes first), the choice is marked [G] below.
+
+Admin endpoints (JSON) let tests and the demo look inside and inject faults:
+``GET /__admin__/state``, ``POST /__admin__/reset``, ``POST|DELETE /__admin__/faults``,
+``POST /__admin__/orders``, ``GET /__admin__/orders?day=YYYY-MM-DD``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from wdt_kingdee_assets.sandbox.credentials import WdtCredentials
+from wdt_kingdee_assets.sandbox.datagen import (
+    WAREHOUSES,
+    CatalogMaterial,
+    build_catalog,
+    generate_day,
+    generate_order,
+)
+from wdt_kingdee_assets.sandbox.faults import FaultPlan, FaultRule
+from wdt_kingdee_assets.sandbox.httpserver import (
+    HoldThenClose,
+    ResetConnection,
+    SimRequest,
+    SimResponse,
+)
+from wdt_kingdee_assets.wdt.signing import sign, split_appsecret, wdt_timestamp
+
+METHOD = "wms.stockout.Process.queryWithDetail"
+OPERATION = "queryWithDetail"
+API_PATH = "/openapi"
+SUPPORTED_FAULTS = frozenset(
+    {
+        "delay",
+        "timeout",
+        "5xx",
+        "reset",
+        "throttle",
+        "insert_rows",
+        "html_error",
+        "empty_body",
+        "truncated_json",
+    }
+)
+SYSTEM_PARAMS = ("sid", "key", "salt", "method", "v", "timestamp", "sign")
+TIMESTAMP_TOLERANCE = 120
+MAX_PAGE_SIZE = 2000
+MAX_WINDOW = timedelta(days=30)
+TIME_FIELDS = {1: "created", 2: "consign_time", 3: "modified"}
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+BEIJING = timezone(timedelta(hours=8))  # no DST in China since 1991: a fixed offset is exact
+
+MSG_RATE = "超过每分钟最大调用频率限制，请稍后重试"
+MSG_CONCURRENCY = "超过每分钟最大并发次数限制，请稍后重试"
+MSG_STATUS_FILTER = "状态参数格式不正确，请用以逗号隔开的整数字符串为参数"
+MSG_WINDOW = "您的查询时间过宽,查询时间不能大于30天"
+MSG_PAGED_ONLY = f"此方法仅支持分页查询：{METHOD}"
+MSG_AUTH = "验证失败"
+
+_STATUS_FILTER = re.compile(r"^\d+(,\d+)*$")
+_WDT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_JAVA_INT = re.compile(r"^-?\d{1,10}$")
+_INSERTED_IDS_FROM = 900_000_000_000  # far above datagen's day-ordinal ids
+
+
+class _Reply(Exception):
+    """Control flow, not an error: stop checking and answer with this error envelope."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.envelope = {"status": status, "message": message}
+
+
+def _java_int(value: str) -> int:
+    """Parse like Java's ``Integer.parseInt``: a millisecond timestamp overflows and fails."""
+    if not _JAVA_INT.match(value) or not -(2**31) <= int(value) < 2**31:
+        raise _Reply(1, f'For input string: "{value}"')
+    return int(value)
+
+
+def _parse_stored_time(value: Any) -> datetime | None:
+    """A stored order's time as naive Beijing time, from text or epoch ms; None if unusable."""
+    if isinstance(value, str):
+        try:
+            return datetime.strptime(value, TIME_FORMAT)
+        except ValueError:
+            return None
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return datetime.fromtimestamp(int(value) / 1000, BEIJING).replace(tzinfo=None)
+    return None
+
+
+def _epoch_ms(value: Any) -> Any:
+    moment = _parse_stored_time(value) if isinstance(value, str) else None
+    if moment is None:
+        return value
+    return int(moment.replace(tzinfo=BEIJING).timestamp() * 1000)
+
+
+def _mark_decimal(value: Any) -> str:
+    if isinstance(value, Decimal) and value.is_finite():
+        return f"\x00{value}\x00"
+    return str(value)
+
+
+_MARKED_DECIMAL = re.compile(r'"\\u0000([-+0-9.Ee]+)\\u0000"')
+
+
+def dumps_exact(value: Any) -> str:
+    """JSON text with every ``Decimal`` as a JSON number, digit for digit (as WDT sends them).
+
+    ``json.dumps`` can only make a Decimal a float (inexact) or a string. Each Decimal is
+    therefore emitted as a NUL-delimited string marker, which the encoder always escapes as
+    ``\\u0000`` (no real field contains NUL), and the markers are unquoted afterwards: the
+    encoding stays in C, which matters when a benchmark pages through 100k lines.
+    """
+    text = json.dumps(value, ensure_ascii=False, default=_mark_decimal)
+    return _MARKED_DECIMAL.sub(r"\1", text)
+
+
+@dataclass
+class _Row:
+    """One stored order with its times parsed once, for filtering and ordering."""
+
+    order: dict[str, Any]
+    times: dict[int, datetime | None]  # by time_type
+
+    @property
+    def sort_key(self) -> tuple[datetime, int]:
+        return (self.times[2] or datetime.min, int(self.order["stockout_id"]))
+
+
+def _row(order: dict[str, Any]) -> _Row:
+    parsed = {
+        time_type: _parse_stored_time(order.get(name)) for time_type, name in TIME_FIELDS.items()
+    }
+    # A real order always has valid times; sandbox data may carry a broken one on purpose (to
+    # reach the normalizer's reject path), so filter such an order by its other times.
+    fallback = next((moment for moment in parsed.values() if moment is not None), None)
+    return _Row(order, {key: moment or fallback for key, moment in parsed.items()})
+
+
+@dataclass(frozen=True)
+class _Query:
+    filters: dict[str, Any]
+    time_type: int
+    start: datetime | None
+    end: datetime | None
+    page_no: int
+    page_size: int
+    calc_total: bool
+
+
+class WdtSimulator:
+    """The WDT open API for production stock-outs, in memory, thread-safe."""
+
+    def __init__(
+        self,
+        credentials: WdtCredentials = WdtCredentials(),  # noqa: B008 - frozen, safe to share
+        *,
+        calls_per_minute: float = 0,
+        max_concurrency: int = 0,
+        latency: float = 0.0,
+        datetime_format: Literal["string", "epoch_ms"] = "string",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.credentials = credentials
+        self._secret, self._salt = split_appsecret(credentials.appsecret)
+        self.calls_per_minute = calls_per_minute  # 0 = unlimited
+        self.max_concurrency = max_concurrency  # 0 = unlimited
+        self.latency = latency
+        self.datetime_format = datetime_format
+        self.faults = FaultPlan(SUPPORTED_FAULTS)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._rows: dict[str, _Row] = {}
+        self._sorted: list[_Row] | None = []
+        self._sorted_keys: list[tuple[datetime, int]] = []
+        self._accepted: deque[float] = deque()
+        self._in_flight = 0
+        self._calls = 0
+        self._inserted = 0
+        self._catalog: list[CatalogMaterial] = build_catalog(seed=0, size=40, missing_ratio=0)
+
+    # --- data -------------------------------------------------------------------------------
+
+    def add_orders(self, orders: Iterable[dict[str, Any]]) -> None:
+        """Store orders (an order with a known ``stockout_id`` replaces the old one)."""
+        rows = []
+        for order in orders:
+            if not isinstance(order, dict) or not str(order.get("stockout_id", "")).isdigit():
+                raise ValueError("every order must be an object with an integer stockout_id")
+            # A private copy: callers may go on mutating what they passed in.
+            rows.append(_row(json.loads(dumps_exact(order), parse_float=Decimal)))
+        with self._lock:
+            for row in rows:
+                self._rows[str(row.order["stockout_id"])] = row
+            self._sorted = None
+
+    def reset(self) -> None:
+        """Forget orders, calls, the rate window and faults."""
+        with self._lock:
+            self._rows.clear()
+            self._sorted = None
+            self._accepted.clear()
+            self._calls = 0
+            self._inserted = 0
+        self.faults.clear()
+
+    def _ordered(self) -> list[_Row]:
+        with self._lock:
+            if self._sorted is None:
+                self._sorted = sorted(self._rows.values(), key=lambda row: row.sort_key)
+                self._sorted_keys = [row.sort_key for row in self._sorted]
+            return self._sorted
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            rows = list(self._rows.values())
+            calls = self._calls
+        by_day = Counter(row.times[2].date().isoformat() for row in rows if row.times[2])
+        by_status = Counter(str(row.order.get("status")) for row in rows)
+        return {
+            "orders": len(rows),
+            "by_day": dict(sorted(by_day.items())),
+            "by_status": dict(sorted(by_status.items())),
+            "calls": calls,
+            "faults": self.faults.snapshot(),
+        }
+
+    def orders_on(self, day: date | None) -> list[dict[str, Any]]:
+        """Stored orders (by consign day when ``day`` is given), in the API's order."""
+        return [
+            row.order
+            for row in self._ordered()
+            if day is None or (row.times[2] is not None and row.times[2].date() == day)
+        ]
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def handle(self, request: SimRequest) -> SimResponse:
+        if request.path == API_PATH:
+            if request.method != "POST":
+                return SimResponse.text("405 Method Not Allowed", 405)
+            return self._api(request)
+        if request.path.startswith("/__admin__/"):
+            return self._admin(request)
+        return SimResponse.json({"error": f"no such path {request.path}"}, 404)
+
+    def _api(self, request: SimRequest) -> SimResponse:
+        with self._lock:
+            self._calls += 1
+            self._in_flight += 1
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            fault = self.faults.take(OPERATION)
+            if fault is not None:
+                early = self._fault_before_work(fault)
+                if early is not None:
+                    return early
+            try:
+                query = self._validate(request)
+                data, query_window = self._answer(query)
+                body = dumps_exact({"status": 0, "data": data}).encode("utf-8")
+            except _Reply as reply:
+                return SimResponse.json(reply.envelope)
+            if fault is not None and fault.kind == "truncated_json":
+                return SimResponse(200, body[: len(body) // 2], [_JSON_TYPE])
+            if fault is not None and fault.kind == "insert_rows" and query_window is not None:
+                self._insert_rows(fault.rows, query)
+            return SimResponse(200, body, [_JSON_TYPE])
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _fault_before_work(self, fault: FaultRule) -> SimResponse | None:
+        if fault.kind == "delay":
+            time.sleep(fault.seconds)
+        elif fault.kind == "timeout":
+            raise HoldThenClose(fault.seconds)
+        elif fault.kind == "reset":
+            raise ResetConnection()
+        elif fault.kind == "5xx":
+            page = f"<html><body><h1>{fault.status} Server Error</h1><hr>nginx</body></html>"
+            return SimResponse.text(page, fault.status, "text/html")
+        elif fault.kind == "throttle":
+            return SimResponse.json({"status": 100, "message": MSG_RATE})
+        elif fault.kind == "html_error":
+            page = (
+                "<!DOCTYPE html><html><head><title>系统维护中</title></head>"
+                "<body>请稍后再试</body></html>"
+            )
+            return SimResponse.text(page, 200, "text/html")
+        elif fault.kind == "empty_body":
+            return SimResponse(200, b"", [_JSON_TYPE])
+        return None
+
+    # --- the §10 checklist --------------------------------------------------------------------
+
+    def _validate(self, request: SimRequest) -> _Query:
+        query = request.query
+        for name in SYSTEM_PARAMS:
+            if not query.get(name):
+                raise _Reply(1, f"参数错误: 缺少系统参数 {name}")  # [G] exact text
+        if query["v"] != "1.0":
+            raise _Reply(8, "版本错误")
+        timestamp = _java_int(query["timestamp"])
+        if abs(timestamp - wdt_timestamp(self._clock())) > TIMESTAMP_TOLERANCE:
+            raise _Reply(7, "时间戳错误")
+        if query["sid"] != self.credentials.sid:
+            raise _Reply(1, "sid is not exists")
+        if query["key"] != self.credentials.appkey or query["salt"] != self._salt:
+            raise _Reply(1, MSG_AUTH)
+        try:
+            body_text = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Reply(1, MSG_AUTH) from None
+        # Verified over the raw bytes received: the official SDKs serialise JSON differently.
+        if sign(dict(query), body_text, self._secret) != query["sign"]:
+            raise _Reply(1, MSG_AUTH)
+        if query["method"] != METHOD:
+            raise _Reply(1, f"method is not exists: {query['method']}")  # [G] exact text
+        try:
+            arguments = json.loads(body_text, parse_float=Decimal)
+        except ValueError:
+            raise _Reply(1, "参数错误") from None
+        if not isinstance(arguments, list) or len(arguments) != 1:
+            raise _Reply(1, "invalid argument count")
+        params = arguments[0]
+        if not isinstance(params, dict):
+            raise _Reply(1, "argument type mismatch")
+        if "page_no" not in query or "page_size" not in query:
+            raise _Reply(100, MSG_PAGED_ONLY)
+        page_no = _java_int(query["page_no"])
+        page_size = _java_int(query["page_size"])
+        # Above 2000 the real server may clamp or refuse [G]: refusing is the strict reading,
+        # and a client that respects the limit works under both.
+        if not 1 <= page_size <= MAX_PAGE_SIZE or page_no < 0:
+            raise _Reply(100, f"分页参数错误: page_size 范围 1-{MAX_PAGE_SIZE}, page_no 从0开始")
+        calc_total = query.get("calc_total", "0") == "1"
+        status = params.get("status")
+        if status not in (None, "") and not _STATUS_FILTER.match(str(status)):
+            raise _Reply(100, MSG_STATUS_FILTER)
+        start, end = self._window(params)
+        try:
+            time_type = int(params.get("time_type") or 1)
+        except (TypeError, ValueError):
+            raise _Reply(1, "argument type mismatch") from None
+        if time_type not in TIME_FIELDS:
+            raise _Reply(100, "time_type参数错误")  # [G] exact text
+        self._admit()
+        return _Query(params, time_type, start, end, page_no, page_size, calc_total)
+
+    def _window(self, params: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+        raw_start, raw_end = params.get("start_time"), params.get("end_time")
+        if (
+            not raw_start
+            and not raw_end
+            and (params.get("stockout_no") or params.get("process_no"))
+        ):
+            return None, None
+        if not raw_start or not raw_end:
+            raise _Reply(100, "参数中必须包含起止时间")  # [G] generic table text
+        start, end = (self._parse_time(str(raw)) for raw in (raw_start, raw_end))
+        if end - start > MAX_WINDOW:
+            raise _Reply(100, MSG_WINDOW)
+        return start, end
+
+    @staticmethod
+    def _parse_time(text: str) -> datetime:
+        try:
+            if _WDT_TIME.match(text):
+                return datetime.strptime(text, TIME_FORMAT)
+        except ValueError:
+            pass
+        raise _Reply(100, f"Unparseable date: {text}")
+
+    def _admit(self) -> None:
+        """The server's limits, last on the checklist; only admitted calls use up the quota [G]."""
+        with self._lock:
+            if self.max_concurrency and self._in_flight > self.max_concurrency:
+                raise _Reply(100, MSG_CONCURRENCY)
+            if self.calls_per_minute > 0:
+                now = self._clock()
+                while self._accepted and now - self._accepted[0] >= 60.0:
+                    self._accepted.popleft()
+                if len(self._accepted) >= max(1, int(self.calls_per_minute)):
+                    raise _Reply(100, MSG_RATE)
+                self._accepted.append(now)
+
+    # --- answering ----------------------------------------------------------------------------
+
+    def _matches(self, row: _Row, query: _Query) -> bool:
+        order, filters = row.order, query.filters
+        status = filters.get("status")
+        if status not in (None, "") and str(order.get("status")) not in str(status).split(","):
+            return False
+        for name in ("warehouse_no", "stockout_no", "process_no"):
+            wanted = filters.get(name)
+            if wanted not in (None, "") and str(order.get(name)) != str(wanted):
+                return False
+        if query.start is None or query.end is None:
+            return True
+        moment = row.times[query.time_type]
+        # Inclusive on both ends. The real server's inclusivity is undocumented [G]; the client
+        # overlaps windows and filters by day, so it is correct under either reading.
+        return moment is not None and query.start <= moment <= query.end
+
+    def _answer(self, query: _Query) -> tuple[dict[str, Any], tuple[datetime, datetime] | None]:
+        with self._lock:
+            rows = self._ordered()
+            if query.time_type == 2 and query.start is not None and query.end is not None:
+                # Rows are sorted by consign time, so the window is one contiguous slice.
+                low = bisect.bisect_left(self._sorted_keys, (query.start, -1))
+                high = bisect.bisect_right(self._sorted_keys, (query.end, 2**63))
+                rows = rows[low:high]
+            matched = [row for row in rows if self._matches(row, query)]
+        first = query.page_no * query.page_size
+        page = [self._served(row.order) for row in matched[first : first + query.page_size]]
+        data: dict[str, Any] = {"order": page}
+        if query.calc_total:
+            data = {"total_count": len(matched), **data}
+        window = (query.start, query.end) if query.start and query.end else None
+        return data, window
+
+    def _served(self, order: dict[str, Any]) -> dict[str, Any]:
+        if self.datetime_format == "string":
+            return order
+        return {
+            key: _epoch_ms(value) if key in ("created", "modified", "consign_time") else value
+            for key, value in order.items()
+        }
+
+    def _insert_rows(self, count: int, query: _Query) -> None:
+        """New completed orders stamped at the window's start: every later page shifts by one."""
+        assert query.start is not None
+        filters = query.filters
+        wanted = [int(s) for s in str(filters.get("status") or "110").split(",")]
+        status = 110 if 110 in wanted else wanted[0]
+        wanted_warehouse = str(filters.get("warehouse_no") or "")
+        warehouse = (
+            (wanted_warehouse, dict(WAREHOUSES).get(wanted_warehouse, "仓库"))
+            if wanted_warehouse
+            else None
+        )
+        orders = []
+        with self._lock:
+            for _ in range(count):
+                self._inserted += 1
+                number = self._inserted
+                order = generate_order(
+                    random.Random(f"insert:{number}"),
+                    stockout_id=_INSERTED_IDS_FROM + number,
+                    stockout_no=f"CK{query.start:%Y%m%d}9{number:05d}",
+                    process_no=f"PS{query.start:%Y%m%d}9{number:03d}",
+                    consign_time=query.start,
+                    catalog=self._catalog,
+                    status=status,
+                    warehouse=warehouse,
+                )
+                stamp = query.start.strftime(TIME_FORMAT)
+                order.update(created=stamp, modified=stamp)
+                orders.append(order)
+            self.add_orders(orders)
+
+    # --- admin --------------------------------------------------------------------------------
+
+    def _admin(self, request: SimRequest) -> SimResponse:
+        route = (request.method, request.path.removeprefix("/__admin__/").strip("/"))
+        try:
+            payload = json.loads(request.body or b"{}", parse_float=Decimal)
+        except ValueError:
+            return SimResponse.json({"error": "the body is not JSON"}, 400)
+        if route == ("GET", "state"):
+            return SimResponse.json(self.state())
+        if route == ("POST", "reset"):
+            self.reset()
+            return SimResponse.json({"ok": True})
+        if route == ("POST", "faults"):
+            return self._add_faults(payload)
+        if route == ("DELETE", "faults"):
+            self.faults.clear()
+            return SimResponse.json({"ok": True})
+        if route == ("POST", "orders"):
+            orders = payload.get("orders") if isinstance(payload, dict) else None
+            if not isinstance(orders, list):
+                return SimResponse.json({"error": 'expected {"orders": [...]}'}, 400)
+            try:
+                self.add_orders(orders)
+            except ValueError as exc:
+                return SimResponse.json({"error": str(exc)}, 400)
+            return SimResponse.json({"added": len(orders)})
+        if route == ("GET", "orders"):
+            day_text = request.query.get("day")
+            try:
+                day = date.fromisoformat(day_text) if day_text else None
+            except ValueError:
+                return SimResponse.json({"error": f"day must be YYYY-MM-DD, got {day_text!r}"}, 400)
+            text = dumps_exact({"orders": [self._served(o) for o in self.orders_on(day)]})
+            return SimResponse(200, text.encode("utf-8"), [_JSON_TYPE])
+        return SimResponse.json({"error": f"no admin route {route[0]} {request.path}"}, 404)
+
+    def _add_faults(self, payload: Any) -> SimResponse:
+        specs = payload.get("rules") if isinstance(payload, dict) else None
+        if not isinstance(specs, list):
+            return SimResponse.json({"error": 'expected {"rules": ["kind,key=value", ...]}'}, 400)
+        try:
+            rules = [_parse_rule(spec) for spec in specs]
+            for rule in rules:
+                if rule.kind not in self.faults.supported:
+                    raise ValueError(
+                        f"fault kind {rule.kind!r} is not supported by the WDT simulator; "
+                        f"supported: {sorted(self.faults.supported)}"
+                    )
+        except (ValueError, ValidationError) as exc:
+            return SimResponse.json({"error": str(exc)}, 400)
+        for rule in rules:
+            self.faults.add(rule)
+        return SimResponse.json({"added": len(rules), "faults": self.faults.snapshot()})
+
+
+_JSON_TYPE = ("Content-Type", "application/json; charset=utf-8")
+
+
+def _parse_rule(spec: Any) -> FaultRule:
+    if isinstance(spec, str):
+        return FaultRule.parse(spec)
+    if isinstance(spec, dict):
+        return FaultRule.model_validate(spec)
+    raise ValueError(f"a fault rule is a string or an object, got {type(spec).__name__}")
+
+
+def seed_days(
+    simulator: WdtSimulator,
+    days: Sequence[date],
+    *,
+    seed: int,
+    orders_per_day: int,
+    catalog: Sequence[CatalogMaterial],
+    malformed: int = 0,
+) -> int:
+    """Fill ``simulator`` with generated days; returns how many orders were added."""
+    added = 0
+    for day in days:
+        orders = generate_day(
+            day, seed=seed, orders=orders_per_day, catalog=catalog, malformed=malformed
+        )
+        simulator.add_orders(orders)
+        added += len(orders)
+    return added
