@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dagster as dg
 
@@ -22,11 +23,9 @@ def _optional(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([assets]),
-    asset_checks=dg.load_asset_checks_from_modules([checks]),
-    jobs=[sync_job],
-    resources={
+def build_resources(data_dir: str | None = None) -> dict[str, Any]:
+    """The resources, credentials from the environment (resolved by Dagster at run time)."""
+    return {
         "wdt": WdtResource(
             base_url=dg.EnvVar("WDT_BASE_URL"),
             sid=dg.EnvVar("WDT_SID"),
@@ -45,6 +44,11 @@ defs = dg.Definitions(
             org_number=_optional("KINGDEE_ORG_NUMBER", "100"),
             auth_mode=_optional("KINGDEE_AUTH_MODE", "signature"),
         ),
-        "io_manager": PartitionedJsonlIOManager(base_dir=default_data_dir()),
-    },
-)
+        "io_manager": PartitionedJsonlIOManager(base_dir=data_dir or default_data_dir()),
+    }
+
+
+ASSETS = dg.load_assets_from_modules([assets])
+CHECKS = dg.load_asset_checks_from_modules([checks])
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[sync_job], resources=build_resources())

@@ -1,0 +1,218 @@
+"""`wdt-kingdee`: start the sandbox, or sync recent days end to end against it.
+
+    wdt-kingdee sandbox [--seed 7 --orders-per-day 40 --days 3 ...]   serve both simulators
+    wdt-kingdee sync    [--days 3 --orders-per-day 40 ...] [--ui]      the main job, on the sandbox
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
+
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+INSTANCE_YAML = """\
+# Written by `wdt-kingdee sync`: Dagster's default SQLite storage in this folder.
+telemetry:
+  enabled: false
+"""
+
+
+def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("sandbox data")
+    data.add_argument("--seed", type=int, default=7, help="data generator seed (default 7)")
+    data.add_argument("--orders-per-day", type=int, default=40, help="stock-outs per day (default 40)")
+    data.add_argument("--days", type=int, default=3, help="complete days before today (default 3)")
+    data.add_argument(
+        "--missing-ratio", type=float, default=0.03, help="share of materials Kingdee lacks (default 0.03)"
+    )
+    data.add_argument("--malformed", type=int, default=0, help="malformed stock-outs per day (default 0)")
+    data.add_argument("--datetime-format", choices=["string", "epoch_ms"], default="string")
+    limits = parser.add_argument_group("limits, latency and faults")
+    limits.add_argument("--wdt-port", type=int, default=0, help="0 = a free port")
+    limits.add_argument("--kingdee-port", type=int, default=0, help="0 = a free port")
+    limits.add_argument("--wdt-calls-per-minute", type=float, default=0, help="WDT rate limit; 0 = none")
+    limits.add_argument("--wdt-concurrency", type=int, default=0, help="WDT concurrent calls; 0 = no limit")
+    limits.add_argument("--wdt-latency", type=float, default=0.0, help="seconds added to each WDT call")
+    limits.add_argument("--kingdee-latency", type=float, default=0.0, help="seconds added to each Kingdee call")
+    limits.add_argument(
+        "--kingdee-per-bill-latency", type=float, default=0.0, help="seconds per bill in BatchSave"
+    )
+    limits.add_argument(
+        "--wdt-fault", action="append", default=[], metavar="RULE",
+        help="e.g. 'throttle,times=2' or 'insert_rows,rows=3,skip=1' (repeatable)",
+    )
+    limits.add_argument(
+        "--kingdee-fault", action="append", default=[], metavar="RULE",
+        help="e.g. '5xx_after_commit@BatchSave' or 'session_lost@ExecuteBillQuery' (repeatable)",
+    )
+
+
+def _options(args: argparse.Namespace) -> SandboxOptions:
+    return SandboxOptions(
+        seed=args.seed,
+        orders_per_day=args.orders_per_day,
+        days=args.days,
+        missing_ratio=args.missing_ratio,
+        malformed=args.malformed,
+        datetime_format=args.datetime_format,
+        wdt_port=args.wdt_port,
+        kingdee_port=args.kingdee_port,
+        wdt_calls_per_minute=args.wdt_calls_per_minute,
+        wdt_concurrency=args.wdt_concurrency,
+        wdt_latency=args.wdt_latency,
+        kingdee_latency=args.kingdee_latency,
+        kingdee_per_bill_latency=args.kingdee_per_bill_latency,
+        wdt_faults=args.wdt_fault,
+        kingdee_faults=args.kingdee_fault,
+        org_number=os.environ.get("KINGDEE_ORG_NUMBER") or "100",
+    )
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    sandbox = Sandbox.from_env(_options(args))
+    orders = sandbox.seed()
+    with sandbox:
+        for name, value in sandbox.env().items():
+            print(f"export {name}={shlex.quote(value)}", flush=True)
+        print(
+            f"# sandbox: {orders} stock-outs over {args.days} day(s) + today, seed {args.seed}\n"
+            f"# WDT admin:     {sandbox.wdt_server.root_url}/__admin__/state\n"
+            f"# Kingdee admin: {sandbox.kingdee_server.root_url}/__admin__/state\n"
+            "# serving until interrupted (Ctrl-C)",
+            file=sys.stderr,
+            flush=True,
+        )
+        _wait_for_signal()
+    return 0
+
+
+@dataclass
+class DaySummary:
+    day: str
+    success: bool
+    orders: int | None
+    created: int
+    already: int
+    held: int
+    failed: int
+    checks_passed: int
+    checks_failed: list[str]
+
+
+def _summarize(day: str, result: object) -> DaySummary:
+    from dagster import ExecuteInProcessResult
+
+    assert isinstance(result, ExecuteInProcessResult)
+    metadata = {
+        event.asset_key.path[-1]: {key: value.value for key, value in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+        if event.asset_key
+    }
+    raw, written = metadata.get("raw_stockouts", {}), metadata.get("kingdee_write_results", {})
+    evaluations = result.get_asset_check_evaluations()
+    return DaySummary(
+        day=day,
+        success=result.success,
+        orders=raw.get("orders"),
+        created=written.get("created", 0),
+        already=written.get("already_in_kingdee", 0),
+        held=written.get("held", 0),
+        failed=written.get("failed", 0),
+        checks_passed=sum(1 for e in evaluations if e.passed),
+        checks_failed=sorted(e.check_name for e in evaluations if not e.passed),
+    )
+
+
+def _print_summary(summaries: list[DaySummary]) -> None:
+    print(f"\n{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}{'held':>6}{'failed':>8}  checks")
+    for s in summaries:
+        checks = f"{s.checks_passed} passed" + (f", failed: {', '.join(s.checks_failed)}" if s.checks_failed else "")
+        orders = "-" if s.orders is None else str(s.orders)
+        print(
+            f"{s.day:<12}{'ok' if s.success else 'FAILED':<8}{orders:>7}{s.created:>9}{s.already:>9}"
+            f"{s.held:>6}{s.failed:>8}  {checks}"
+        )
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    home = Path(args.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(INSTANCE_YAML, encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(home)
+
+    sandbox = Sandbox(_options(args))
+    sandbox.seed()
+    with sandbox:
+        # The job reads its credentials from the environment, as it would for real servers.
+        os.environ.update(sandbox.env())
+        from dagster import DagsterInstance
+
+        from wdt_kingdee_assets.definitions import defs
+
+        job = defs.resolve_job_def("sync_stockouts")
+        days = [day.isoformat() for day in sandbox.sync_days()]
+        print(f"Syncing {', '.join(days)} from the WDT sandbox into the Kingdee sandbox …", flush=True)
+        summaries = []
+        with DagsterInstance.get() as instance:
+            for day in days:
+                result = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False)
+                summaries.append(_summarize(day, result))
+        _print_summary(summaries)
+        print(f"\nKingdee sandbox now holds {len(sandbox.kingdee.bills())} 其他出库单 (STK_MisDelivery).")
+        print(f"Run history and check results are stored in {home}.")
+        if args.ui:
+            return _serve_ui(home, sandbox)
+        print(
+            "Open the UI on the same data:\n"
+            f"    DAGSTER_HOME={shlex.quote(str(home))} dagster dev -m wdt_kingdee_assets.definitions\n"
+            "(or run `wdt-kingdee sync --ui` to keep this sandbox running behind the UI)."
+        )
+    return 0 if all(s.success for s in summaries) else 1
+
+
+def _serve_ui(home: Path, sandbox: Sandbox) -> int:
+    print("Starting `dagster dev` on http://127.0.0.1:3000 with this sandbox (Ctrl-C to stop) …", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "wdt_kingdee_assets.definitions", "-h", "127.0.0.1"]
+    with subprocess.Popen(command, env={**os.environ, "DAGSTER_HOME": str(home)}) as ui:
+        try:
+            return ui.wait()
+        except KeyboardInterrupt:
+            ui.terminate()
+            return ui.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wdt-kingdee", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    sandbox = commands.add_parser("sandbox", help="serve the WDT and Kingdee simulators")
+    _add_sandbox_options(sandbox)
+    sandbox.set_defaults(run=run_sandbox)
+    sync = commands.add_parser("sync", help="sync the last --days days from the sandbox, end to end")
+    _add_sandbox_options(sync)
+    sync.add_argument("--dagster-home", default=DEFAULT_DAGSTER_HOME, help="instance folder (default .dagster_home)")
+    sync.add_argument("--ui", action="store_true", help="after syncing, serve the Dagster UI on this sandbox")
+    sync.set_defaults(run=run_sync)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
