@@ -1,0 +1,633 @@
+"""A small Kingdee K3Cloud WebAPI client: BatchSave for writes, ExecuteBillQuery for look-ups.
+
+Two auth modes (reference §2): ``signature`` signs every POST with the official SDK's headers
+(no login call); ``session`` logs in once with ``AuthService.LoginBySign`` and then rides the
+session. Reads are retried (bounded, jittered backoff) and, in session mode, replayed once after
+a fresh login. Writes are never retried: a write without a usable answer raises
+:class:`KingdeeUnknownOutcome` and the caller reconciles by FBillNo, because WebAPI saves are not
+idempotent (reference §7).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import requests
+
+from wdt_kingdee_assets.kingdee.errors import (
+    KingdeeAuthError,
+    KingdeeError,
+    KingdeeProtocolError,
+    KingdeeQueryError,
+    KingdeeSessionLost,
+    KingdeeTransientError,
+    KingdeeUnknownOutcome,
+)
+from wdt_kingdee_assets.kingdee.filters import all_of, field_eq, field_in
+from wdt_kingdee_assets.kingdee.signing import login_sign, sdk_headers
+from wdt_kingdee_assets.throttle import Backoff, shared_limiter
+
+BATCH_SAVE = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.BatchSave"
+EXECUTE_BILL_QUERY = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery"
+LOGIN_BY_SIGN = "Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginBySign"
+
+SESSION_COOKIE = "kdservice-sessionid"
+# MsgCode 1 (上下文丢失): bad credentials in signature mode, an expired session in session mode.
+MSG_CONTEXT_LOST = 1
+# 13 网控冲突 and 14 调用限制 say "not now", so a read may try again later.
+_TRANSIENT_MSG_CODES = frozenset({13, 14})
+# Documented Limit caps are 2000 (older docs) and 10000 (newer); the server may cap silently.
+_OLD_LIMIT_CAP = 2000
+_NEW_LIMIT_CAP = 10000
+_SNIPPET = 200
+
+DEFAULT_SAVE_OPTIONS: Mapping[str, Any] = {
+    "NumberSearch": True,
+    "ValidateFlag": True,
+    "IsDeleteEntry": True,
+    "IsVerifyBaseDataField": True,
+    "NeedReturnFields": ["FBillNo"],
+}
+
+
+@dataclass(frozen=True)
+class SavedBill:
+    """One ``SuccessEntitys`` item: the bill at ``dindex`` in Model was saved as ``fid``/``number``."""
+
+    dindex: int
+    fid: int
+    number: str
+
+
+@dataclass
+class BatchSaveResult:
+    """A BatchSave answer, matched to the sent models by DIndex (reference §4).
+
+    ``errors`` holds each failed bill's messages, prefixed with the FieldName when Kingdee gave
+    one. ``call_errors`` holds messages that name no bill in range (a whole-call failure).
+    A bill in neither ``saved`` nor ``errors`` got no answer: see :meth:`unanswered`.
+    """
+
+    saved: list[SavedBill]
+    errors: dict[int, list[str]]
+    msg_code: int | None
+    is_success: bool
+    raw: dict
+    call_errors: list[str] = field(default_factory=list)
+
+    def unanswered(self, model_count: int) -> list[int]:
+        """DIndexes of sent models that Kingdee neither saved nor rejected: reconcile these."""
+        answered = {bill.dindex for bill in self.saved} | set(self.errors)
+        return [index for index in range(model_count) if index not in answered]
+
+
+@dataclass(frozen=True)
+class MaterialInfo:
+    """One BD_MATERIAL row in one use-org."""
+
+    number: str
+    name: str
+    base_unit: str | None
+    forbidden: bool
+    document_status: str
+    material_id: int
+
+    @property
+    def usable(self) -> bool:
+        """Kingdee only accepts a material that is enabled (FForbidStatus A) and audited (C)."""
+        return not self.forbidden and self.document_status == "C"
+
+
+@dataclass(frozen=True)
+class SavedEntry:
+    """One entry line of a saved bill, as Kingdee reports it."""
+
+    fid: int
+    bill_no: str
+    material_number: str
+    qty: Decimal
+
+
+class ClientStats:
+    """Thread-safe counters for run metadata: HTTP calls, read retries, session re-logins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {"calls": 0, "retries": 0, "relogins": 0}
+
+    def bump(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    @property
+    def calls(self) -> int:
+        return self._counts["calls"]
+
+    @property
+    def retries(self) -> int:
+        return self._counts["retries"]
+
+    @property
+    def relogins(self) -> int:
+        return self._counts["relogins"]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def __repr__(self) -> str:
+        return f"ClientStats({self.snapshot()})"
+
+
+def _short(service: str) -> str:
+    return service.rsplit(".", 1)[-1]
+
+
+def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_false(value: Any) -> bool:
+    """Kingdee writes booleans natively or as strings (reference §3-§4)."""
+    return value is False or (isinstance(value, str) and value.strip().lower() == "false")
+
+
+def _response_status(body: Any) -> dict | None:
+    """The ``ResponseStatus`` of an error envelope, bare or wrapped as ``[{..}]`` / ``[[{..}]]``.
+
+    Query rows are lists of scalars, so a dict in the first or second level is always an envelope.
+    """
+    node = body
+    for _ in range(3):
+        if isinstance(node, dict):
+            result = node.get("Result")
+            status = result.get("ResponseStatus") if isinstance(result, dict) else None
+            return status if isinstance(status, dict) else None
+        if isinstance(node, list) and node and isinstance(node[0], (list, dict)):
+            node = node[0]
+        else:
+            return None
+    return None
+
+
+def _error_text(error: Mapping[str, Any]) -> str:
+    """An ``Errors`` item as one line, prefixed with its FieldName when Kingdee named one."""
+    field_name, text = error.get("FieldName"), str(error.get("Message") or "")
+    return f"{field_name}: {text}" if field_name else text
+
+
+class KingdeeClient:
+    """Talks to one Kingdee data center as one user. Safe to share between threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        acct_id: str,
+        username: str,
+        app_id: str,
+        app_secret: str,
+        *,
+        lcid: int = 2052,
+        org_number: str = "100",
+        auth_mode: Literal["signature", "session"] = "signature",
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        write_timeout: float = 300,
+        calls_per_minute: float = 0,
+        backoff: Backoff | None = None,
+        in_list_size: int = 500,
+        page_limit: int = 2000,
+        session: requests.Session | None = None,
+    ) -> None:
+        if auth_mode not in ("signature", "session"):
+            raise ValueError(f"auth_mode must be 'signature' or 'session', not {auth_mode!r}")
+        if in_list_size < 1 or page_limit < 1:
+            raise ValueError("in_list_size and page_limit must be positive")
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.acct_id = acct_id
+        self.username = username
+        self.app_id = app_id
+        self._app_secret = app_secret
+        self.lcid = lcid
+        self.org_number = org_number
+        self.auth_mode = auth_mode
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.backoff = backoff or Backoff()
+        self.in_list_size = in_list_size
+        # Above the newest documented cap the server would return short pages forever.
+        self.page_limit = min(page_limit, _NEW_LIMIT_CAP)
+        self.stats = ClientStats()
+        self._http = session or requests.Session()
+        self._limiter = shared_limiter(
+            ("kingdee", self.base_url, acct_id, username), calls_per_minute
+        )
+        self._state_lock = threading.Lock()
+        self._login_lock = threading.Lock()
+        self._sid = ""
+        # Bumped at each login, so threads that saw the same lost session log in only once.
+        self._generation = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"KingdeeClient(base_url={self.base_url!r}, acct_id={self.acct_id!r}, "
+            f"username={self.username!r}, app_id={self.app_id!r}, auth_mode={self.auth_mode!r})"
+        )
+
+    # -- public verbs -----------------------------------------------------------------------
+
+    def batch_save(
+        self, form_id: str, models: list[dict], *, options: Mapping[str, Any] | None = None
+    ) -> BatchSaveResult:
+        """Save ``models`` in one BatchSave call; never retried (see the module docstring)."""
+        data = {**DEFAULT_SAVE_OPTIONS, **(options or {}), "Model": list(models)}
+        payload = {"formid": form_id, "data": data}
+        service = _short(BATCH_SAVE)
+        if self.auth_mode == "session" and not self._sid:
+            self._login(seen_generation=None)
+        try:
+            body = self._exchange(BATCH_SAVE, payload, self.write_timeout)
+        except KingdeeAuthError:
+            raise
+        except KingdeeTransientError as exc:
+            raise KingdeeUnknownOutcome(None, exc.messages, service, exc.cause) from exc
+        except KingdeeProtocolError as exc:
+            raise KingdeeUnknownOutcome(None, exc.messages, service, "malformed") from exc
+        status = _response_status(body)
+        if status is None:
+            raise KingdeeUnknownOutcome(
+                None,
+                [f"no ResponseStatus in the answer: {self._snippet(body)}"],
+                service,
+                "malformed",
+            )
+        msg_code = _as_int(status.get("MsgCode"))
+        if msg_code == MSG_CONTEXT_LOST:
+            if self.auth_mode == "signature":
+                raise KingdeeAuthError(msg_code, self._messages(status), service)
+            self._forget_session()
+            # The server refused before saving, but reference §7 advises reconciling writes first.
+            raise KingdeeUnknownOutcome(msg_code, self._messages(status), service, "session_lost")
+        if msg_code in _TRANSIENT_MSG_CODES:
+            # When MsgCode 14 fires is a guess (reference §7): reconciling is safe either way.
+            raise KingdeeUnknownOutcome(msg_code, self._messages(status), service, "throttled")
+        return self._batch_result(body, status, msg_code, len(models))
+
+    def execute_bill_query(
+        self,
+        form_id: str,
+        field_keys: Sequence[str],
+        filter_string: str = "",
+        *,
+        order_string: str = "",
+    ) -> list[list[Any]]:
+        """All rows of the query, paged with StartRow/Limit. Decimals arrive as ``Decimal``.
+
+        A short page ends the scan when ``page_limit`` is within the older 2000-row cap; above it
+        a server honouring only that cap would also return short pages, so an empty page ends it.
+        """
+        if not field_keys:
+            raise ValueError("field_keys must not be empty")
+        rows: list[list[Any]] = []
+        start = 0
+        short_page_ends = self.page_limit <= _OLD_LIMIT_CAP
+        while True:
+            query = {
+                "FormId": form_id,
+                "FieldKeys": ",".join(field_keys),
+                "FilterString": filter_string,
+                "OrderString": order_string,
+                "TopRowCount": 0,
+                "StartRow": start,
+                "Limit": self.page_limit,
+                "SubSystemId": "",
+            }
+            page = self._read(EXECUTE_BILL_QUERY, {"data": query})
+            if not isinstance(page, list) or not all(isinstance(row, list) for row in page):
+                raise KingdeeProtocolError(
+                    None, [f"rows expected, got {self._snippet(page)}"], _short(EXECUTE_BILL_QUERY)
+                )
+            rows.extend(page)
+            start += len(page)
+            if not page or (short_page_ends and len(page) < self.page_limit):
+                return rows
+
+    def find_bills(self, form_id: str, bill_nos: Iterable[str]) -> dict[str, list[int]]:
+        """Requested FBillNo → its distinct FIDs in Kingdee (several = a duplicate to report).
+
+        Bills not in Kingdee are absent from the result. Kingdee's database collation is usually
+        case-insensitive, so a row whose FBillNo differs from a request only by case is mapped
+        back to the request when there is no exact match.
+        """
+        found: dict[str, list[int]] = {}
+        for chunk in _chunks(bill_nos, self.in_list_size):
+            rows = self.execute_bill_query(form_id, ["FID", "FBillNo"], field_in("FBillNo", chunk))
+            by_number: dict[str, set[int]] = {}
+            for fid, number in ((row[0], row[1]) for row in rows):
+                by_number.setdefault(str(number), set()).add(int(fid))
+            folded: dict[str, set[int]] = {}
+            for number, fids in by_number.items():
+                folded.setdefault(number.casefold(), set()).update(fids)
+            for requested in chunk:
+                fids = by_number.get(requested) or folded.get(requested.casefold())
+                if fids:
+                    found[requested] = sorted(fids)
+        return found
+
+    def find_materials(self, numbers: Iterable[str], use_org: str) -> dict[str, MaterialInfo]:
+        """FNumber → material in ``use_org``; a number missing from the result is not in Kingdee."""
+        keys = [
+            "FMATERIALID",
+            "FNumber",
+            "FName",
+            "FForbidStatus",
+            "FDocumentStatus",
+            "FBaseUnitId.FNumber",
+        ]
+        found: dict[str, MaterialInfo] = {}
+        for chunk in _chunks(numbers, self.in_list_size):
+            filter_string = all_of(
+                field_in("FNumber", chunk), field_eq("FUseOrgId.FNumber", use_org)
+            )
+            for row in self.execute_bill_query("BD_MATERIAL", keys, filter_string):
+                unit = str(row[5] or "").strip()
+                info = MaterialInfo(
+                    number=str(row[1]),
+                    name=str(row[2] or ""),
+                    base_unit=unit or None,
+                    forbidden=str(row[3]).strip().upper() == "B",
+                    document_status=str(row[4] or "").strip().upper(),
+                    material_id=int(row[0]),
+                )
+                current = found.get(info.number)
+                if current is None or (info.usable and not current.usable):
+                    found[info.number] = info
+        return found
+
+    def bill_entries(self, form_id: str, bill_nos: Iterable[str]) -> list[SavedEntry]:
+        """Every entry line of the named bills, ordered so paging cannot skip or repeat a line."""
+        keys = ["FID", "FBillNo", "FMaterialId.FNumber", "FQty", "FEntity_FEntryId"]
+        entries: list[SavedEntry] = []
+        for chunk in _chunks(bill_nos, self.in_list_size):
+            rows = self.execute_bill_query(
+                form_id, keys, field_in("FBillNo", chunk), order_string="FID,FEntity_FEntryId"
+            )
+            entries.extend(
+                SavedEntry(
+                    fid=int(row[0]),
+                    bill_no=str(row[1]),
+                    material_number=str(row[2] or ""),
+                    qty=Decimal(str(row[3])),
+                )
+                for row in rows
+            )
+        return entries
+
+    # -- reads: retries and re-login ---------------------------------------------------------
+
+    def _read(self, service_name: str, payload: dict) -> Any:
+        """One read call with bounded retries of transient failures and one re-login."""
+        service = _short(service_name)
+        relogged = False
+        attempt = 1
+        while True:
+            generation = self._generation
+            try:
+                if self.auth_mode == "session" and not self._sid:
+                    self._login(seen_generation=None)
+                    generation = self._generation
+                body = self._exchange(service_name, payload, self.read_timeout)
+                self._raise_for_read_status(body, service)
+                return body
+            except KingdeeSessionLost:
+                if relogged:
+                    raise
+                relogged = True
+                self._login(seen_generation=generation)
+            except (KingdeeTransientError, KingdeeProtocolError):
+                # Reads change nothing, so a garbled or missing answer is simply asked again.
+                if attempt >= self.backoff.max_attempts:
+                    raise
+                self.stats.bump("retries")
+                time.sleep(self.backoff.delay(attempt))
+                attempt += 1
+
+    def _raise_for_read_status(self, body: Any, service: str) -> None:
+        """Map an error envelope in a query answer to the exception the caller acts on."""
+        status = _response_status(body)
+        if status is None:
+            return
+        msg_code = _as_int(status.get("MsgCode"))
+        messages = self._messages(status)
+        if not _is_false(status.get("IsSuccess")):
+            raise KingdeeProtocolError(msg_code, [f"envelope instead of rows: {messages}"], service)
+        if msg_code == MSG_CONTEXT_LOST:
+            if self.auth_mode == "session":
+                self._forget_session()
+                raise KingdeeSessionLost(msg_code, messages, service)
+            raise KingdeeAuthError(msg_code, messages, service)
+        if msg_code in _TRANSIENT_MSG_CODES:
+            raise KingdeeTransientError(msg_code, messages, service, cause="throttled")
+        raise KingdeeQueryError(msg_code, messages, service)
+
+    # -- session mode ------------------------------------------------------------------------
+
+    def _forget_session(self) -> None:
+        with self._state_lock:
+            self._sid = ""
+
+    def _login(self, seen_generation: int | None) -> None:
+        """LoginBySign, unless another thread already logged in since ``seen_generation``."""
+        service = _short(LOGIN_BY_SIGN)
+        with self._login_lock:
+            if self._sid and (seen_generation is None or self._generation != seen_generation):
+                return
+            attempt = 1
+            while True:
+                timestamp = int(time.time())
+                sign = login_sign(
+                    self.acct_id, self.username, self.app_id, self._app_secret, timestamp
+                )
+                parameters = [self.acct_id, self.username, self.app_id, timestamp, sign, self.lcid]
+                try:
+                    body = self._exchange(
+                        LOGIN_BY_SIGN, {"parameters": parameters}, self.read_timeout
+                    )
+                    break
+                except (KingdeeTransientError, KingdeeProtocolError):
+                    if attempt >= self.backoff.max_attempts:
+                        raise
+                    self.stats.bump("retries")
+                    time.sleep(self.backoff.delay(attempt))
+                    attempt += 1
+            status = _response_status(body)
+            if status is not None:
+                raise KingdeeAuthError(
+                    _as_int(status.get("MsgCode")), self._messages(status), service
+                )
+            if not isinstance(body, dict):
+                raise KingdeeProtocolError(None, [f"login answer: {self._snippet(body)}"], service)
+            session_id = body.get("KDSVCSessionId")
+            # 1 is success; -5 is accepted by clients in the wild [G]: a session it hands out
+            # that does not work fails the next call with MsgCode 1, so accepting it is bounded.
+            if _as_int(body.get("LoginResultType")) not in (1, -5) or not session_id:
+                message = self._scrub(str(body.get("Message") or "LoginBySign refused"))
+                raise KingdeeAuthError(_as_int(body.get("MessageCode")), [message], service)
+            with self._state_lock:
+                if self._generation:
+                    self.stats.bump("relogins")
+                self._sid = str(session_id)
+                self._generation += 1
+
+    # -- one HTTP exchange -------------------------------------------------------------------
+
+    def _url(self, service_name: str) -> str:
+        return f"{self.base_url}{service_name}.common.kdsvc"
+
+    def _headers(self, url: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json;charset=utf-8", "Accept-Charset": "utf-8"}
+        if self.auth_mode == "signature":
+            headers.update(
+                sdk_headers(
+                    url,
+                    acct_id=self.acct_id,
+                    username=self.username,
+                    app_id=self.app_id,
+                    app_secret=self._app_secret,
+                    lcid=self.lcid,
+                    org_num=self.org_number,
+                    timestamp=int(time.time()),
+                )
+            )
+        with self._state_lock:
+            if self._sid:
+                headers[SESSION_COOKIE] = self._sid
+        return headers
+
+    def _exchange(self, service_name: str, payload: dict, read_timeout: float) -> Any:
+        """POST once and decode; transport and envelope-shape failures become typed errors."""
+        service = _short(service_name)
+        url = self._url(service_name)
+        body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        self._limiter.acquire()
+        self.stats.bump("calls")
+        try:
+            response = self._http.post(
+                url,
+                data=body,
+                headers=self._headers(url),
+                timeout=(self.connect_timeout, read_timeout),
+            )
+        except requests.Timeout as exc:
+            message = f"no answer within {read_timeout:g} s ({type(exc).__name__})"
+            raise KingdeeTransientError(None, [message], service, cause="timeout") from None
+        except requests.RequestException as exc:
+            message = f"connection failed ({type(exc).__name__})"
+            raise KingdeeTransientError(None, [message], service, cause="connection") from None
+        self._remember_session(response)
+        return self._decode(response, service)
+
+    def _remember_session(self, response: requests.Response) -> None:
+        """Follow the SID the server hands out, as the SDK does (it may renew it silently)."""
+        sid = response.cookies.get(SESSION_COOKIE)
+        if sid and self.auth_mode == "signature":
+            with self._state_lock:
+                self._sid = sid
+
+    def _decode(self, response: requests.Response, service: str) -> Any:
+        text = response.content.decode("utf-8", errors="replace").lstrip("\ufeff")
+        if response.status_code not in (200, 206):
+            snippet = self._scrub(text[:_SNIPPET].strip())
+            if "Fail to verify thirty passport" in text:
+                raise KingdeeAuthError(None, [snippet], service)
+            message = f"HTTP {response.status_code}: {snippet}"
+            if response.status_code >= 500:
+                raise KingdeeTransientError(None, [message], service, cause="http_5xx")
+            raise KingdeeProtocolError(None, [message], service)
+        stripped = text.strip()
+        if stripped.startswith("response_error:"):
+            detail = stripped[len("response_error:") :].strip()
+            try:
+                detail = str(json.loads(detail).get("Message") or detail)
+            except (ValueError, AttributeError):
+                pass
+            raise KingdeeProtocolError(None, [self._scrub(detail[:_SNIPPET])], service)
+        if not stripped:
+            raise KingdeeProtocolError(None, ["empty body"], service)
+        try:
+            return json.loads(stripped, parse_float=Decimal)
+        except ValueError:
+            snippet = self._scrub(stripped[:_SNIPPET])
+            raise KingdeeProtocolError(None, [f"not JSON: {snippet}"], service) from None
+
+    def _batch_result(
+        self, body: dict, status: dict, msg_code: int | None, model_count: int
+    ) -> BatchSaveResult:
+        saved = []
+        for entity in status.get("SuccessEntitys") or []:
+            dindex, fid = _as_int(entity.get("DIndex")), _as_int(entity.get("Id"))
+            if dindex is not None and fid is not None and 0 <= dindex < model_count:
+                saved.append(SavedBill(dindex=dindex, fid=fid, number=str(entity.get("Number"))))
+        errors: dict[int, list[str]] = {}
+        call_errors: list[str] = []
+        for error in status.get("Errors") or []:
+            if not isinstance(error, dict):
+                continue
+            message = self._scrub(_error_text(error))
+            dindex = _as_int(error.get("DIndex"))
+            if dindex is not None and 0 <= dindex < model_count:
+                errors.setdefault(dindex, []).append(message)
+            else:
+                call_errors.append(message)
+        return BatchSaveResult(
+            saved=saved,
+            errors=errors,
+            msg_code=msg_code,
+            is_success=not _is_false(status.get("IsSuccess")) and not errors and not call_errors,
+            raw=body,
+            call_errors=call_errors,
+        )
+
+    def _messages(self, status: Mapping[str, Any]) -> list[str]:
+        errors = [error for error in status.get("Errors") or [] if isinstance(error, dict)]
+        return [self._scrub(_error_text(error)) for error in errors]
+
+    def _scrub(self, text: str) -> str:
+        """Blank out anything secret a misbehaving server might echo into an error."""
+        for secret in (self._app_secret, self._sid):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _snippet(self, value: Any) -> str:
+        return self._scrub(json.dumps(value, ensure_ascii=False, default=str)[:_SNIPPET])
+
+
+__all__ = [
+    "BATCH_SAVE",
+    "EXECUTE_BILL_QUERY",
+    "LOGIN_BY_SIGN",
+    "BatchSaveResult",
+    "ClientStats",
+    "KingdeeClient",
+    "KingdeeError",
+    "MaterialInfo",
+    "SavedBill",
+    "SavedEntry",
+]

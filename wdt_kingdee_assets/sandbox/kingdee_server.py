@@ -1,0 +1,1250 @@
+"""A stateful simulator of the Kingdee K3Cloud WebAPI (reference §8), served by :class:`SimServer`.
+
+It holds what a real data center would: materials per use-org, warehouses, orgs, departments and
+the 其他出库单 (STK_MisDelivery) bills saved so far. It verifies what the real server verifies
+(SDK signed headers, sessions, LoginBySign) and rejects what it rejects, with the real envelope
+shapes, so the real client is what the tests exercise. Where the reference marks a behaviour as a
+guess, the simulator takes the stricter reading (it checks both signature headers; it refuses
+a duplicate FBillNo; it compares strings case-insensitively, as Kingdee's SQL Server collation
+does, so FBillNo ``ab`` duplicates ``AB``).
+
+Faults (``FaultPlan``, operations ``BatchSave``, ``ExecuteBillQuery``, ``LoginBySign``):
+``delay``, ``timeout``, ``5xx``, ``reset``, ``throttle`` (MsgCode 14), ``session_lost`` (MsgCode 1,
+every session dropped), ``html_error`` and ``empty_body`` answer *without* doing the work;
+``timeout_after_commit``, ``5xx_after_commit``, ``reset_after_commit`` and ``truncated_json`` (the
+first half of the real answer) do it first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from wdt_kingdee_assets.kingdee.signing import api_signature, app_data, kd_signature, login_sign
+from wdt_kingdee_assets.sandbox.credentials import KingdeeCredentials
+from wdt_kingdee_assets.sandbox.faults import FaultPlan, FaultRule
+from wdt_kingdee_assets.sandbox.httpserver import (
+    HoldThenClose,
+    ResetConnection,
+    SimRequest,
+    SimResponse,
+)
+
+MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
+MSG_THROTTLED = "调用限制：当前接口调用过于频繁，超过了系统允许的调用次数，请稍后再试。"
+MSG_PASSPORT = "Fail to verify thirty passport"
+
+_SERVICE_PATH = re.compile(r"/k3cloud/(?P<service>[A-Za-z0-9_.]+)\.common\.kdsvc/?", re.IGNORECASE)
+_SERVICES = {
+    "kingdee.bos.webapi.servicesstub.dynamicformservice.batchsave": "BatchSave",
+    "kingdee.bos.webapi.servicesstub.dynamicformservice.executebillquery": "ExecuteBillQuery",
+    "kingdee.bos.webapi.servicesstub.authservice.loginbysign": "LoginBySign",
+}
+_SUPPORTED_FAULTS = frozenset(
+    {
+        "delay",
+        "timeout",
+        "timeout_after_commit",
+        "5xx",
+        "5xx_after_commit",
+        "reset",
+        "reset_after_commit",
+        "throttle",
+        "session_lost",
+        "html_error",
+        "empty_body",
+        "truncated_json",
+    }
+)
+_AFTER_COMMIT = frozenset(
+    {"timeout_after_commit", "5xx_after_commit", "reset_after_commit", "truncated_json"}
+)
+# A held connection outlasts any sane client read timeout unless the rule says how long.
+_DEFAULT_HOLD_SECONDS = 30.0
+# LoginBySign's timestamp must be this close to the server clock (the SDK signs with seconds).
+_LOGIN_CLOCK_SKEW_SECONDS = 600
+_DEFAULT_LIMIT = 2000
+_MAX_LIMIT = 10000
+
+_BILL_TYPES = frozenset({"qtckd01_sys"})
+_CURRENCIES = frozenset({"pre001"})
+_STOCK_STATUSES = frozenset({"kczt01_sys"})
+_STOCK_DIRECTIONS = frozenset({"general", "return"})
+_OWNER_TYPES = frozenset({"bd_ownerorg", "bd_supplier", "bd_customer"})
+_KEEPER_TYPES = frozenset({"bd_keeperorg", "bd_supplier", "bd_customer"})
+
+_LABELS = {
+    "FBillNo": "单据编号",
+    "FBillTypeID": "单据类型",
+    "FStockOrgId": "库存组织",
+    "FPickOrgId": "领用组织",
+    "FStockDirect": "库存方向",
+    "FDate": "日期",
+    "FOwnerTypeIdHead": "货主类型",
+    "FOwnerIdHead": "货主",
+    "FBaseCurrId": "本位币",
+    "FDeptId": "领料部门",
+    "FCustId": "客户",
+    "FEntity": "明细信息",
+    "FMaterialId": "物料编码",
+    "FUnitID": "单位",
+    "FBaseUnitId": "基本单位",
+    "FQty": "实发数量",
+    "FStockId": "发货仓库",
+    "FLot": "批号",
+    "FStockStatusId": "库存状态",
+    "FOwnerTypeId": "货主类型",
+    "FOwnerId": "货主",
+    "FKeeperTypeId": "保管者类型",
+    "FKeeperId": "保管者",
+}
+
+
+@dataclass(frozen=True)
+class KingdeeMaterial:
+    """One material as used by one org (BD_MATERIAL has one row per use-org)."""
+
+    number: str
+    name: str
+    base_unit: str
+    use_org: str = "100"
+    forbidden: bool = False
+    document_status: str = "C"
+    batch_managed: bool = False
+
+
+class _MaterialBody(BaseModel):
+    """The admin API's material payload: the fields of :class:`KingdeeMaterial`, validated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: str
+    name: str
+    base_unit: str
+    use_org: str = "100"
+    forbidden: bool = False
+    document_status: str = "C"
+    batch_managed: bool = False
+
+
+@dataclass
+class _Entry:
+    entry_id: int
+    seq: int
+    material: str
+    qty: Decimal
+    unit: str
+    stock: str
+    lot: str | None
+
+
+@dataclass
+class _Bill:
+    fid: int
+    bill_no: str
+    date: datetime
+    status: str
+    note: str
+    bill_type: str
+    stock_org: str
+    pick_org: str
+    dept: str | None
+    direction: str
+    entries: list[_Entry] = field(default_factory=list)
+
+
+@dataclass
+class _MaterialRow:
+    material: KingdeeMaterial
+    material_id: int
+
+
+class _Rejected(Exception):  # noqa: N818 - control flow inside the simulator, never escapes
+    """A request the server answers with an error envelope (msg_code, message)."""
+
+    def __init__(self, msg_code: int, message: str) -> None:
+        super().__init__(message)
+        self.msg_code = msg_code
+        self.message = message
+
+
+def _fold(text: str) -> str:
+    """SQL Server's default Chinese_PRC_CI_AS: case-insensitive, trailing blanks ignored."""
+    return text.rstrip(" ").casefold()
+
+
+def _envelope(
+    errors: list[dict[str, Any]],
+    msg_code: int,
+    *,
+    successes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "IsSuccess": not errors,
+        "Errors": errors,
+        "SuccessEntitys": successes or [],
+        "SuccessMessages": [],
+        "MsgCode": msg_code,
+    }
+    if errors:
+        status = {"ErrorCode": 500, **status}
+    return {"Result": {"ResponseStatus": status}}
+
+
+def _error(message: str, field_name: str | None = None, dindex: int = 0) -> dict[str, Any]:
+    return {"FieldName": field_name, "Message": message, "DIndex": dindex}
+
+
+def _parse_date(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    for pattern in ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(text.strip(), pattern)
+        except ValueError:
+            continue
+    return None
+
+
+def _kingdee_date(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _json_value(value: Any) -> Any:
+    """What Kingdee puts in a query cell: dates as ``yyyy-MM-ddTHH:mm:ss``, decimals as numbers.
+
+    A decimal whose float text is not exactly itself is sent as a string, never rounded.
+    """
+    if isinstance(value, datetime):
+        return _kingdee_date(value)
+    if isinstance(value, Decimal):
+        as_float = float(value)
+        return as_float if Decimal(repr(as_float)) == value else str(value)
+    return value
+
+
+def _truthy(value: Any, default: bool) -> bool:
+    """Kingdee flags arrive as JSON booleans or as the strings "true"/"false"."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def _ref_number(value: Any) -> str | None:
+    """The number inside ``{"FNumber": ..}`` (key case-insensitive); None when absent or blank."""
+    if not isinstance(value, Mapping):
+        return None
+    for key, inner in value.items():
+        if isinstance(key, str) and key.casefold() == "fnumber" and inner is not None:
+            text = str(inner).strip()
+            return text or None
+    return None
+
+
+# -- FilterString ---------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>'(?:[^']|'')*')
+      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
+      | (?P<op><>|!=|<=|>=|=|<|>)
+      | (?P<punct>[(),])
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = frozenset({"and", "or", "not", "in", "is", "null"})
+
+
+class _FilterSyntaxError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # string, number, name, keyword, op, punct, end
+    text: str
+    value: Any = None
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while position < len(text):
+        if not text[position:].strip():
+            break
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise _FilterSyntaxError(f"无法识别的字符 {text[position:].strip()[:20]!r}")
+        position = match.end()
+        kind = match.lastgroup or ""
+        raw = match.group(kind)
+        if kind == "string":
+            tokens.append(_Token("string", raw, raw[1:-1].replace("''", "'")))
+        elif kind == "number":
+            tokens.append(_Token("number", raw, Decimal(raw)))
+        elif kind == "name" and raw.lower() in _KEYWORDS:
+            tokens.append(_Token("keyword", raw.lower()))
+        else:
+            tokens.append(_Token(kind, raw))
+    tokens.append(_Token("end", ""))
+    return tokens
+
+
+Predicate = Callable[[Callable[[str], Any]], bool]
+
+
+class _FilterParser:
+    """Recursive descent over ``or`` < ``and`` < ``not`` < comparison, into a predicate.
+
+    A string literal is one token however many quotes it holds, so a value can never turn into
+    syntax: that is what makes injection impossible here, as in a parameterised query.
+    """
+
+    def __init__(self, text: str, known_field: Callable[[str], str]) -> None:
+        self._tokens = _tokenize(text)
+        self._index = 0
+        self._known_field = known_field
+        self.fields: set[str] = set()
+
+    def parse(self) -> Predicate:
+        predicate = self._or()
+        if self._peek().kind != "end":
+            raise _FilterSyntaxError(f"多余的内容 {self._peek().text!r}")
+        return predicate
+
+    def _peek(self) -> _Token:
+        return self._tokens[self._index]
+
+    def _next(self) -> _Token:
+        token = self._tokens[self._index]
+        self._index += 1
+        return token
+
+    def _accept(self, kind: str, text: str | None = None) -> bool:
+        token = self._peek()
+        if token.kind == kind and (text is None or token.text == text):
+            self._index += 1
+            return True
+        return False
+
+    def _expect(self, kind: str, text: str | None = None) -> _Token:
+        token = self._next()
+        if token.kind != kind or (text is not None and token.text != text):
+            raise _FilterSyntaxError(f"期望 {text or kind}，实际是 {token.text!r}")
+        return token
+
+    def _or(self) -> Predicate:
+        parts = [self._and()]
+        while self._accept("keyword", "or"):
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else lambda get: any(part(get) for part in parts)
+
+    def _and(self) -> Predicate:
+        parts = [self._not()]
+        while self._accept("keyword", "and"):
+            parts.append(self._not())
+        return parts[0] if len(parts) == 1 else lambda get: all(part(get) for part in parts)
+
+    def _not(self) -> Predicate:
+        if self._accept("keyword", "not"):
+            inner = self._not()
+            return lambda get: not inner(get)
+        if self._accept("punct", "("):
+            inner = self._or()
+            self._expect("punct", ")")
+            return inner
+        return self._comparison()
+
+    def _literal(self) -> Any:
+        token = self._next()
+        if token.kind not in ("string", "number"):
+            raise _FilterSyntaxError(f"期望常量，实际是 {token.text!r}")
+        return token.value
+
+    def _comparison(self) -> Predicate:
+        name = self._expect("name").text
+        key = self._known_field(name)
+        self.fields.add(key)
+        if self._accept("keyword", "is"):
+            negate = self._accept("keyword", "not")
+            self._expect("keyword", "null")
+            return lambda get: (get(key) is None) != negate
+        negate = self._accept("keyword", "not")
+        if negate or self._peek().text == "in":
+            self._expect("keyword", "in")
+            self._expect("punct", "(")
+            values = [self._literal()]
+            while self._accept("punct", ","):
+                values.append(self._literal())
+            self._expect("punct", ")")
+            return lambda get: any(_compare(get(key), value) == 0 for value in values) != negate
+        operator = self._expect("op").text
+        value = self._literal()
+        tests: dict[str, Callable[[int], bool]] = {
+            "=": lambda order: order == 0,
+            "<>": lambda order: order != 0,
+            "!=": lambda order: order != 0,
+            "<": lambda order: order < 0,
+            ">": lambda order: order > 0,
+            "<=": lambda order: order <= 0,
+            ">=": lambda order: order >= 0,
+        }
+        test = tests[operator]
+
+        def compare(get: Callable[[str], Any]) -> bool:
+            order = _compare(get(key), value)
+            return order is not None and test(order)
+
+        return compare
+
+
+def _compare(cell: Any, literal: Any) -> int | None:
+    """SQL-ish three-way comparison of a cell with a literal; None is SQL's NULL (unknown)."""
+    if cell is None:
+        return None
+    left: Any
+    right: Any
+    if isinstance(cell, datetime):
+        parsed = _parse_date(str(literal))
+        if parsed is None:
+            raise _FilterSyntaxError(f"无法把 {literal!r} 转换为日期")
+        left, right = cell, parsed
+    elif isinstance(cell, (int, Decimal)) and not isinstance(cell, bool):
+        try:
+            left, right = Decimal(cell), Decimal(str(literal))
+        except InvalidOperation:
+            raise _FilterSyntaxError(f"无法把 {literal!r} 转换为数值") from None
+    else:
+        left = _fold(str(cell))
+        right = _fold(format(literal, "f") if isinstance(literal, Decimal) else str(literal))
+    return (left > right) - (left < right)
+
+
+# -- query forms ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    key: str  # canonical spelling, as in Kingdee's metadata
+    entry: bool  # an entry-level field: one row per entry line when used
+    get: Callable[[Any], Any]
+
+
+def _fields(*fields: _Field) -> dict[str, _Field]:
+    return {item.key.casefold(): item for item in fields}
+
+
+def _bill_of(row: Any) -> _Bill:
+    return row[0]
+
+
+def _entry_of(row: Any) -> _Entry:
+    return row[1]
+
+
+_MIS_DELIVERY_FIELDS = _fields(
+    _Field("FID", False, lambda row: _bill_of(row).fid),
+    _Field("FBillNo", False, lambda row: _bill_of(row).bill_no),
+    _Field("FDate", False, lambda row: _bill_of(row).date),
+    _Field("FDocumentStatus", False, lambda row: _bill_of(row).status),
+    _Field("FNote", False, lambda row: _bill_of(row).note),
+    _Field("FStockDirect", False, lambda row: _bill_of(row).direction),
+    _Field("FBillTypeID.FNumber", False, lambda row: _bill_of(row).bill_type),
+    _Field("FStockOrgId.FNumber", False, lambda row: _bill_of(row).stock_org),
+    _Field("FPickOrgId.FNumber", False, lambda row: _bill_of(row).pick_org),
+    _Field("FDeptId.FNumber", False, lambda row: _bill_of(row).dept),
+    _Field("FEntity_FEntryId", True, lambda row: _entry_of(row).entry_id),
+    _Field("FEntity_FSeq", True, lambda row: _entry_of(row).seq),
+    _Field("FMaterialId.FNumber", True, lambda row: _entry_of(row).material),
+    _Field("FQty", True, lambda row: _entry_of(row).qty),
+    _Field("FUnitID.FNumber", True, lambda row: _entry_of(row).unit),
+    _Field("FStockId.FNumber", True, lambda row: _entry_of(row).stock),
+    _Field("FLot.FNumber", True, lambda row: _entry_of(row).lot),
+)
+_MATERIAL_FIELDS = _fields(
+    _Field("FMATERIALID", False, lambda row: row.material_id),
+    _Field("FNumber", False, lambda row: row.material.number),
+    _Field("FName", False, lambda row: row.material.name),
+    _Field("FForbidStatus", False, lambda row: "B" if row.material.forbidden else "A"),
+    _Field("FDocumentStatus", False, lambda row: row.material.document_status),
+    _Field("FBaseUnitId.FNumber", False, lambda row: row.material.base_unit),
+    _Field("FUseOrgId.FNumber", False, lambda row: row.material.use_org),
+    _Field("FIsBatchManage", False, lambda row: row.material.batch_managed),
+)
+_STOCK_FIELDS = _fields(
+    _Field("FStockId", False, lambda row: row[0]),
+    _Field("FNumber", False, lambda row: row[1]),
+    _Field("FName", False, lambda row: f"仓库{row[1]}"),
+    _Field("FForbidStatus", False, lambda row: "A"),
+    _Field("FDocumentStatus", False, lambda row: "C"),
+    _Field("FUseOrgId.FNumber", False, lambda row: row[2]),
+)
+
+
+class KingdeeSimulator:
+    """The simulated data center: a SimApp answering the WebAPI and a small admin API."""
+
+    def __init__(
+        self,
+        credentials: KingdeeCredentials = KingdeeCredentials(),  # noqa: B008 - frozen dataclass
+        *,
+        materials: Iterable[KingdeeMaterial] = (),
+        warehouses: Iterable[str] = (),
+        orgs: Iterable[str] = ("100",),
+        departments: Iterable[str] = ("BM000032",),
+        latency: float = 0.0,
+        per_bill_latency: float = 0.0,
+        max_concurrency: int = 0,
+    ) -> None:
+        self.credentials = credentials
+        self.latency = latency
+        self.per_bill_latency = per_bill_latency
+        self.faults = FaultPlan(_SUPPORTED_FAULTS)
+        self._lock = threading.RLock()
+        self._ids = itertools.count(100001)
+        self._entry_ids = itertools.count(200001)
+        self._numbers = itertools.count(1)
+        self._material_ids = itertools.count(500001)
+        self._materials: dict[tuple[str, str], _MaterialRow] = {}
+        self._warehouses = list(dict.fromkeys(warehouses))
+        self._orgs = list(dict.fromkeys(orgs))
+        self._departments = {_fold(dept) for dept in departments}
+        self._bills: list[_Bill] = []
+        self._sessions: dict[str, str] = {}  # kdservice-sessionid -> ASP.NET_SessionId
+        self._calls: Counter[str] = Counter()
+        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency > 0 else None
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        for material in materials:
+            self.add_material(material)
+
+    # -- master data and inspection ---------------------------------------------------------
+
+    def add_material(self, material: KingdeeMaterial) -> None:
+        """Add a material to its use-org, or replace the one with the same number there."""
+        key = (_fold(material.number), _fold(material.use_org))
+        with self._lock:
+            existing = self._materials.get(key)
+            material_id = existing.material_id if existing else next(self._material_ids)
+            self._materials[key] = _MaterialRow(material, material_id)
+
+    def bills(self) -> list[dict]:
+        """What Kingdee holds, in save order."""
+        with self._lock:
+            return [self._bill_view(bill) for bill in self._bills]
+
+    @staticmethod
+    def _bill_view(bill: _Bill) -> dict:
+        return {
+            "FID": bill.fid,
+            "FBillNo": bill.bill_no,
+            "FDate": _kingdee_date(bill.date),
+            "FDocumentStatus": bill.status,
+            "FNote": bill.note,
+            "entries": [
+                {
+                    "material": entry.material,
+                    "qty": str(entry.qty),
+                    "unit": entry.unit,
+                    "stock": entry.stock,
+                    "lot": entry.lot,
+                }
+                for entry in bill.entries
+            ],
+        }
+
+    def state(self) -> dict[str, Any]:
+        """The admin view: bills, counts, calls per service, faults."""
+        with self._lock:
+            return {
+                "bills": [self._bill_view(bill) for bill in self._bills],
+                "counts": {
+                    "bills": len(self._bills),
+                    "entries": sum(len(bill.entries) for bill in self._bills),
+                    "materials": len(self._materials),
+                    "warehouses": len(self._warehouses),
+                    "sessions": len(self._sessions),
+                },
+                "materials": len(self._materials),
+                "calls": dict(self._calls),
+                "peak_concurrency": self._peak_in_flight,
+                "faults": self.faults.snapshot(),
+            }
+
+    def reset(self) -> None:
+        """Forget bills, sessions, calls and faults; keep master data."""
+        with self._lock:
+            self._bills.clear()
+            self._sessions.clear()
+            self._calls.clear()
+            self._peak_in_flight = 0
+        self.faults.clear()
+
+    # -- HTTP entry point -------------------------------------------------------------------
+
+    def handle(self, request: SimRequest) -> SimResponse:
+        if request.path.startswith("/__admin__/"):
+            return self._admin(request)
+        match = _SERVICE_PATH.fullmatch(request.path)
+        if match is None:
+            return SimResponse.text("Not Found", 404)
+        service_name = match.group("service")
+        operation = _SERVICES.get(service_name.casefold())
+        with self._lock:
+            self._calls[operation or service_name] += 1
+        if request.method != "POST":
+            return SimResponse.text("Method Not Allowed", 405)
+        if operation is None:
+            return SimResponse.text(f"Service {service_name} is not simulated", 404)
+        if self._slots is not None:
+            self._slots.acquire()
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            return self._serve(operation, request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            if self._slots is not None:
+                self._slots.release()
+
+    def _serve(self, operation: str, request: SimRequest) -> SimResponse:
+        rule = self.faults.take(operation)
+        if rule is not None and rule.kind not in _AFTER_COMMIT:
+            early = self._fault_before(rule, operation)
+            if early is not None:
+                return early
+        if operation == "LoginBySign":
+            response = self._login(request)
+        else:
+            response = self._authenticated(operation, request)
+        if rule is not None and rule.kind in _AFTER_COMMIT:
+            return self._fault_after(rule, response)
+        return response
+
+    def _fault_before(self, rule: FaultRule, operation: str) -> SimResponse | None:
+        """The answer for a fault that strikes before any work; None to carry on (delay)."""
+        if rule.kind == "delay":
+            time.sleep(rule.seconds)
+            return None
+        if rule.kind == "timeout":
+            raise HoldThenClose(rule.seconds or _DEFAULT_HOLD_SECONDS)
+        if rule.kind == "reset":
+            raise ResetConnection()
+        if rule.kind == "5xx":
+            return self._server_error(rule.status)
+        if rule.kind == "throttle":
+            return self._reject(operation, 14, MSG_THROTTLED)
+        if rule.kind == "session_lost":
+            with self._lock:
+                self._sessions.clear()
+            return self._reject(operation, 1, MSG_SESSION_LOST)
+        if rule.kind == "html_error":
+            page = (
+                "<!DOCTYPE html><html><head><title>502 - Web 服务器在作为网关或代理服务器时收到了无效响应。"
+                "</title></head><body><h1>服务器错误</h1></body></html>"
+            )
+            return SimResponse.text(page, 200, "text/html")
+        return SimResponse(200, b"", [("Content-Type", "application/json; charset=utf-8")])
+
+    def _fault_after(self, rule: FaultRule, response: SimResponse) -> SimResponse:
+        if rule.kind == "timeout_after_commit":
+            raise HoldThenClose(rule.seconds or _DEFAULT_HOLD_SECONDS)
+        if rule.kind == "reset_after_commit":
+            raise ResetConnection()
+        if rule.kind == "5xx_after_commit":
+            return self._server_error(rule.status)
+        half = response.body[: max(1, len(response.body) // 2)]
+        return SimResponse(response.status, half, response.headers)
+
+    @staticmethod
+    def _server_error(status: int) -> SimResponse:
+        page = f"<html><body><h1>{status} - 内部服务器错误。</h1></body></html>"
+        return SimResponse.text(page, status, "text/html")
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def _new_session(self) -> str:
+        sid = secrets.token_hex(16)
+        with self._lock:
+            self._sessions[sid] = secrets.token_hex(12)
+        return sid
+
+    def _with_cookies(self, response: SimResponse, sid: str) -> SimResponse:
+        """Every answer sets both cookies; an unknown SID gets an empty "shell" (reference §2b)."""
+        with self._lock:
+            asp_id = self._sessions.get(sid) or secrets.token_hex(12)
+        response.headers.append(("Set-Cookie", f"kdservice-sessionid={sid}; path=/"))
+        response.headers.append(("Set-Cookie", f"ASP.NET_SessionId={asp_id}; path=/; HttpOnly"))
+        return response
+
+    def _reject(self, operation: str, msg_code: int, message: str) -> SimResponse:
+        envelope = _envelope([_error(message)], msg_code)
+        payload: Any = [[envelope]] if operation == "ExecuteBillQuery" else envelope
+        return self._with_cookies(SimResponse.json(payload), secrets.token_hex(16))
+
+    def _known_session(self, request: SimRequest) -> str | None:
+        candidates = (
+            request.headers.get("kdservice-sessionid"),
+            request.cookies.get("kdservice-sessionid"),
+        )
+        with self._lock:
+            for sid in candidates:
+                if sid and sid in self._sessions:
+                    return sid
+        return None
+
+    def _verify_signature(self, request: SimRequest) -> str | SimResponse | None:
+        """Check the SDK headers: a new session id, the HTTP refusal to send, or None (MsgCode 1)."""
+        headers = request.headers
+        creds = self.credentials
+        try:
+            plain = base64.b64decode(headers.get("x-kd-appdata", ""), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            plain = ""
+        parts = plain.split(",")
+        if len(parts) != 4:
+            return None
+        acct_id, username, lcid, org_num = parts
+        if acct_id != creds.acct_id:
+            return SimResponse.text(MSG_PASSPORT, 500)
+        app_id = headers.get("x-kd-appkey", "")
+        expected_kd = kd_signature(
+            creds.app_id, creds.app_secret, app_data(acct_id, username, lcid, org_num)
+        )
+        stamp, nonce = headers.get("x-api-timestamp", ""), headers.get("x-api-nonce", "")
+        expected_api = api_signature(
+            request.path, app_id=creds.app_id, timestamp=stamp, nonce=nonce
+        )
+        # Which header the server validates is a guess (reference §2b): check both, the strict reading.
+        valid = (
+            app_id == creds.app_id
+            and username == creds.username
+            and lcid == str(creds.lcid)
+            and bool(stamp)
+            and hmac.compare_digest(headers.get("x-kd-signature", ""), expected_kd)
+            and hmac.compare_digest(headers.get("x-api-signature", ""), expected_api)
+        )
+        return self._new_session() if valid else None
+
+    def _authenticated(self, operation: str, request: SimRequest) -> SimResponse:
+        sid = self._known_session(request)
+        if sid is None:
+            if "x-kd-appdata" not in request.headers:
+                return self._reject(operation, 1, MSG_SESSION_LOST)
+            outcome = self._verify_signature(request)
+            if isinstance(outcome, SimResponse):
+                return outcome
+            if outcome is None:
+                return self._reject(operation, 1, MSG_SESSION_LOST)
+            sid = outcome
+        try:
+            formid, data = self._unwrap(operation, request.body)
+            if operation == "BatchSave":
+                payload: Any = self._batch_save(formid, data)
+            else:
+                payload = self._query(data)
+        except _Rejected as rejected:
+            envelope = _envelope([_error(rejected.message)], rejected.msg_code)
+            payload = [[envelope]] if operation == "ExecuteBillQuery" else envelope
+        return self._with_cookies(SimResponse.json(payload), sid)
+
+    def _login(self, request: SimRequest) -> SimResponse:
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError:
+            body = None
+        parameters = self._parameters(body)
+        if isinstance(body, Mapping) and parameters is None:
+            named = {str(key).casefold(): value for key, value in body.items()}
+            keys = ("acctid", "username", "appid", "timestamp", "sign", "lcid")
+            parameters = [named.get(key) for key in keys]
+        failure = self._login_failure(parameters)
+        if failure is not None:
+            answer = {
+                "Message": failure,
+                "MessageCode": None,
+                "LoginResultType": 0,
+                "KDSVCSessionId": None,
+                "Context": None,
+                "IsSuccessByAPI": False,
+            }
+            return self._with_cookies(SimResponse.json(answer), secrets.token_hex(16))
+        sid = self._new_session()
+        creds = self.credentials
+        answer = {
+            "Message": None,
+            "MessageCode": "CheckPasswordPolicy",
+            "LoginResultType": 1,
+            "Context": {
+                "UserLocale": "zh-CN",
+                "DBid": creds.acct_id,
+                "UserName": creds.username,
+                "SessionId": sid,
+                "UserId": 100008,
+            },
+            "KDSVCSessionId": sid,
+            "IsSuccessByAPI": True,
+            "Lcid": creds.lcid,
+        }
+        return self._with_cookies(SimResponse.json(answer), sid)
+
+    def _login_failure(self, parameters: list[Any] | None) -> str | None:
+        """Why LoginBySign refuses ``[acctId, user, appId, timestamp, sign, lcid]``; None if it doesn't."""
+        if not parameters or len(parameters) < 5:
+            return "登录参数不完整。"
+        acct_id, username, app_id, timestamp, sign = (str(value) for value in parameters[:5])
+        creds = self.credentials
+        if acct_id != creds.acct_id:
+            return "数据中心不存在或已被删除。"
+        try:
+            stamp = int(timestamp)
+        except ValueError:
+            return "时间戳格式不正确。"
+        if abs(time.time() - stamp) > _LOGIN_CLOCK_SKEW_SECONDS:
+            return "时间戳已过期，请检查客户端时间。"
+        expected = login_sign(creds.acct_id, creds.username, creds.app_id, creds.app_secret, stamp)
+        if (
+            username != creds.username
+            or app_id != creds.app_id
+            or not hmac.compare_digest(sign, expected)
+        ):
+            return "用户名或签名验证失败，请检查账套、用户、应用ID和应用密钥。"
+        return None
+
+    # -- request bodies ---------------------------------------------------------------------
+
+    @staticmethod
+    def _parameters(body: Any) -> list[Any] | None:
+        """``parameters`` of the positional and the legacy ApiClient envelope (maybe a JSON string)."""
+        if not isinstance(body, Mapping) or "parameters" not in body:
+            return None
+        parameters = body["parameters"]
+        if isinstance(parameters, str):
+            try:
+                parameters = json.loads(parameters)
+            except ValueError:
+                return None
+        return parameters if isinstance(parameters, list) else None
+
+    def _unwrap(self, operation: str, raw: bytes) -> tuple[str | None, dict[str, Any]]:
+        """(formid, data) from any of the three envelopes, ``data`` given as object or string."""
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            raise _Rejected(8, "请求数据包不是有效的JSON格式。") from None
+        parameters = self._parameters(body)
+        formid: Any = None
+        if parameters is not None:
+            if operation == "BatchSave":
+                formid = parameters[0] if parameters else None
+                data = parameters[1] if len(parameters) > 1 else None
+            else:
+                data = parameters[0] if parameters else None
+        elif isinstance(body, Mapping) and "data" in body:
+            formid, data = body.get("formid"), body["data"]
+        else:
+            raise _Rejected(8, "data数据包不能为空。")
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise _Rejected(8, "data数据包不是有效的JSON格式。") from None
+        if not isinstance(data, Mapping):
+            raise _Rejected(8, "data数据包不能为空。")
+        return (str(formid) if formid else None), dict(data)
+
+    # -- BatchSave --------------------------------------------------------------------------
+
+    def _batch_save(self, formid: str | None, data: dict[str, Any]) -> dict[str, Any]:
+        if not formid:
+            raise _Rejected(5, "单据标识(FormId)不能为空。")
+        if formid.casefold() != "stk_misdelivery":
+            known = formid.casefold() in ("bd_material", "bd_stock")
+            message = (
+                f"沙箱只模拟“STK_MisDelivery”的保存，不支持保存“{formid}”。"
+                if known
+                else f"标识为“{formid}”的业务对象不存在，或者被删除。"
+            )
+            raise _Rejected(4, message)
+        models = data.get("Model")
+        if isinstance(models, Mapping):
+            models = [models]
+        if not isinstance(models, list) or not models:
+            raise _Rejected(8, "data数据包中的参数Model的值不能为空。")
+        if self.per_bill_latency:
+            time.sleep(self.per_bill_latency * len(models))
+        verify = _truthy(data.get("IsVerifyBaseDataField"), default=False)
+        number_search = _truthy(data.get("NumberSearch"), default=True)
+        return_fields = [str(name) for name in data.get("NeedReturnFields") or []]
+        errors: list[dict[str, Any]] = []
+        successes: list[dict[str, Any]] = []
+        returned: list[dict[str, Any]] = []
+        with self._lock:
+            for dindex, model in enumerate(models):
+                problems, bill = self._validate(model, verify=verify, number_search=number_search)
+                if bill is None:
+                    errors.extend(_error(message, name, dindex) for name, message in problems)
+                    continue
+                self._bills.append(bill)
+                successes.append({"Id": bill.fid, "Number": bill.bill_no, "DIndex": dindex})
+                returned.append(self._returned(bill, return_fields))
+        envelope = _envelope(errors, 11 if errors else 0, successes=successes)
+        envelope["Result"]["NeedReturnData"] = returned
+        return envelope
+
+    @staticmethod
+    def _returned(bill: _Bill, names: list[str]) -> dict[str, Any]:
+        header = {
+            "fbillno": ("FBillNo", bill.bill_no),
+            "fid": ("FID", bill.fid),
+            "fdate": ("FDate", _kingdee_date(bill.date)),
+            "fdocumentstatus": ("FDocumentStatus", bill.status),
+            "fnote": ("FNote", bill.note),
+        }
+        picked = (header.get(name.casefold()) for name in names)
+        return dict(item for item in picked if item is not None)
+
+    def _material(self, number: str, org: str) -> KingdeeMaterial | None:
+        row = self._materials.get((_fold(number), _fold(org)))
+        return row.material if row else None
+
+    def _validate(
+        self, model: Any, *, verify: bool, number_search: bool
+    ) -> tuple[list[tuple[str | None, str]], _Bill | None]:
+        """Every problem with one model (FieldName, message), or the bill to store."""
+        if not isinstance(model, Mapping):
+            return [(None, "Model中的单据数据格式不正确。")], None
+        problems: list[tuple[str | None, str]] = []
+        orgs = {_fold(org) for org in self._orgs}
+        warehouses = {_fold(stock) for stock in self._warehouses}
+
+        def reference(
+            name: str, exists: Callable[[str], bool], row: int | None = None
+        ) -> str | None:
+            """A base-data reference by number; unresolved → silently empty unless verifying."""
+            where = f"第{row}行" if row is not None else ""
+            number = _ref_number(model_or_line.get(name)) if number_search else None
+            if number is None:
+                problems.append((name, f"{where}字段“{_LABELS[name]}”是必填项。"))
+                return None
+            if not exists(number):
+                message = (
+                    f"{where}字段“{_LABELS[name]}”的值“{number}”在系统中不存在或已禁用。"
+                    if verify
+                    else f"{where}字段“{_LABELS[name]}”是必填项。"
+                )
+                problems.append((name, message))
+                return None
+            return number
+
+        def choice(name: str, allowed: frozenset[str], row: int | None = None) -> str | None:
+            where = f"第{row}行" if row is not None else ""
+            value = model_or_line.get(name)
+            if value is None or not str(value).strip():
+                problems.append((name, f"{where}字段“{_LABELS[name]}”是必填项。"))
+                return None
+            if str(value).strip().casefold() not in allowed:
+                problems.append((name, f"{where}字段“{_LABELS[name]}”的值“{value}”不合法。"))
+                return None
+            return str(value).strip()
+
+        model_or_line: Mapping[str, Any] = model
+        fid = model.get("FID") or 0
+        if str(fid).strip() not in ("", "0"):
+            problems.append(("FID", f"沙箱只模拟新增：内码为“{fid}”的单据不能修改。"))
+        bill_no = str(model.get("FBillNo") or "").strip()
+        if bill_no and any(_fold(bill.bill_no) == _fold(bill_no) for bill in self._bills):
+            problems.append(("FBillNo", f"单据编号“{bill_no}”已经存在，不允许重复保存。"))
+        bill_type = reference("FBillTypeID", lambda number: number.casefold() in _BILL_TYPES)
+        stock_org = reference("FStockOrgId", lambda number: _fold(number) in orgs)
+        pick_org = reference("FPickOrgId", lambda number: _fold(number) in orgs)
+        direction = choice("FStockDirect", _STOCK_DIRECTIONS)
+        bill_date = _parse_date(model.get("FDate"))
+        if model.get("FDate") in (None, ""):
+            problems.append(("FDate", "字段“日期”是必填项。"))
+        elif bill_date is None:
+            problems.append(("FDate", f"字段“日期”的值“{model.get('FDate')}”格式不正确。"))
+        choice("FOwnerTypeIdHead", _OWNER_TYPES)
+        reference("FBaseCurrId", lambda number: number.casefold() in _CURRENCIES)
+        if model.get("FOwnerIdHead") is not None:
+            reference("FOwnerIdHead", lambda number: _fold(number) in orgs)
+        dept = None
+        if model.get("FDeptId") is not None:
+            dept = reference("FDeptId", lambda number: _fold(number) in self._departments)
+        if model.get("FCustId") is not None:
+            # Customers are not simulated: any reference to one is unresolvable.
+            reference("FCustId", lambda number: False)
+        elif model.get("FDeptId") is None:
+            problems.append(("FDeptId", "字段“领料部门”是必填项。"))
+        lines = model.get("FEntity")
+        if not isinstance(lines, list) or not lines:
+            problems.append(("FEntity", "单据体“明细信息”至少需要一行分录。"))
+            lines = []
+        entries: list[_Entry] = []
+        for row, line in enumerate(lines, start=1):
+            if not isinstance(line, Mapping):
+                problems.append(("FEntity", f"第{row}行分录数据格式不正确。"))
+                continue
+            model_or_line = line
+            org = stock_org or ""
+
+            def material_exists(number: str, org: str = org) -> bool:
+                material = self._material(number, org)
+                if material is None:
+                    return False
+                # IsVerifyBaseDataField: a disabled or unaudited record counts as non-existent.
+                return not verify or (not material.forbidden and material.document_status == "C")
+
+            material_no = reference("FMaterialId", material_exists, row)
+            material = self._material(material_no, org) if material_no else None
+            unit = reference("FUnitID", lambda number: True, row)
+            base_unit = reference("FBaseUnitId", lambda number: True, row)
+            if material is not None:
+                for name, given in (("FUnitID", unit), ("FBaseUnitId", base_unit)):
+                    if given is not None and _fold(given) != _fold(material.base_unit):
+                        problems.append(
+                            (
+                                name,
+                                f"第{row}行字段“{_LABELS[name]}”的值“{given}”与物料“{material.number}”"
+                                f"的基本单位“{material.base_unit}”不一致。",
+                            )
+                        )
+            qty = self._quantity(line.get("FQty"), row, problems)
+            stock = reference("FStockId", lambda number: _fold(number) in warehouses, row)
+            lot = _ref_number(line.get("FLot"))
+            if material is not None and material.batch_managed and lot is None:
+                problems.append(
+                    (
+                        "FLot",
+                        f"第{row}行物料“{material.number}”启用了批号管理，字段“批号”是必填项。",
+                    )
+                )
+            if material is not None and not material.batch_managed:
+                lot = None  # the field is locked for materials without lot management
+            if line.get("FStockStatusId") is not None:
+                reference(
+                    "FStockStatusId", lambda number: number.casefold() in _STOCK_STATUSES, row
+                )
+            if line.get("FOwnerTypeId") is not None:
+                choice("FOwnerTypeId", _OWNER_TYPES, row)
+            if line.get("FKeeperTypeId") is not None:
+                choice("FKeeperTypeId", _KEEPER_TYPES, row)
+            for name in ("FOwnerId", "FKeeperId"):
+                if line.get(name) is not None:
+                    reference(name, lambda number: _fold(number) in orgs, row)
+            if material_no and unit and qty is not None and stock:
+                entries.append(
+                    _Entry(next(self._entry_ids), row, material_no, qty, unit, stock, lot)
+                )
+        if problems or bill_date is None:
+            return problems, None
+        bill = _Bill(
+            fid=next(self._ids),
+            bill_no=bill_no or f"QTCK{next(self._numbers):06d}",
+            date=bill_date.replace(hour=0, minute=0, second=0),
+            status="A",
+            note=str(model.get("FNote") or ""),
+            bill_type=bill_type or "",
+            stock_org=stock_org or "",
+            pick_org=pick_org or "",
+            dept=dept,
+            direction=(direction or "").upper(),
+            entries=entries,
+        )
+        return [], bill
+
+    @staticmethod
+    def _quantity(value: Any, row: int, problems: list[tuple[str | None, str]]) -> Decimal | None:
+        if value is None or value == "":
+            problems.append(("FQty", f"第{row}行字段“实发数量”是必填项。"))
+            return None
+        try:
+            if isinstance(value, bool):
+                raise InvalidOperation
+            qty = Decimal(str(value))
+        except InvalidOperation:
+            problems.append(("FQty", f"第{row}行字段“实发数量”的值“{value}”不是有效的数值。"))
+            return None
+        if not qty.is_finite() or qty <= 0:
+            problems.append(("FQty", f"第{row}行字段“实发数量”必须大于0。"))
+            return None
+        return qty
+
+    # -- ExecuteBillQuery -------------------------------------------------------------------
+
+    def _query(self, data: dict[str, Any]) -> list[list[Any]]:
+        form_id = str(data.get("FormId") or "").strip()
+        if not form_id:
+            raise _Rejected(5, "data数据包中的参数FormId的值不能为空。")
+        forms: dict[str, dict[str, _Field]] = {
+            "stk_misdelivery": _MIS_DELIVERY_FIELDS,
+            "bd_material": _MATERIAL_FIELDS,
+            "bd_stock": _STOCK_FIELDS,
+        }
+        fields = forms.get(form_id.casefold())
+        if fields is None:
+            raise _Rejected(4, f"标识为“{form_id}”的业务对象不存在，或者被删除。")
+        raw_keys = data.get("FieldKeys")
+        if isinstance(raw_keys, list):
+            raw_keys = ",".join(str(key) for key in raw_keys)
+        keys = [key.strip() for key in str(raw_keys or "").split(",") if key.strip()]
+        if not keys:
+            raise _Rejected(8, "data数据包中的参数FieldKeys的值不能为空。")
+
+        def known(name: str) -> str:
+            if name.casefold() not in fields:
+                raise _Rejected(9, f"元数据中标识为{name}的字段不存在")
+            return name.casefold()
+
+        selected = [known(key) for key in keys]
+        filter_text = data.get("FilterString") or ""
+        if not isinstance(filter_text, str):
+            raise _Rejected(4, "GetRealExpress error: 沙箱只支持字符串形式的FilterString。")
+        try:
+            parser = _FilterParser(filter_text, known)
+            predicate = parser.parse() if filter_text.strip() else (lambda get: True)
+        except _FilterSyntaxError as syntax:
+            raise _Rejected(
+                4, f"GetRealExpress error: {syntax}（FilterString: {filter_text}）"
+            ) from None
+        order = self._order(str(data.get("OrderString") or ""), known)
+        used = set(selected) | parser.fields | {key for key, _ in order}
+        with self._lock:
+            rows = self._rows(form_id.casefold(), any(fields[key].entry for key in used))
+
+        def getter(row: Any) -> Callable[[str], Any]:
+            return lambda key: fields[key].get(row)
+
+        try:
+            matched = [row for row in rows if predicate(getter(row))]
+        except _FilterSyntaxError as syntax:
+            raise _Rejected(
+                4, f"GetRealExpress error: {syntax}（FilterString: {filter_text}）"
+            ) from None
+        for key, descending in reversed(order):
+            matched.sort(
+                key=lambda row, key=key: _sort_key(fields[key].get(row)), reverse=descending
+            )
+        top = _int(data.get("TopRowCount"))
+        if top > 0:
+            matched = matched[:top]
+        start = max(0, _int(data.get("StartRow")))
+        limit = _int(data.get("Limit"))
+        limit = _DEFAULT_LIMIT if limit <= 0 else min(limit, _MAX_LIMIT)
+        page = matched[start : start + limit]
+        return [[_json_value(fields[key].get(row)) for key in selected] for row in page]
+
+    @staticmethod
+    def _order(text: str, known: Callable[[str], str]) -> list[tuple[str, bool]]:
+        order = []
+        for part in (piece.strip() for piece in text.split(",")):
+            if not part:
+                continue
+            words = part.split()
+            direction = words[1].lower() if len(words) > 1 else "asc"
+            if len(words) > 2 or direction not in ("asc", "desc"):
+                raise _Rejected(4, f"OrderString格式不正确：{part}")
+            order.append((known(words[0]), direction == "desc"))
+        return order
+
+    def _rows(self, form: str, per_entry: bool) -> list[Any]:
+        """The form's rows in primary-key order (Kingdee's default), one per entry if asked."""
+        if form == "stk_misdelivery":
+            bills = sorted(self._bills, key=lambda bill: bill.fid)
+            if per_entry:
+                return [(bill, entry) for bill in bills for entry in bill.entries]
+            return [(bill, None) for bill in bills]
+        if form == "bd_material":
+            return sorted(self._materials.values(), key=lambda row: row.material_id)
+        return [
+            (100001 + index * len(self._orgs) + org_index, stock, org)
+            for index, stock in enumerate(self._warehouses)
+            for org_index, org in enumerate(self._orgs)
+        ]
+
+    # -- admin API --------------------------------------------------------------------------
+
+    def _admin(self, request: SimRequest) -> SimResponse:
+        route = (request.method, request.path.rstrip("/"))
+        if route == ("GET", "/__admin__/state"):
+            return SimResponse.json(self.state())
+        if route == ("POST", "/__admin__/reset"):
+            self.reset()
+            return SimResponse.json({"ok": True})
+        if route == ("POST", "/__admin__/materials"):
+            try:
+                body = _MaterialBody.model_validate_json(request.body or b"{}")
+            except ValidationError as invalid:
+                return SimResponse.json({"error": str(invalid)}, 400)
+            material = KingdeeMaterial(**body.model_dump())
+            self.add_material(material)
+            return SimResponse.json({"ok": True, "material": asdict(material)})
+        if route == ("POST", "/__admin__/faults"):
+            return self._add_faults(request.body)
+        if route == ("DELETE", "/__admin__/faults"):
+            self.faults.clear()
+            return SimResponse.json({"ok": True})
+        return SimResponse.json({"error": f"no admin route {request.method} {request.path}"}, 404)
+
+    def _add_faults(self, raw: bytes) -> SimResponse:
+        """Add every rule or none: a bad one is reported and nothing changes."""
+        try:
+            texts = json.loads(raw or b"{}").get("rules")
+            if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+                raise ValueError('body must be {"rules": ["KIND[@OPERATION][,key=value...]", ...]}')
+            rules = [FaultRule.parse(text) for text in texts]
+            for rule in rules:
+                if rule.kind not in _SUPPORTED_FAULTS:
+                    raise ValueError(
+                        f"fault kind {rule.kind!r} is not supported here; "
+                        f"supported: {sorted(_SUPPORTED_FAULTS)}"
+                    )
+                if rule.operation not in ("*", *_SERVICES.values()):
+                    raise ValueError(
+                        f"unknown operation {rule.operation!r}; known: {sorted(_SERVICES.values())}"
+                    )
+        except (ValueError, AttributeError, ValidationError) as bad:
+            return SimResponse.json({"error": str(bad)}, 400)
+        for rule in rules:
+            self.faults.add(rule)
+        return SimResponse.json({"ok": True, "faults": self.faults.snapshot()})
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """NULLs first, strings by collation (case-insensitive), everything else natively."""
+    if value is None:
+        return (0, "")
+    if isinstance(value, str):
+        return (1, _fold(value))
+    if isinstance(value, date):
+        return (2, value)
+    return (3, value)
