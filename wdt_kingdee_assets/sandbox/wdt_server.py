@@ -269,6 +269,8 @@ class WdtSimulator:
         with self._lock:
             self._calls += 1
             self._in_flight += 1
+            # Concurrency is judged on arrival: this call and those still being answered.
+            concurrent = self._in_flight
         try:
             if self.latency:
                 time.sleep(self.latency)
@@ -278,7 +280,7 @@ class WdtSimulator:
                 if early is not None:
                     return early
             try:
-                query = self._validate(request)
+                query = self._validate(request, concurrent)
                 data, query_window = self._answer(query)
                 body = dumps_exact({"status": 0, "data": data}).encode("utf-8")
             except _Reply as reply:
@@ -316,7 +318,7 @@ class WdtSimulator:
 
     # --- the §10 checklist --------------------------------------------------------------------
 
-    def _validate(self, request: SimRequest) -> _Query:
+    def _validate(self, request: SimRequest, concurrent: int) -> _Query:
         query = request.query
         for name in SYSTEM_PARAMS:
             if not query.get(name):
@@ -367,7 +369,7 @@ class WdtSimulator:
             raise _Reply(1, "argument type mismatch") from None
         if time_type not in TIME_FIELDS:
             raise _Reply(100, "time_type参数错误")  # [G] exact text
-        self._admit()
+        self._admit(concurrent)
         return _Query(params, time_type, start, end, page_no, page_size, calc_total)
 
     def _window(self, params: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
@@ -394,10 +396,10 @@ class WdtSimulator:
             pass
         raise _Reply(100, f"Unparseable date: {text}")
 
-    def _admit(self) -> None:
+    def _admit(self, concurrent: int) -> None:
         """The server's limits, last on the checklist; only admitted calls use up the quota [G]."""
         with self._lock:
-            if self.max_concurrency and self._in_flight > self.max_concurrency:
+            if self.max_concurrency and concurrent > self.max_concurrency:
                 raise _Reply(100, MSG_CONCURRENCY)
             if self.calls_per_minute > 0:
                 now = self._clock()
