@@ -1,0 +1,340 @@
+"""KingdeeClient against the simulator over real HTTP: writes, reads, faults, auth modes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.kingdee.errors import (
+    KingdeeAuthError,
+    KingdeeError,
+    KingdeeProtocolError,
+    KingdeeQueryError,
+    KingdeeSessionLost,
+    KingdeeTransientError,
+    KingdeeUnknownOutcome,
+)
+from wdt_kingdee_assets.kingdee.filters import field_eq
+from wdt_kingdee_assets.sandbox.faults import FaultRule
+from wdt_kingdee_assets_tests.fixtures.kingdee import KingdeeSandbox, client_for, mis_delivery_bill
+
+FORM = "STK_MisDelivery"
+
+
+def _fault(sandbox: KingdeeSandbox, text: str) -> None:
+    sandbox.app.faults.add(FaultRule.parse(text))
+
+
+# -- BatchSave -------------------------------------------------------------------------------
+
+
+def test_one_bad_bill_does_not_sink_its_batch(kingdee_client: KingdeeClient) -> None:
+    models = [
+        mis_delivery_bill("QTCK-1"),
+        mis_delivery_bill("QTCK-2", [("MAT-404", "Pcs", 1)]),
+        mis_delivery_bill("QTCK-3", [("MAT-002", "kg", Decimal("2.5"))], lot="L2025"),
+    ]
+    result = kingdee_client.batch_save(FORM, models)
+    assert not result.is_success
+    assert result.msg_code == 11
+    assert [(bill.dindex, bill.number) for bill in result.saved] == [(0, "QTCK-1"), (2, "QTCK-3")]
+    assert list(result.errors) == [1]
+    assert result.errors[1] == [
+        "FMaterialId: 第1行字段“物料编码”的值“MAT-404”在系统中不存在或已禁用。"
+    ]
+    assert result.unanswered(len(models)) == []
+    found = kingdee_client.find_bills(FORM, ["QTCK-1", "QTCK-2", "QTCK-3"])
+    assert set(found) == {"QTCK-1", "QTCK-3"}
+    assert found["QTCK-1"] == [result.saved[0].fid]
+
+
+def test_all_good_batch_is_a_success(kingdee_client: KingdeeClient) -> None:
+    result = kingdee_client.batch_save(FORM, [mis_delivery_bill("OK-1"), mis_delivery_bill("OK-2")])
+    assert result.is_success and result.msg_code == 0 and result.errors == {}
+    assert result.raw["Result"]["NeedReturnData"] == [{"FBillNo": "OK-1"}, {"FBillNo": "OK-2"}]
+
+
+def test_duplicate_bill_number_is_rejected(kingdee_client: KingdeeClient) -> None:
+    assert kingdee_client.batch_save(FORM, [mis_delivery_bill("DUP-1")]).is_success
+    again = kingdee_client.batch_save(
+        FORM, [mis_delivery_bill("DUP-1"), mis_delivery_bill("dup-1"), mis_delivery_bill("DUP-2")]
+    )
+    assert [bill.number for bill in again.saved] == ["DUP-2"]
+    assert again.errors[0] == ["FBillNo: 单据编号“DUP-1”已经存在，不允许重复保存。"]
+    assert 1 in again.errors  # Kingdee's collation is case-insensitive
+    within = kingdee_client.batch_save(
+        FORM, [mis_delivery_bill("DUP-3"), mis_delivery_bill("DUP-3")]
+    )
+    assert [bill.dindex for bill in within.saved] == [0] and list(within.errors) == [1]
+    assert kingdee_client.find_bills(FORM, ["DUP-1", "DUP-3"]) == {
+        "DUP-1": [within.saved[0].fid - 2],
+        "DUP-3": [within.saved[0].fid],
+    }
+
+
+@pytest.mark.parametrize(
+    ("rule", "cause", "committed"),
+    [
+        ("5xx_after_commit@BatchSave", "http_5xx", True),
+        ("5xx@BatchSave", "http_5xx", False),
+        ("reset_after_commit@BatchSave", "connection", True),
+        ("reset@BatchSave", "connection", False),
+        ("timeout_after_commit@BatchSave,seconds=1", "timeout", True),
+        ("truncated_json@BatchSave", "malformed", True),
+        ("html_error@BatchSave", "malformed", False),
+        ("empty_body@BatchSave", "malformed", False),
+        ("throttle@BatchSave", "throttled", False),
+    ],
+)
+def test_a_write_without_a_usable_answer_is_an_unknown_outcome(
+    kingdee_sim: KingdeeSandbox, rule: str, cause: str, committed: bool
+) -> None:
+    client = client_for(kingdee_sim, write_timeout=0.3)
+    _fault(kingdee_sim, rule)
+    with pytest.raises(KingdeeUnknownOutcome) as caught:
+        client.batch_save(FORM, [mis_delivery_bill("UNK-1")])
+    assert caught.value.cause == cause
+    assert client.stats.calls == 1, "a write is never retried"
+    found = client.find_bills(FORM, ["UNK-1"])
+    assert ("UNK-1" in found) is committed
+
+
+def test_options_override_the_defaults(kingdee_client: KingdeeClient) -> None:
+    """Without IsVerifyBaseDataField a disabled material slips through, as in Kingdee."""
+    model = mis_delivery_bill("OPT-1", [("MAT-OLD", "Pcs", 1)])
+    assert not kingdee_client.batch_save(FORM, [model]).is_success
+    loose = kingdee_client.batch_save(FORM, [model], options={"IsVerifyBaseDataField": False})
+    assert loose.is_success
+
+
+def test_bill_entries_read_back_quantities(kingdee_client: KingdeeClient) -> None:
+    lines = [("MAT-001", "Pcs", 3), ("MAT-003", "Pcs", Decimal("1.25")), ("MAT-001", "Pcs", 2)]
+    kingdee_client.batch_save(FORM, [mis_delivery_bill("RB-1", lines), mis_delivery_bill("RB-2")])
+    entries = kingdee_client.bill_entries(FORM, ["RB-1", "RB-2", "RB-404"])
+    assert [(entry.bill_no, entry.material_number, entry.qty) for entry in entries] == [
+        ("RB-1", "MAT-001", Decimal(3)),
+        ("RB-1", "MAT-003", Decimal("1.25")),
+        ("RB-1", "MAT-001", Decimal(2)),
+        ("RB-2", "MAT-001", Decimal(5)),
+    ]
+    assert all(isinstance(entry.qty, Decimal) for entry in entries)
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+def test_find_materials_tells_missing_disabled_and_usable_apart(
+    kingdee_client: KingdeeClient,
+) -> None:
+    found = kingdee_client.find_materials(
+        ["MAT-001", "MAT-002", "MAT-OLD", "MAT-NEW", "NOPE"], "100"
+    )
+    assert set(found) == {"MAT-001", "MAT-002", "MAT-OLD", "MAT-NEW"}
+    assert found["MAT-001"].usable and found["MAT-001"].base_unit == "Pcs"
+    assert found["MAT-002"].usable and found["MAT-002"].base_unit == "kg"
+    assert found["MAT-OLD"].forbidden and not found["MAT-OLD"].usable
+    assert found["MAT-NEW"].document_status == "A" and not found["MAT-NEW"].usable
+    assert set(kingdee_client.find_materials(["MAT-001", "MAT-002"], "200")) == {"MAT-001"}
+
+
+def test_chunked_lookups(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, in_list_size=2)
+    client.batch_save(FORM, [mis_delivery_bill(f"CH-{n}") for n in range(5)])
+    before = client.stats.calls
+    found = client.find_bills(FORM, [f"CH-{n}" for n in range(5)] + ["CH-0"])
+    assert sorted(found) == [f"CH-{n}" for n in range(5)]
+    assert client.stats.calls - before == 3
+
+
+def test_paging_returns_every_row_once(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, page_limit=2000)
+    for batch in range(3):
+        models = [
+            mis_delivery_bill(f"PG-{batch}-{n}", [("MAT-001", "Pcs", n + 1)] * 100)
+            for n in range(15)
+        ]
+        assert client.batch_save(FORM, models).is_success
+    before = client.stats.calls
+    rows = client.execute_bill_query(FORM, ["FEntity_FEntryId", "FBillNo", "FQty"])
+    assert len(rows) == 4500
+    assert len({row[0] for row in rows}) == 4500
+    assert client.stats.calls - before == 3  # 2000 + 2000 + 500
+    wide = client_for(kingdee_sim, page_limit=3000)
+    assert len(wide.execute_bill_query(FORM, ["FEntity_FEntryId"])) == 4500
+    assert wide.stats.calls == 3  # 3000 + 1500 + an empty page: short pages are not trusted
+
+
+def test_a_quote_in_a_bill_number_cannot_widen_the_query(kingdee_client: KingdeeClient) -> None:
+    kingdee_client.batch_save(FORM, [mis_delivery_bill("SAFE-1"), mis_delivery_bill("SAFE-2")])
+    hostile = "X' or FBillNo<>'"
+    assert kingdee_client.find_bills(FORM, [hostile]) == {}
+    assert kingdee_client.execute_bill_query(FORM, ["FID"], field_eq("FBillNo", hostile)) == []
+    assert kingdee_client.find_bills(FORM, ["SAFE-1' --", "SAFE-1"]) == {
+        "SAFE-1": kingdee_client.find_bills(FORM, ["SAFE-1"])["SAFE-1"]
+    }
+    saved = kingdee_client.batch_save(FORM, [mis_delivery_bill("O'Brien-1")])
+    assert kingdee_client.find_bills(FORM, ["O'Brien-1"]) == {"O'Brien-1": [saved.saved[0].fid]}
+
+
+@pytest.mark.parametrize(
+    ("form", "keys", "filter_string", "msg_code", "message"),
+    [
+        (FORM, ["FBillNo"], "FBillNo in ('A'", 4, "GetRealExpress error"),
+        (FORM, ["FNoSuchField"], "", 9, "元数据中标识为FNoSuchField的字段不存在"),
+        (FORM, ["FBillNo"], "FNoSuchField = 1", 9, "元数据中标识为FNoSuchField的字段不存在"),
+        ("NO_SUCH_FORM", ["FID"], "", 4, "标识为“NO_SUCH_FORM”的业务对象不存在，或者被删除。"),
+    ],
+)
+def test_bad_queries_raise_query_errors_with_kingdees_message(
+    kingdee_client: KingdeeClient,
+    form: str,
+    keys: list[str],
+    filter_string: str,
+    msg_code: int,
+    message: str,
+) -> None:
+    with pytest.raises(KingdeeQueryError) as caught:
+        kingdee_client.execute_bill_query(form, keys, filter_string)
+    assert caught.value.msg_code == msg_code
+    assert message in caught.value.messages[0]
+    assert kingdee_client.stats.calls == 1, "a bad query is not retried"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "5xx@ExecuteBillQuery,times=2",
+        "reset@ExecuteBillQuery",
+        "throttle@ExecuteBillQuery,times=2",
+        "html_error@ExecuteBillQuery",
+        "empty_body@ExecuteBillQuery",
+        "truncated_json@ExecuteBillQuery",
+        "timeout@ExecuteBillQuery,seconds=1",
+    ],
+)
+def test_reads_retry_transient_failures(kingdee_sim: KingdeeSandbox, rule: str) -> None:
+    client = client_for(kingdee_sim, read_timeout=0.3)
+    _fault(kingdee_sim, rule)
+    found = client.find_materials(["MAT-001"], "100")
+    assert found["MAT-001"].usable
+    assert client.stats.retries >= 1
+
+
+def test_reads_give_up_after_the_bounded_attempts(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim)
+    _fault(kingdee_sim, "5xx@ExecuteBillQuery,times=10")
+    with pytest.raises(KingdeeTransientError):
+        client.find_bills(FORM, ["X"])
+    assert client.stats.calls == client.backoff.max_attempts
+
+
+def test_protocol_errors_are_typed_after_retries(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim)
+    _fault(kingdee_sim, "html_error@ExecuteBillQuery,times=10")
+    with pytest.raises(KingdeeProtocolError) as caught:
+        client.find_bills(FORM, ["X"])
+    assert "not JSON" in str(caught.value)
+
+
+# -- auth ------------------------------------------------------------------------------------
+
+
+def test_session_mode_logs_in_again_once_after_session_loss(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, auth_mode="session")
+    assert client.batch_save(FORM, [mis_delivery_bill("SES-1")]).is_success
+    _fault(kingdee_sim, "session_lost@ExecuteBillQuery")
+    assert "SES-1" in client.find_bills(FORM, ["SES-1"])
+    assert client.stats.relogins == 1
+    assert kingdee_sim.app.state()["calls"]["LoginBySign"] == 2
+
+
+def test_session_mode_gives_up_when_the_new_session_is_lost_too(
+    kingdee_sim: KingdeeSandbox,
+) -> None:
+    client = client_for(kingdee_sim, auth_mode="session")
+    _fault(kingdee_sim, "session_lost@ExecuteBillQuery,times=2")
+    with pytest.raises(KingdeeSessionLost) as caught:
+        client.find_bills(FORM, ["X"])
+    assert caught.value.messages == ["会话信息已丢失，请重新登录"]
+    assert client.stats.relogins == 1
+
+
+def test_session_loss_on_a_write_is_an_unknown_outcome(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, auth_mode="session")
+    client.find_bills(FORM, ["X"])
+    _fault(kingdee_sim, "session_lost@BatchSave")
+    with pytest.raises(KingdeeUnknownOutcome) as caught:
+        client.batch_save(FORM, [mis_delivery_bill("SES-2")])
+    assert caught.value.cause == "session_lost"
+    assert client.find_bills(FORM, ["SES-2"]) == {}
+    assert client.batch_save(FORM, [mis_delivery_bill("SES-2")]).is_success
+    assert client.stats.relogins == 1
+
+
+def test_signature_mode_rides_the_session_cookie(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim)
+    for _ in range(3):
+        client.find_bills(FORM, ["X"])
+    assert kingdee_sim.app.state()["counts"]["sessions"] == 1
+    _fault(kingdee_sim, "session_lost@ExecuteBillQuery")
+    with pytest.raises(KingdeeAuthError):
+        client.find_bills(FORM, ["X"])
+    assert client.find_bills(FORM, ["X"]) == {}, "signatures open a new session"
+
+
+@pytest.mark.parametrize("mode", ["signature", "session"])
+def test_bad_app_secret_is_an_auth_error_and_not_retried(
+    kingdee_sim: KingdeeSandbox, mode: str
+) -> None:
+    secret = "wrong_secret_1b2c3d4e5f60718293a4"
+    client = client_for(kingdee_sim, app_secret=secret, auth_mode=mode)
+    for call in (
+        lambda: client.find_bills(FORM, ["X"]),
+        lambda: client.batch_save(FORM, [mis_delivery_bill("AUTH-1")]),
+    ):
+        with pytest.raises(KingdeeAuthError) as caught:
+            call()
+        _assert_no_secret(caught.value, secret)
+    assert client.stats.calls == 2 and client.stats.retries == 0
+    assert secret not in repr(client)
+    assert kingdee_sim.app.bills() == []
+
+
+def test_unknown_data_center_is_an_auth_error(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, acct_id="no_such_acct")
+    with pytest.raises(KingdeeAuthError) as caught:
+        client.find_bills(FORM, ["X"])
+    assert "Fail to verify thirty passport" in str(caught.value)
+
+
+def test_no_secret_in_any_exception_or_repr(kingdee_sim: KingdeeSandbox) -> None:
+    secret = kingdee_sim.credentials.app_secret
+    client = client_for(kingdee_sim, read_timeout=0.3, write_timeout=0.3)
+    assert secret not in repr(client) and secret not in str(client.__dict__.get("stats"))
+    raised: list[KingdeeError] = []
+    for rule, call in [
+        ("5xx@ExecuteBillQuery,times=9", lambda: client.find_bills(FORM, ["X"])),
+        ("truncated_json@BatchSave", lambda: client.batch_save(FORM, [mis_delivery_bill("S")])),
+        ("timeout@BatchSave,seconds=1", lambda: client.batch_save(FORM, [mis_delivery_bill("T")])),
+        ("throttle@ExecuteBillQuery,times=9", lambda: client.find_bills(FORM, ["X"])),
+    ]:
+        _fault(kingdee_sim, rule)
+        with pytest.raises(KingdeeError) as caught:
+            call()
+        raised.append(caught.value)
+        kingdee_sim.app.faults.clear()
+    with pytest.raises(KingdeeQueryError) as bad_query:
+        client.execute_bill_query(FORM, ["FNope"])
+    raised.append(bad_query.value)
+    for error in raised:
+        _assert_no_secret(error, secret)
+
+
+def _assert_no_secret(error: BaseException, secret: str) -> None:
+    chain: BaseException | None = error
+    while chain is not None:
+        assert secret not in str(chain) and secret not in repr(chain)
+        assert "X-Kd-Signature" not in str(chain)
+        chain = chain.__cause__ or chain.__context__
