@@ -1,7 +1,5 @@
 """The four daily assets: WDT stock-outs in, Kingdee 其他出库单 out, each step with its evidence."""
 
-from __future__ import annotations
-
 import time
 from datetime import datetime
 

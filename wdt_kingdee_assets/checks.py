@@ -1,12 +1,10 @@
 """Asset checks, each named after the property it verifies and carrying its evidence.
-
 Severity follows what a failure means for the day: ERROR when bills are missing, wrong or
 duplicated in Kingdee; WARN for lines and bills that are visibly held back. Only the check that
 proves the mapping right (source quantities = bill quantities) blocks the write: a wrong mapping
 must never reach Kingdee, while a missing material only holds the bills that use it.
 """
 
-from __future__ import annotations
 
 import warnings
 from collections import defaultdict

@@ -131,9 +131,11 @@ def _line(
 ) -> dict[str, Any]:
     num = _quantity(rng, material.base_unit)
     price = Decimal(100 + _below(rng, 499_900)) / _HUNDRED
+    # A batch-managed material always leaves with its batch: Kingdee rejects its lines without
+    # FLot, and the sandbox's default days should show held bills, not inconsistent data.
     batch_no = (
         f"B{day.year:04d}{day.month:02d}{day.day:02d}{1 + _below(rng, 19):02d}"
-        if material.batch_managed and rng.random() < 0.8
+        if material.batch_managed
         else ""
     )
     position_no = f"A-{1 + _below(rng, 29):02d}-{1 + _below(rng, 8):02d}"
