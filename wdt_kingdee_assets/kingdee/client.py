@@ -10,11 +10,13 @@ idempotent (reference §7).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -22,7 +24,6 @@ import requests
 
 from wdt_kingdee_assets.kingdee.errors import (
     KingdeeAuthError,
-    KingdeeError,
     KingdeeProtocolError,
     KingdeeQueryError,
     KingdeeSessionLost,
@@ -58,7 +59,7 @@ DEFAULT_SAVE_OPTIONS: Mapping[str, Any] = {
 
 @dataclass(frozen=True)
 class SavedBill:
-    """One ``SuccessEntitys`` item: the bill at ``dindex`` in Model was saved as ``fid``/``number``."""
+    """One ``SuccessEntitys`` item: the model at ``dindex`` was saved as ``fid``/``number``."""
 
     dindex: int
     fid: int
@@ -167,6 +168,20 @@ def _is_false(value: Any) -> bool:
     return value is False or (isinstance(value, str) and value.strip().lower() == "false")
 
 
+def _wire_value(value: Any) -> Any:
+    """JSON for what ``json`` cannot encode: a Decimal as a number when that number is exact.
+
+    FQty must reach Kingdee as the quantity the source said; a Decimal whose float text would
+    differ (more than ~15 significant digits) goes as its exact string, which Kingdee also parses.
+    """
+    if isinstance(value, Decimal):
+        as_float = float(value)
+        return as_float if Decimal(repr(as_float)) == value else str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return str(value)
+
+
 def _response_status(body: Any) -> dict | None:
     """The ``ResponseStatus`` of an error envelope, bare or wrapped as ``[{..}]`` / ``[[{..}]]``.
 
@@ -241,8 +256,7 @@ class KingdeeClient:
         self._state_lock = threading.Lock()
         self._login_lock = threading.Lock()
         self._sid = ""
-        # Bumped at each login, so threads that saw the same lost session log in only once.
-        self._generation = 0
+        self._logins = 0
 
     def __repr__(self) -> str:
         return (
@@ -259,8 +273,8 @@ class KingdeeClient:
         data = {**DEFAULT_SAVE_OPTIONS, **(options or {}), "Model": list(models)}
         payload = {"formid": form_id, "data": data}
         service = _short(BATCH_SAVE)
-        if self.auth_mode == "session" and not self._sid:
-            self._login(seen_generation=None)
+        self._ensure_session()
+        sid_used = self._sid
         try:
             body = self._exchange(BATCH_SAVE, payload, self.write_timeout)
         except KingdeeAuthError:
@@ -281,7 +295,7 @@ class KingdeeClient:
         if msg_code == MSG_CONTEXT_LOST:
             if self.auth_mode == "signature":
                 raise KingdeeAuthError(msg_code, self._messages(status), service)
-            self._forget_session()
+            self._forget_session(sid_used)
             # The server refused before saving, but reference §7 advises reconciling writes first.
             raise KingdeeUnknownOutcome(msg_code, self._messages(status), service, "session_lost")
         if msg_code in _TRANSIENT_MSG_CODES:
@@ -302,7 +316,8 @@ class KingdeeClient:
         A short page ends the scan when ``page_limit`` is within the older 2000-row cap; above it
         a server honouring only that cap would also return short pages, so an empty page ends it.
         """
-        if not field_keys:
+        keys = [field_keys] if isinstance(field_keys, str) else list(field_keys)
+        if not keys:
             raise ValueError("field_keys must not be empty")
         rows: list[list[Any]] = []
         start = 0
@@ -310,7 +325,7 @@ class KingdeeClient:
         while True:
             query = {
                 "FormId": form_id,
-                "FieldKeys": ",".join(field_keys),
+                "FieldKeys": ",".join(keys),
                 "FilterString": filter_string,
                 "OrderString": order_string,
                 "TopRowCount": 0,
@@ -402,26 +417,36 @@ class KingdeeClient:
     # -- reads: retries and re-login ---------------------------------------------------------
 
     def _read(self, service_name: str, payload: dict) -> Any:
-        """One read call with bounded retries of transient failures and one re-login."""
+        """One read: transient failures retried (bounded), a lost session re-logged-in once."""
         service = _short(service_name)
-        relogged = False
+
+        def once() -> Any:
+            self._ensure_session()
+            sid_used = self._sid
+            body = self._exchange(service_name, payload, self.read_timeout)
+            try:
+                self._raise_for_read_status(body, service)
+            except KingdeeSessionLost:
+                self._forget_session(sid_used)
+                raise
+            return body
+
+        try:
+            return self._retrying(once)
+        except KingdeeSessionLost:
+            self._ensure_session()
+            return self._retrying(once)
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        """``call()`` until it stops failing transiently, at most ``backoff.max_attempts`` times.
+
+        Only for calls that change nothing: a garbled or missing answer is simply asked again.
+        """
         attempt = 1
         while True:
-            generation = self._generation
             try:
-                if self.auth_mode == "session" and not self._sid:
-                    self._login(seen_generation=None)
-                    generation = self._generation
-                body = self._exchange(service_name, payload, self.read_timeout)
-                self._raise_for_read_status(body, service)
-                return body
-            except KingdeeSessionLost:
-                if relogged:
-                    raise
-                relogged = True
-                self._login(seen_generation=generation)
+                return call()
             except (KingdeeTransientError, KingdeeProtocolError):
-                # Reads change nothing, so a garbled or missing answer is simply asked again.
                 if attempt >= self.backoff.max_attempts:
                     raise
                 self.stats.bump("retries")
@@ -439,7 +464,6 @@ class KingdeeClient:
             raise KingdeeProtocolError(msg_code, [f"envelope instead of rows: {messages}"], service)
         if msg_code == MSG_CONTEXT_LOST:
             if self.auth_mode == "session":
-                self._forget_session()
                 raise KingdeeSessionLost(msg_code, messages, service)
             raise KingdeeAuthError(msg_code, messages, service)
         if msg_code in _TRANSIENT_MSG_CODES:
@@ -448,34 +472,21 @@ class KingdeeClient:
 
     # -- session mode ------------------------------------------------------------------------
 
-    def _forget_session(self) -> None:
+    def _forget_session(self, sid_used: str) -> None:
+        """Drop the session the server lost, unless another thread already replaced it."""
         with self._state_lock:
-            self._sid = ""
+            if self._sid == sid_used:
+                self._sid = ""
 
-    def _login(self, seen_generation: int | None) -> None:
-        """LoginBySign, unless another thread already logged in since ``seen_generation``."""
-        service = _short(LOGIN_BY_SIGN)
+    def _ensure_session(self) -> None:
+        """Session mode: log in unless a live session is known (one login for all threads)."""
+        if self.auth_mode != "session" or self._sid:
+            return
         with self._login_lock:
-            if self._sid and (seen_generation is None or self._generation != seen_generation):
+            if self._sid:
                 return
-            attempt = 1
-            while True:
-                timestamp = int(time.time())
-                sign = login_sign(
-                    self.acct_id, self.username, self.app_id, self._app_secret, timestamp
-                )
-                parameters = [self.acct_id, self.username, self.app_id, timestamp, sign, self.lcid]
-                try:
-                    body = self._exchange(
-                        LOGIN_BY_SIGN, {"parameters": parameters}, self.read_timeout
-                    )
-                    break
-                except (KingdeeTransientError, KingdeeProtocolError):
-                    if attempt >= self.backoff.max_attempts:
-                        raise
-                    self.stats.bump("retries")
-                    time.sleep(self.backoff.delay(attempt))
-                    attempt += 1
+            body = self._retrying(self._login_once)
+            service = _short(LOGIN_BY_SIGN)
             status = _response_status(body)
             if status is not None:
                 raise KingdeeAuthError(
@@ -488,12 +499,27 @@ class KingdeeClient:
             # that does not work fails the next call with MsgCode 1, so accepting it is bounded.
             if _as_int(body.get("LoginResultType")) not in (1, -5) or not session_id:
                 message = self._scrub(str(body.get("Message") or "LoginBySign refused"))
-                raise KingdeeAuthError(_as_int(body.get("MessageCode")), [message], service)
+                raise KingdeeAuthError(None, [message], service)
             with self._state_lock:
-                if self._generation:
+                if self._logins:
                     self.stats.bump("relogins")
+                self._logins += 1
                 self._sid = str(session_id)
-                self._generation += 1
+
+    def _login_once(self) -> Any:
+        """One LoginBySign call; a throttled answer is transient like a 5xx."""
+        timestamp = int(time.time())
+        sign = login_sign(self.acct_id, self.username, self.app_id, self._app_secret, timestamp)
+        parameters = [self.acct_id, self.username, self.app_id, timestamp, sign, self.lcid]
+        body = self._exchange(LOGIN_BY_SIGN, {"parameters": parameters}, self.read_timeout)
+        status = _response_status(body)
+        msg_code = _as_int(status.get("MsgCode")) if status is not None else None
+        if status is not None and msg_code in _TRANSIENT_MSG_CODES:
+            service = _short(LOGIN_BY_SIGN)
+            raise KingdeeTransientError(
+                msg_code, self._messages(status), service, cause="throttled"
+            )
+        return body
 
     # -- one HTTP exchange -------------------------------------------------------------------
 
@@ -524,7 +550,7 @@ class KingdeeClient:
         """POST once and decode; transport and envelope-shape failures become typed errors."""
         service = _short(service_name)
         url = self._url(service_name)
-        body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        body = json.dumps(payload, ensure_ascii=False, default=_wire_value).encode("utf-8")
         self._limiter.acquire()
         self.stats.bump("calls")
         try:
@@ -563,10 +589,8 @@ class KingdeeClient:
         stripped = text.strip()
         if stripped.startswith("response_error:"):
             detail = stripped[len("response_error:") :].strip()
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 detail = str(json.loads(detail).get("Message") or detail)
-            except (ValueError, AttributeError):
-                pass
             raise KingdeeProtocolError(None, [self._scrub(detail[:_SNIPPET])], service)
         if not stripped:
             raise KingdeeProtocolError(None, ["empty body"], service)
@@ -626,7 +650,6 @@ __all__ = [
     "BatchSaveResult",
     "ClientStats",
     "KingdeeClient",
-    "KingdeeError",
     "MaterialInfo",
     "SavedBill",
     "SavedEntry",

@@ -17,6 +17,10 @@ class KingdeeError(Exception):
         self.service = service
         super().__init__(self._render())
 
+    def __reduce__(self) -> tuple:
+        """Pickle by fields (multiprocess executors ship exceptions between processes)."""
+        return (type(self), (self.msg_code, self.messages, self.service), self.__dict__)
+
     def _render(self) -> str:
         code = f" MsgCode {self.msg_code}" if self.msg_code is not None else ""
         text = "; ".join(self.messages) if self.messages else "(no message)"
@@ -56,6 +60,9 @@ class KingdeeUnknownOutcome(KingdeeError):
     def __init__(self, msg_code: int | None, messages: list[str], service: str, cause: str) -> None:
         self.cause = cause
         super().__init__(msg_code, messages, service)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.msg_code, self.messages, self.service, self.cause), self.__dict__)
 
 
 class KingdeeQueryError(KingdeeError):

@@ -55,7 +55,7 @@ def request_path(url: str) -> str:
 
 
 def api_signature(path: str, *, app_id: str, timestamp: str, nonce: str) -> str:
-    """``X-Api-Signature`` over ``POST``, the percent-encoded path (``/`` → ``%2F``) and the nonce/ts."""
+    """``X-Api-Signature``: HMAC of POST, the path (``/`` → ``%2F``), the nonce and timestamp."""
     encoded_path = quote(path, safe="", encoding="utf-8")
     message = f"POST\n{encoded_path}\n\nx-api-nonce:{nonce}\nx-api-timestamp:{timestamp}\n"
     return _b64_hex_hmac(client_secret(app_id), message)

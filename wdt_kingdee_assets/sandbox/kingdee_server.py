@@ -174,13 +174,18 @@ class _MaterialRow:
     material_id: int
 
 
-class _Rejected(Exception):  # noqa: N818 - control flow inside the simulator, never escapes
+class _Rejected(Exception):
     """A request the server answers with an error envelope (msg_code, message)."""
 
     def __init__(self, msg_code: int, message: str) -> None:
         super().__init__(message)
         self.msg_code = msg_code
         self.message = message
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also copes with non-ASCII input (hmac wants bytes then)."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 def _fold(text: str) -> str:
@@ -662,8 +667,9 @@ class KingdeeSimulator:
             return self._reject(operation, 1, MSG_SESSION_LOST)
         if rule.kind == "html_error":
             page = (
-                "<!DOCTYPE html><html><head><title>502 - Web 服务器在作为网关或代理服务器时收到了无效响应。"
-                "</title></head><body><h1>服务器错误</h1></body></html>"
+                "<!DOCTYPE html><html><head><title>502 - "
+                "Web 服务器在作为网关或代理服务器时收到了无效响应。</title></head>"
+                "<body><h1>服务器错误</h1></body></html>"
             )
             return SimResponse.text(page, 200, "text/html")
         return SimResponse(200, b"", [("Content-Type", "application/json; charset=utf-8")])
@@ -716,7 +722,7 @@ class KingdeeSimulator:
         return None
 
     def _verify_signature(self, request: SimRequest) -> str | SimResponse | None:
-        """Check the SDK headers: a new session id, the HTTP refusal to send, or None (MsgCode 1)."""
+        """Check the SDK headers: a new session id, an HTTP refusal, or None (MsgCode 1)."""
         headers = request.headers
         creds = self.credentials
         try:
@@ -737,14 +743,14 @@ class KingdeeSimulator:
         expected_api = api_signature(
             request.path, app_id=creds.app_id, timestamp=stamp, nonce=nonce
         )
-        # Which header the server validates is a guess (reference §2b): check both, the strict reading.
+        # Which header the server validates is a guess (reference §2b): check both (strictest).
         valid = (
             app_id == creds.app_id
             and username == creds.username
             and lcid == str(creds.lcid)
             and bool(stamp)
-            and hmac.compare_digest(headers.get("x-kd-signature", ""), expected_kd)
-            and hmac.compare_digest(headers.get("x-api-signature", ""), expected_api)
+            and _same(headers.get("x-kd-signature", ""), expected_kd)
+            and _same(headers.get("x-api-signature", ""), expected_api)
         )
         return self._new_session() if valid else None
 
@@ -811,7 +817,7 @@ class KingdeeSimulator:
         return self._with_cookies(SimResponse.json(answer), sid)
 
     def _login_failure(self, parameters: list[Any] | None) -> str | None:
-        """Why LoginBySign refuses ``[acctId, user, appId, timestamp, sign, lcid]``; None if it doesn't."""
+        """Why LoginBySign refuses ``[acctId, user, appId, timestamp, sign, lcid]``, or None."""
         if not parameters or len(parameters) < 5:
             return "登录参数不完整。"
         acct_id, username, app_id, timestamp, sign = (str(value) for value in parameters[:5])
@@ -825,11 +831,7 @@ class KingdeeSimulator:
         if abs(time.time() - stamp) > _LOGIN_CLOCK_SKEW_SECONDS:
             return "时间戳已过期，请检查客户端时间。"
         expected = login_sign(creds.acct_id, creds.username, creds.app_id, creds.app_secret, stamp)
-        if (
-            username != creds.username
-            or app_id != creds.app_id
-            or not hmac.compare_digest(sign, expected)
-        ):
+        if username != creds.username or app_id != creds.app_id or not _same(sign, expected):
             return "用户名或签名验证失败，请检查账套、用户、应用ID和应用密钥。"
         return None
 
@@ -837,7 +839,7 @@ class KingdeeSimulator:
 
     @staticmethod
     def _parameters(body: Any) -> list[Any] | None:
-        """``parameters`` of the positional and the legacy ApiClient envelope (maybe a JSON string)."""
+        """``parameters`` of the positional and legacy envelopes (a list or its JSON string)."""
         if not isinstance(body, Mapping) or "parameters" not in body:
             return None
         parameters = body["parameters"]

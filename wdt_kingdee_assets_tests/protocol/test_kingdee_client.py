@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -338,3 +339,41 @@ def _assert_no_secret(error: BaseException, secret: str) -> None:
         assert secret not in str(chain) and secret not in repr(chain)
         assert "X-Kd-Signature" not in str(chain)
         chain = chain.__cause__ or chain.__context__
+
+
+def test_concurrent_readers_share_one_relogin(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, auth_mode="session")
+    client.find_bills(FORM, ["X"])
+    _fault(kingdee_sim, "session_lost@ExecuteBillQuery")
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            client.find_materials(["MAT-001"], "100")
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert client.stats.relogins == 1
+
+
+def test_login_is_retried_when_throttled(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, auth_mode="session")
+    _fault(kingdee_sim, "throttle@LoginBySign")
+    assert client.find_bills(FORM, ["X"]) == {}
+    assert client.stats.retries == 1 and client.stats.relogins == 0
+
+
+def test_decimal_quantities_go_out_exactly(kingdee_client: KingdeeClient) -> None:
+    lines = [
+        ("MAT-001", "Pcs", Decimal("0.1")),
+        ("MAT-001", "Pcs", Decimal("12345678.123456789012")),
+    ]
+    assert kingdee_client.batch_save(FORM, [mis_delivery_bill("DEC-1", lines)]).is_success
+    entries = kingdee_client.bill_entries(FORM, ["DEC-1"])
+    assert [entry.qty for entry in entries] == [Decimal("0.1"), Decimal("12345678.123456789012")]

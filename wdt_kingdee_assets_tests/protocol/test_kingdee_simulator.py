@@ -391,7 +391,10 @@ def test_query_errors_are_wrapped_envelopes(
 
 def test_entry_fields_give_one_row_per_line_and_paging(three_bills: KingdeeSandbox) -> None:
     sid = _session(three_bills)
-    keys = "FBillNo,FEntity_FSeq,FMaterialId.FNumber,FQty,FUnitID.FNumber,FStockId.FNumber,FLot.FNumber,FDate"
+    keys = (
+        "FBillNo,FEntity_FSeq,FMaterialId.FNumber,FQty,"
+        "FUnitID.FNumber,FStockId.FNumber,FLot.FNumber,FDate"
+    )
     body = {"data": {"FormId": "STK_MisDelivery", "FieldKeys": keys, "OrderString": "FBillNo desc"}}
     rows = _post(three_bills, QUERY, body, **{"kdservice-sessionid": sid}).json()
     assert rows == [
@@ -408,7 +411,10 @@ def test_entry_fields_give_one_row_per_line_and_paging(three_bills: KingdeeSandb
 
 def test_material_query_has_one_row_per_use_org(kingdee_sim: KingdeeSandbox) -> None:
     sid = _session(kingdee_sim)
-    keys = "FMATERIALID,FNumber,FName,FForbidStatus,FDocumentStatus,FBaseUnitId.FNumber,FUseOrgId.FNumber"
+    keys = (
+        "FMATERIALID,FNumber,FName,FForbidStatus,FDocumentStatus,"
+        "FBaseUnitId.FNumber,FUseOrgId.FNumber"
+    )
     body = {
         "data": {"FormId": "BD_MATERIAL", "FieldKeys": keys, "FilterString": "FNumber='MAT-001'"}
     }

@@ -111,13 +111,11 @@ def test_headers_match_the_official_sdk(
 def test_login_sign_is_sha256_of_the_ordinal_sorted_concatenation() -> None:
     # Sorted by code point: "0123…" < "123456_…" < "1700000000" < "65f0…" < "apiuser".
     expected = hashlib.sha256(
-        (
-            "0123456789abcdef0123456789abcdef"
-            "123456_AbCdEfGhIjKlMnOpQrStUvWxYz012345"
-            "1700000000"
-            "65f0a1b2c3d4e5"
-            "apiuser"
-        ).encode()
+        b"0123456789abcdef0123456789abcdef"
+        b"123456_AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+        b"1700000000"
+        b"65f0a1b2c3d4e5"
+        b"apiuser"
     ).hexdigest()
     sign = login_sign(
         VECTOR["acct_id"], VECTOR["username"], VECTOR["app_id"], VECTOR["app_secret"], 1700000000
