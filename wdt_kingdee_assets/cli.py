@@ -14,12 +14,13 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+# The per-step event log stays in the instance (and the UI); the terminal gets the summary.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 INSTANCE_YAML = """\
 # Written by `wdt-kingdee sync`: Dagster's default SQLite storage in this folder.
 telemetry:
@@ -173,7 +174,9 @@ def run_sync(args: argparse.Namespace) -> int:
         summaries = []
         with DagsterInstance.get() as instance:
             for day in days:
-                result = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False)
+                result = job.execute_in_process(
+                    partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET
+                )
                 summaries.append(_summarize(day, result))
         _print_summary(summaries)
         print(f"\nKingdee sandbox now holds {len(sandbox.kingdee.bills())} 其他出库单 (STK_MisDelivery).")

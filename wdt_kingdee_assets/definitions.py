@@ -9,7 +9,7 @@ import dagster as dg
 
 from wdt_kingdee_assets import assets, checks
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
-from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, default_data_dir
+from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
 
 sync_job = dg.define_asset_job(
     "sync_stockouts",
@@ -44,7 +44,7 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
             org_number=_optional("KINGDEE_ORG_NUMBER", "100"),
             auth_mode=_optional("KINGDEE_AUTH_MODE", "signature"),
         ),
-        "io_manager": PartitionedJsonlIOManager(base_dir=data_dir or default_data_dir()),
+        "io_manager": PartitionedJsonlIOManager(base_dir=data_dir),
     }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from wdt_kingdee_assets.frames import (
     KINGDEE_BILLS,
@@ -51,10 +52,12 @@ def column_schema(schema: FrameSchema) -> dg.TableSchema:
 class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
     """Stores each asset's DataFrame as ``<base_dir>/<asset>/<partition>.jsonl``."""
 
-    base_dir: str
+    base_dir: str | None = Field(
+        default=None, description="None: resolved when the run starts (see default_data_dir)"
+    )
 
     def path_for(self, asset_name: str, partition_key: str) -> Path:
-        return Path(self.base_dir) / asset_name / f"{partition_key}.jsonl"
+        return Path(self.base_dir or default_data_dir()) / asset_name / f"{partition_key}.jsonl"
 
     @staticmethod
     def _schema(context: dg.OutputContext | dg.InputContext) -> FrameSchema:
