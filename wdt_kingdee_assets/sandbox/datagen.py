@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 WAREHOUSES: tuple[tuple[str, str], ...] = (
@@ -126,6 +127,21 @@ def _quantity(rng: random.Random, unit: str) -> Decimal:
     return Decimal(1 + _below(rng, 5_000_000)) / _TEN_THOUSAND
 
 
+@lru_cache(maxsize=8192)
+def _line_template(material: CatalogMaterial, index: int) -> dict[str, Any]:
+    """The fields a line takes from its material alone; built once per material, then copied."""
+    return {
+        "spec_id": 10_000 + index,
+        "spec_no": material.number,
+        "goods_no": material.number,
+        "goods_name": material.name,
+        "short_name": material.name[:6],
+        "spec_code": "",
+        "spec_name": "默认规格",
+        "barcode": material.number if material.number.isdigit() else "",
+    }
+
+
 def _line(
     rng: random.Random, rec_id: int, material: CatalogMaterial, index: int, day: date
 ) -> dict[str, Any]:
@@ -141,14 +157,7 @@ def _line(
     position_no = f"A-{1 + _below(rng, 29):02d}-{1 + _below(rng, 8):02d}"
     line: dict[str, Any] = {
         "rec_id": rec_id,
-        "spec_id": 10_000 + index,
-        "spec_no": material.number,
-        "goods_no": material.number,
-        "goods_name": material.name,
-        "short_name": material.name[:6],
-        "spec_code": "",
-        "spec_name": "默认规格",
-        "barcode": material.number if material.number.isdigit() else "",
+        **_line_template(material, index),
         "num": num,
         "expect_num": num,
         "checked_cost_price": price,

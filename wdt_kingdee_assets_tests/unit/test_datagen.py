@@ -125,10 +125,11 @@ def test_malformed_orders_carry_one_defect_each(catalog) -> None:
 
 
 def test_ten_thousand_orders_generate_quickly(catalog) -> None:
-    started = time.perf_counter()
+    # CPU time, not wall time: the suite may share the machine with other test processes.
+    started = time.process_time()
     orders = generate_day(DAY, seed=3, orders=10_000, catalog=catalog)
     assert len(orders) == 10_000
-    assert time.perf_counter() - started < 5.0
+    assert time.process_time() - started < 5.0
 
 
 def test_bad_arguments_are_refused(catalog) -> None:
