@@ -943,11 +943,14 @@ class KingdeeSimulator:
         warehouses = {_fold(stock) for stock in self._warehouses}
 
         def reference(
-            name: str, exists: Callable[[str], bool], row: int | None = None
+            source: Mapping[str, Any],
+            name: str,
+            exists: Callable[[str], bool],
+            row: int | None = None,
         ) -> str | None:
             """A base-data reference by number; unresolved → silently empty unless verifying."""
             where = f"第{row}行" if row is not None else ""
-            number = _ref_number(model_or_line.get(name)) if number_search else None
+            number = _ref_number(source.get(name)) if number_search else None
             if number is None:
                 problems.append((name, f"{where}字段“{_LABELS[name]}”是必填项。"))
                 return None
@@ -961,9 +964,11 @@ class KingdeeSimulator:
                 return None
             return number
 
-        def choice(name: str, allowed: frozenset[str], row: int | None = None) -> str | None:
+        def choice(
+            source: Mapping[str, Any], name: str, allowed: frozenset[str], row: int | None = None
+        ) -> str | None:
             where = f"第{row}行" if row is not None else ""
-            value = model_or_line.get(name)
+            value = source.get(name)
             if value is None or not str(value).strip():
                 problems.append((name, f"{where}字段“{_LABELS[name]}”是必填项。"))
                 return None
@@ -972,32 +977,31 @@ class KingdeeSimulator:
                 return None
             return str(value).strip()
 
-        model_or_line: Mapping[str, Any] = model
         fid = model.get("FID") or 0
         if str(fid).strip() not in ("", "0"):
             problems.append(("FID", f"沙箱只模拟新增：内码为“{fid}”的单据不能修改。"))
         bill_no = str(model.get("FBillNo") or "").strip()
         if bill_no and any(_fold(bill.bill_no) == _fold(bill_no) for bill in self._bills):
             problems.append(("FBillNo", f"单据编号“{bill_no}”已经存在，不允许重复保存。"))
-        bill_type = reference("FBillTypeID", lambda number: number.casefold() in _BILL_TYPES)
-        stock_org = reference("FStockOrgId", lambda number: _fold(number) in orgs)
-        pick_org = reference("FPickOrgId", lambda number: _fold(number) in orgs)
-        direction = choice("FStockDirect", _STOCK_DIRECTIONS)
+        bill_type = reference(model, "FBillTypeID", lambda number: number.casefold() in _BILL_TYPES)
+        stock_org = reference(model, "FStockOrgId", lambda number: _fold(number) in orgs)
+        pick_org = reference(model, "FPickOrgId", lambda number: _fold(number) in orgs)
+        direction = choice(model, "FStockDirect", _STOCK_DIRECTIONS)
         bill_date = _parse_date(model.get("FDate"))
         if model.get("FDate") in (None, ""):
             problems.append(("FDate", "字段“日期”是必填项。"))
         elif bill_date is None:
             problems.append(("FDate", f"字段“日期”的值“{model.get('FDate')}”格式不正确。"))
-        choice("FOwnerTypeIdHead", _OWNER_TYPES)
-        reference("FBaseCurrId", lambda number: number.casefold() in _CURRENCIES)
+        choice(model, "FOwnerTypeIdHead", _OWNER_TYPES)
+        reference(model, "FBaseCurrId", lambda number: number.casefold() in _CURRENCIES)
         if model.get("FOwnerIdHead") is not None:
-            reference("FOwnerIdHead", lambda number: _fold(number) in orgs)
+            reference(model, "FOwnerIdHead", lambda number: _fold(number) in orgs)
         dept = None
         if model.get("FDeptId") is not None:
-            dept = reference("FDeptId", lambda number: _fold(number) in self._departments)
+            dept = reference(model, "FDeptId", lambda number: _fold(number) in self._departments)
         if model.get("FCustId") is not None:
             # Customers are not simulated: any reference to one is unresolvable.
-            reference("FCustId", lambda number: False)
+            reference(model, "FCustId", lambda number: False)
         elif model.get("FDeptId") is None:
             problems.append(("FDeptId", "字段“领料部门”是必填项。"))
         lines = model.get("FEntity")
@@ -1009,7 +1013,6 @@ class KingdeeSimulator:
             if not isinstance(line, Mapping):
                 problems.append(("FEntity", f"第{row}行分录数据格式不正确。"))
                 continue
-            model_or_line = line
             org = stock_org or ""
 
             def material_exists(number: str, org: str = org) -> bool:
@@ -1019,10 +1022,10 @@ class KingdeeSimulator:
                 # IsVerifyBaseDataField: a disabled or unaudited record counts as non-existent.
                 return not verify or (not material.forbidden and material.document_status == "C")
 
-            material_no = reference("FMaterialId", material_exists, row)
+            material_no = reference(line, "FMaterialId", material_exists, row)
             material = self._material(material_no, org) if material_no else None
-            unit = reference("FUnitID", lambda number: True, row)
-            base_unit = reference("FBaseUnitId", lambda number: True, row)
+            unit = reference(line, "FUnitID", lambda number: True, row)
+            base_unit = reference(line, "FBaseUnitId", lambda number: True, row)
             if material is not None:
                 for name, given in (("FUnitID", unit), ("FBaseUnitId", base_unit)):
                     if given is not None and _fold(given) != _fold(material.base_unit):
@@ -1034,7 +1037,7 @@ class KingdeeSimulator:
                             )
                         )
             qty = self._quantity(line.get("FQty"), row, problems)
-            stock = reference("FStockId", lambda number: _fold(number) in warehouses, row)
+            stock = reference(line, "FStockId", lambda number: _fold(number) in warehouses, row)
             lot = _ref_number(line.get("FLot"))
             if material is not None and material.batch_managed and lot is None:
                 problems.append(
@@ -1047,15 +1050,15 @@ class KingdeeSimulator:
                 lot = None  # the field is locked for materials without lot management
             if line.get("FStockStatusId") is not None:
                 reference(
-                    "FStockStatusId", lambda number: number.casefold() in _STOCK_STATUSES, row
+                    line, "FStockStatusId", lambda number: number.casefold() in _STOCK_STATUSES, row
                 )
             if line.get("FOwnerTypeId") is not None:
-                choice("FOwnerTypeId", _OWNER_TYPES, row)
+                choice(line, "FOwnerTypeId", _OWNER_TYPES, row)
             if line.get("FKeeperTypeId") is not None:
-                choice("FKeeperTypeId", _KEEPER_TYPES, row)
+                choice(line, "FKeeperTypeId", _KEEPER_TYPES, row)
             for name in ("FOwnerId", "FKeeperId"):
                 if line.get(name) is not None:
-                    reference(name, lambda number: _fold(number) in orgs, row)
+                    reference(line, name, lambda number: _fold(number) in orgs, row)
             if material_no and unit and qty is not None and stock:
                 entries.append(
                     _Entry(next(self._entry_ids), row, material_no, qty, unit, stock, lot)
