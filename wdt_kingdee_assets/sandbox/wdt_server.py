@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -32,7 +32,6 @@ from wdt_kingdee_assets.sandbox.datagen import (
     WAREHOUSES,
     CatalogMaterial,
     build_catalog,
-    generate_day,
     generate_order,
 )
 from wdt_kingdee_assets.sandbox.faults import FaultPlan, FaultRule
@@ -549,23 +548,3 @@ def _parse_rule(spec: Any) -> FaultRule:
     if isinstance(spec, dict):
         return FaultRule.model_validate(spec)
     raise ValueError(f"a fault rule is a string or an object, got {type(spec).__name__}")
-
-
-def seed_days(
-    simulator: WdtSimulator,
-    days: Sequence[date],
-    *,
-    seed: int,
-    orders_per_day: int,
-    catalog: Sequence[CatalogMaterial],
-    malformed: int = 0,
-) -> int:
-    """Fill ``simulator`` with generated days; returns how many orders were added."""
-    added = 0
-    for day in days:
-        orders = generate_day(
-            day, seed=seed, orders=orders_per_day, catalog=catalog, malformed=malformed
-        )
-        simulator.add_orders(orders)
-        added += len(orders)
-    return added

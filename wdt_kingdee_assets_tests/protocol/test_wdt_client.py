@@ -34,10 +34,6 @@ QUERY = StockoutQuery(DAY_START, DAY_START + timedelta(days=1))
 ORDER = {"stockout_id": 1, "status": 110, "consign_time": "2026-08-22 09:30:00", "detail_list": []}
 
 
-def fault(sandbox: WdtSandbox, *rules: str) -> None:
-    sandbox.admin("POST", "faults", {"rules": list(rules)})
-
-
 def test_a_page_round_trip(wdt_sim: WdtSandbox, wdt_client: WdtClient) -> None:
     wdt_sim.app.add_orders([ORDER])
     page = wdt_client.query_page(QUERY, 0)
@@ -81,7 +77,7 @@ def test_throttle_fault_is_backed_off_and_recovers(
     wdt_sim: WdtSandbox, wdt_client: WdtClient
 ) -> None:
     wdt_sim.app.add_orders([ORDER])
-    fault(wdt_sim, "throttle,times=2")
+    wdt_sim.add_faults("throttle,times=2")
     assert wdt_client.count(QUERY) == 1
     assert wdt_sim.calls() == 3
     stats = wdt_client.stats
@@ -90,7 +86,7 @@ def test_throttle_fault_is_backed_off_and_recovers(
 
 
 def test_throttled_until_retries_run_out(wdt_sim: WdtSandbox, wdt_client: WdtClient) -> None:
-    fault(wdt_sim, "throttle,times=10")
+    wdt_sim.add_faults("throttle,times=10")
     with pytest.raises(WdtThrottledError) as caught:
         wdt_client.count(QUERY)
     assert caught.value.server_message == MSG_RATE and caught.value.status == 100
@@ -154,7 +150,7 @@ def test_concurrency_limit_is_backed_off(
 def test_transient_failures_are_retried_and_recover(
     wdt_sim: WdtSandbox, wdt_client: WdtClient, rule: str
 ) -> None:
-    fault(wdt_sim, rule)
+    wdt_sim.add_faults(rule)
     assert wdt_client.count(QUERY) == 0
     assert wdt_sim.calls() == 3 and wdt_client.stats.retries == 2
 
@@ -163,7 +159,7 @@ def test_timeouts_are_retried_and_recover(
     wdt_sim: WdtSandbox, make_wdt_client: Callable[..., WdtClient]
 ) -> None:
     client = make_wdt_client(timeout=0.2)
-    fault(wdt_sim, "timeout,seconds=0.6,times=2")
+    wdt_sim.add_faults("timeout,seconds=0.6,times=2")
     assert client.count(QUERY) == 0
     assert wdt_sim.calls() == 3 and client.stats.retries == 2
 
@@ -184,7 +180,7 @@ def test_transient_failures_raise_after_the_bound(
     says: str,
 ) -> None:
     client = make_wdt_client(timeout=timeout, backoff=fast_backoff(max_attempts=3))
-    fault(wdt_sim, rule)
+    wdt_sim.add_faults(rule)
     with pytest.raises(WdtTransientError, match=says):
         client.count(QUERY)
     assert wdt_sim.calls() == 3
@@ -198,9 +194,9 @@ def test_answers_that_are_not_envelopes_are_protocol_errors(
     wdt_sim: WdtSandbox, wdt_client: WdtClient, kind: str, excerpt: str
 ) -> None:
     wdt_sim.app.add_orders([ORDER])
-    fault(wdt_sim, f"{kind},times=1")
+    wdt_sim.add_faults(f"{kind},times=1")
     assert wdt_client.count(QUERY) == 1  # retried once, then the real answer
-    fault(wdt_sim, f"{kind},times=10")
+    wdt_sim.add_faults(f"{kind},times=10")
     with pytest.raises(WdtProtocolError) as caught:
         wdt_client.count(QUERY)
     assert excerpt in str(caught.value)
@@ -208,7 +204,7 @@ def test_answers_that_are_not_envelopes_are_protocol_errors(
 
 
 def test_delay_fault_is_just_slow(wdt_sim: WdtSandbox, wdt_client: WdtClient) -> None:
-    fault(wdt_sim, "delay,seconds=0.2")
+    wdt_sim.add_faults("delay,seconds=0.2")
     started = time.monotonic()
     assert wdt_client.count(QUERY) == 0
     assert time.monotonic() - started >= 0.2 and wdt_sim.calls() == 1
@@ -241,7 +237,7 @@ def test_no_secret_salt_or_sign_in_errors_or_repr(
     sandbox = make_wdt_sim(LEAKY_CREDENTIALS)
     client = make_wdt_client(sandbox, backoff=fast_backoff(max_attempts=2), **client_options)
     if rule:
-        fault(sandbox, rule)
+        sandbox.add_faults(rule)
     with pytest.raises(expected) as caught:
         client.count(QUERY)
     rendered = "".join(traceback.format_exception(caught.value)) + repr(caught.value)

@@ -20,10 +20,6 @@ ALL_STATUSES = StockoutQuery(DAY_START, DAY_START + timedelta(days=1), status=No
 CATALOG = build_catalog(seed=5, size=60)
 
 
-def fault(sandbox: WdtSandbox, *rules: str) -> None:
-    sandbox.admin("POST", "faults", {"rules": list(rules)})
-
-
 def test_multi_page_pull_returns_every_order_exactly_once(
     wdt_sim: WdtSandbox, make_wdt_client: Callable[..., WdtClient]
 ) -> None:
@@ -69,7 +65,7 @@ def test_rows_inserted_while_paging_are_still_all_pulled(
     wdt_sim.app.add_orders(generate_day(DAY, seed=5, orders=120, catalog=CATALOG))
     client = make_wdt_client(page_size=25)
     # After the 2nd page is answered, 3 orders appear ahead of it: later pages shift by 3.
-    fault(wdt_sim, "insert_rows,skip=1,times=1,rows=3")
+    wdt_sim.add_faults("insert_rows,skip=1,times=1,rows=3")
     result = pull_stockouts(client, ALL_STATUSES)
     final_count = client.count(ALL_STATUSES)
     assert final_count == 123
@@ -84,7 +80,7 @@ def test_rows_that_keep_moving_fail_loudly_with_both_numbers(
 ) -> None:
     wdt_sim.app.add_orders(generate_day(DAY, seed=5, orders=60, catalog=CATALOG))
     client = make_wdt_client(page_size=20)
-    fault(wdt_sim, "insert_rows,times=1000,rows=2")
+    wdt_sim.add_faults("insert_rows,times=1000,rows=2")
     with pytest.raises(IncompletePullError) as caught:
         pull_stockouts(client, ALL_STATUSES, max_passes=2)
     error = caught.value
