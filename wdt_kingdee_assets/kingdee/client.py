@@ -269,7 +269,11 @@ class KingdeeClient:
     def batch_save(
         self, form_id: str, models: list[dict], *, options: Mapping[str, Any] | None = None
     ) -> BatchSaveResult:
-        """Save ``models`` in one BatchSave call; never retried (see the module docstring)."""
+        """Save ``models`` in one BatchSave call; never retried (see the module docstring).
+
+        Raises :class:`KingdeeUnknownOutcome` when the answer is unusable (reconcile by FBillNo)
+        and :class:`KingdeeAuthError` when the credentials are refused (nothing was saved).
+        """
         data = {**DEFAULT_SAVE_OPTIONS, **(options or {}), "Model": list(models)}
         payload = {"formid": form_id, "data": data}
         service = _short(BATCH_SAVE)
@@ -277,8 +281,6 @@ class KingdeeClient:
         sid_used = self._sid
         try:
             body = self._exchange(BATCH_SAVE, payload, self.write_timeout)
-        except KingdeeAuthError:
-            raise
         except KingdeeTransientError as exc:
             raise KingdeeUnknownOutcome(None, exc.messages, service, exc.cause) from exc
         except KingdeeProtocolError as exc:
