@@ -1,0 +1,121 @@
+"""The commands a user types: `wdt-kingdee sandbox`, `wdt-kingdee sync`, `dagster asset materialize`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from wdt_kingdee_assets.partitions import BEIJING
+
+SPEC_VARIABLES = {
+    "WDT_BASE_URL", "WDT_SID", "WDT_APPKEY", "WDT_APPSECRET",
+    "KINGDEE_BASE_URL", "KINGDEE_ACCT_ID", "KINGDEE_USERNAME", "KINGDEE_APP_ID", "KINGDEE_APP_SECRET",
+    "KINGDEE_LCID", "KINGDEE_ORG_NUMBER",
+}  # fmt: skip
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES and k != "DAGSTER_HOME"}
+    return {**env, **extra}
+
+
+@contextmanager
+def running_sandbox(*args: str, env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Start `wdt-kingdee sandbox`, read its `export` lines, stop it with SIGTERM afterwards."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wdt_kingdee_assets.cli", "sandbox", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env or clean_env(),
+        start_new_session=True,
+    )
+    try:
+        exported: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while len(exported) < len(SPEC_VARIABLES) and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            assert line.startswith("export "), line
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exported[name] = value.strip("'")
+        yield exported
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def admin_state(base_url: str) -> dict:
+    root = base_url.split("/k3cloud")[0].split("/openapi")[0]
+    with urllib.request.urlopen(f"{root}/__admin__/state", timeout=10) as response:
+        return json.load(response)
+
+
+def test_sandbox_prints_every_variable_and_serves_until_interrupted():
+    with running_sandbox("--days", "1", "--orders-per-day", "5", "--seed", "3") as exported:
+        assert set(exported) == SPEC_VARIABLES
+        assert exported["WDT_BASE_URL"].startswith("http://127.0.0.1:")
+        assert admin_state(exported["WDT_BASE_URL"])["orders"] > 0
+        assert admin_state(exported["KINGDEE_BASE_URL"])["counts"]["bills"] == 0
+
+
+def test_sandbox_accepts_exactly_the_credentials_in_the_environment():
+    env = clean_env(WDT_SID="acme", WDT_APPSECRET="s3cr3t:pepper", KINGDEE_APP_SECRET="k-secret-1")
+    with running_sandbox("--days", "1", "--orders-per-day", "2", env=env) as exported:
+        assert (exported["WDT_SID"], exported["WDT_APPSECRET"]) == ("acme", "s3cr3t:pepper")
+        assert exported["KINGDEE_APP_SECRET"] == "k-secret-1"
+
+
+def test_dagster_cli_materializes_a_day_with_the_sandbox_environment(tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    with running_sandbox("--days", "1", "--orders-per-day", "8", "--missing-ratio", "0") as exported:
+        day = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
+        result = subprocess.run(
+            ["dagster", "asset", "materialize", "-m", "wdt_kingdee_assets", "--select", "*", "--partition", day],
+            env=clean_env(**exported, DAGSTER_HOME=str(home), WDT_CALLS_PER_MINUTE="0"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        bills = admin_state(exported["KINGDEE_BASE_URL"])["bills"]
+        assert bills and len({bill["FBillNo"] for bill in bills}) == len(bills)
+        assert (home / "wdt_kingdee_data" / "kingdee_write_results" / f"{day}.jsonl").exists()
+        for secret in (exported["WDT_APPSECRET"].split(":")[0], exported["KINGDEE_APP_SECRET"]):
+            assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_main_job_syncs_recent_days_and_prints_a_summary(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "wdt_kingdee_assets.cli", "sync", "--days", "2", "--orders-per-day", "6",
+         "--dagster-home", str(tmp_path / "home")],
+        env=clean_env(WDT_CALLS_PER_MINUTE="0"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line[:4].isdigit()]
+    assert len(rows) == 2 and all(" ok " in row for row in rows)
+    assert "dagster dev" in result.stdout
+    assert (tmp_path / "home" / "dagster.yaml").exists()
