@@ -39,9 +39,13 @@ def preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -
 
 
 class RawStockoutsConfig(dg.Config):
-    status: str = Field(default="110", description="WDT status filter, comma-separated (110 = 已完成)")
+    status: str = Field(
+        default="110", description="WDT status filter, comma-separated (110 = 已完成)"
+    )
     warehouse_no: str = Field(default="", description="only this WDT warehouse; empty = all")
-    max_passes: int = Field(default=3, ge=1, le=10, description="re-reads when rows move while paging")
+    max_passes: int = Field(
+        default=3, ge=1, le=10, description="re-reads when rows move while paging"
+    )
 
 
 @dg.asset(
@@ -121,7 +125,8 @@ def raw_stockouts(
 
 class NormalizeConfig(dg.Config):
     accepted_statuses: list[int] = Field(
-        default=[110], description="WDT statuses whose lines are usable (keep in step with the pull)"
+        default=[110],
+        description="WDT statuses whose lines are usable (keep in step with the pull)",
     )
 
 
@@ -150,7 +155,9 @@ def normalized_stockouts(
             "stockouts": int(lines["stockout_id"].nunique()),
             "materials": int(lines["spec_no"].nunique()),
             "duration_seconds": round(time.monotonic() - started, 3),
-            "rejected_preview": preview(rejected, ["stockout_no", "rec_id", "spec_no", "reject_reason"]),
+            "rejected_preview": preview(
+                rejected, ["stockout_no", "rec_id", "spec_no", "reject_reason"]
+            ),
         },
     )
 

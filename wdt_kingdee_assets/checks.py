@@ -5,7 +5,6 @@ proves the mapping right (source quantities = bill quantities) blocks the write:
 must never reach Kingdee, while a missing material only holds the bills that use it.
 """
 
-
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -63,15 +62,23 @@ def _differences(
     expected: Mapping[tuple[Any, str], Decimal], actual: Mapping[tuple[Any, str], Decimal]
 ) -> list[dict[str, Any]]:
     return [
-        {"bill": key[0], "material": key[1], "expected": expected.get(key, Decimal(0)), "actual": actual.get(key, Decimal(0))}
+        {
+            "bill": key[0],
+            "material": key[1],
+            "expected": expected.get(key, Decimal(0)),
+            "actual": actual.get(key, Decimal(0)),
+        }
         for key in sorted(set(expected) | set(actual), key=str)
         if expected.get(key, Decimal(0)) != actual.get(key, Decimal(0))
     ]
 
 
-def _latest_metadata(context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey) -> dict[str, Any]:
+def _latest_metadata(
+    context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey
+) -> dict[str, Any]:
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[context.partition_key]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[context.partition_key]),
+        limit=1,
     ).records
     if not records or records[0].asset_materialization is None:
         return {}
@@ -120,7 +127,9 @@ def raw_stockouts_complete(
             "total_count_now": recount,
             "late_stockouts": recount - (total_at_pull or 0),
         },
-        description=None if passed else "the pulled day does not match WDT's count; re-materialize it",
+        description=None
+        if passed
+        else "the pulled day does not match WDT's count; re-materialize it",
     )
 
 
@@ -132,7 +141,12 @@ def raw_stockouts_complete(
 def no_rejected_lines(normalized_stockouts: pd.DataFrame) -> dg.AssetCheckResult:
     rejected = normalized_stockouts[normalized_stockouts["reject_reason"].notna()]
     rows = [
-        {"stockout_no": row.stockout_no, "rec_id": row.rec_id, "spec_no": row.spec_no, "reason": row.reject_reason}
+        {
+            "stockout_no": row.stockout_no,
+            "rec_id": row.rec_id,
+            "spec_no": row.spec_no,
+            "reason": row.reject_reason,
+        }
         for row in rejected.itertuples(index=False)
     ]
     return dg.AssetCheckResult(
@@ -152,10 +166,15 @@ def no_rejected_lines(normalized_stockouts: pd.DataFrame) -> dg.AssetCheckResult
 )
 def materials_exist_in_kingdee(kingdee_bills: pd.DataFrame) -> dg.AssetCheckResult:
     held_by: dict[str, list[str]] = defaultdict(list)
-    for bill_no, missing in zip(kingdee_bills["bill_no"], kingdee_bills["missing_materials"], strict=True):
+    for bill_no, missing in zip(
+        kingdee_bills["bill_no"], kingdee_bills["missing_materials"], strict=True
+    ):
         for number in missing or []:
             held_by[number].append(bill_no)
-    rows = [{"material": number, "bills": ", ".join(bills), "bill_count": len(bills)} for number, bills in sorted(held_by.items())]
+    rows = [
+        {"material": number, "bills": ", ".join(bills), "bill_count": len(bills)}
+        for number, bills in sorted(held_by.items())
+    ]
     return dg.AssetCheckResult(
         passed=not held_by,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -163,7 +182,9 @@ def materials_exist_in_kingdee(kingdee_bills: pd.DataFrame) -> dg.AssetCheckResu
             "missing_materials": len(held_by),
             "bills_held": len({bill for bills in held_by.values() for bill in bills}),
             "missing": _table(rows),
-            "missing_json": dg.MetadataValue.json({number: bills for number, bills in sorted(held_by.items())}),
+            "missing_json": dg.MetadataValue.json(
+                {number: bills for number, bills in sorted(held_by.items())}
+            ),
         },
     )
 
@@ -187,7 +208,9 @@ def bill_quantities_match_source(
     lines = normalized_stockouts[normalized_stockouts["stockout_id"].isin(list(bill_of))]
     expected = _quantities(
         (bill_of[stockout_id], spec_no, num)
-        for stockout_id, spec_no, num in zip(lines["stockout_id"], lines["spec_no"], lines["num"], strict=True)
+        for stockout_id, spec_no, num in zip(
+            lines["stockout_id"], lines["spec_no"], lines["num"], strict=True
+        )
     )
     actual = _model_quantities(ready)
     differences = _differences(expected, actual)
@@ -212,7 +235,9 @@ def bill_quantities_match_source(
 )
 def no_held_bills(kingdee_bills: pd.DataFrame) -> dg.AssetCheckResult:
     held = kingdee_bills[kingdee_bills["readiness"] == "held"]
-    rows = [{"bill": row.bill_no, "reason": row.hold_reason} for row in held.itertuples(index=False)]
+    rows = [
+        {"bill": row.bill_no, "reason": row.hold_reason} for row in held.itertuples(index=False)
+    ]
     return dg.AssetCheckResult(
         passed=not rows,
         severity=dg.AssetCheckSeverity.WARN,
@@ -233,11 +258,21 @@ def ready_bills_written(
     kingdee_write_results: pd.DataFrame, kingdee_bills: pd.DataFrame
 ) -> dg.AssetCheckResult:
     ready = set(kingdee_bills.loc[kingdee_bills["readiness"] == "ready", "bill_no"])
-    outcome = dict(zip(kingdee_write_results["bill_no"], kingdee_write_results["outcome"], strict=True))
-    messages = dict(zip(kingdee_write_results["bill_no"], kingdee_write_results["messages"], strict=True))
-    unwritten = sorted(bill for bill in ready if outcome.get(bill) not in ("created", "already_in_kingdee"))
+    outcome = dict(
+        zip(kingdee_write_results["bill_no"], kingdee_write_results["outcome"], strict=True)
+    )
+    messages = dict(
+        zip(kingdee_write_results["bill_no"], kingdee_write_results["messages"], strict=True)
+    )
+    unwritten = sorted(
+        bill for bill in ready if outcome.get(bill) not in ("created", "already_in_kingdee")
+    )
     rows = [
-        {"bill": bill, "outcome": outcome.get(bill, "(no result)"), "messages": " | ".join(messages.get(bill) or [])[:300]}
+        {
+            "bill": bill,
+            "outcome": outcome.get(bill, "(no result)"),
+            "messages": " | ".join(messages.get(bill) or [])[:300],
+        }
         for bill in unwritten
     ]
     return dg.AssetCheckResult(
@@ -266,20 +301,27 @@ def ready_bills_written(
             description="单据不重复 / no duplicates: no FBillNo of the day appears twice (two FIDs) in Kingdee.",
         ),
     ],
-    ins={"kingdee_write_results": dg.AssetIn("kingdee_write_results"), "kingdee_bills": dg.AssetIn("kingdee_bills")},
+    ins={
+        "kingdee_write_results": dg.AssetIn("kingdee_write_results"),
+        "kingdee_bills": dg.AssetIn("kingdee_bills"),
+    },
     pool="kingdee_api",
 )
 def kingdee_matches_bills(
     kingdee_write_results: pd.DataFrame, kingdee_bills: pd.DataFrame, kingdee: KingdeeResource
 ) -> Iterable[dg.AssetCheckResult]:
-    in_kingdee = kingdee_write_results[kingdee_write_results["outcome"].isin(["created", "already_in_kingdee"])]
+    in_kingdee = kingdee_write_results[
+        kingdee_write_results["outcome"].isin(["created", "already_in_kingdee"])
+    ]
     bill_nos = sorted(set(in_kingdee["bill_no"]))
     entries = kingdee.client().bill_entries(load_mapping().form_id, bill_nos) if bill_nos else []
 
     sent = kingdee_bills[kingdee_bills["bill_no"].isin(bill_nos) & kingdee_bills["model"].notna()]
     expected = _model_quantities(sent)
     actual = _quantities(
-        (entry.bill_no, entry.material_number, entry.qty) for entry in entries if entry.bill_no in set(sent["bill_no"])
+        (entry.bill_no, entry.material_number, entry.qty)
+        for entry in entries
+        if entry.bill_no in set(sent["bill_no"])
     )
     differences = _differences(expected, actual)
     yield dg.AssetCheckResult(
@@ -297,10 +339,16 @@ def kingdee_matches_bills(
     fids: dict[str, set[int]] = defaultdict(set)
     for entry in entries:
         fids[entry.bill_no].add(entry.fid)
-    duplicated = [{"bill": bill, "fids": sorted(ids)} for bill, ids in sorted(fids.items()) if len(ids) > 1]
+    duplicated = [
+        {"bill": bill, "fids": sorted(ids)} for bill, ids in sorted(fids.items()) if len(ids) > 1
+    ]
     yield dg.AssetCheckResult(
         check_name="no_duplicate_bills_in_kingdee",
         passed=not duplicated,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"bills_checked": len(bill_nos), "duplicated": len(duplicated), "bills": _table(duplicated)},
+        metadata={
+            "bills_checked": len(bill_nos),
+            "duplicated": len(duplicated),
+            "bills": _table(duplicated),
+        },
     )

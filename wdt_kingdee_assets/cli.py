@@ -1,7 +1,7 @@
 """`wdt-kingdee`: start the sandbox, or sync recent days end to end against it.
 
-    wdt-kingdee sandbox [--seed 7 --orders-per-day 40 --days 3 ...]   serve both simulators
-    wdt-kingdee sync    [--days 3 --orders-per-day 40 ...] [--ui]      the main job, on the sandbox
+wdt-kingdee sandbox [--seed 7 --orders-per-day 40 --days 3 ...]   serve both simulators
+wdt-kingdee sync    [--days 3 --orders-per-day 40 ...] [--ui]      the main job, on the sandbox
 """
 
 from __future__ import annotations
@@ -31,29 +31,50 @@ telemetry:
 def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("sandbox data")
     data.add_argument("--seed", type=int, default=7, help="data generator seed (default 7)")
-    data.add_argument("--orders-per-day", type=int, default=40, help="stock-outs per day (default 40)")
+    data.add_argument(
+        "--orders-per-day", type=int, default=40, help="stock-outs per day (default 40)"
+    )
     data.add_argument("--days", type=int, default=3, help="complete days before today (default 3)")
     data.add_argument(
-        "--missing-ratio", type=float, default=0.03, help="share of materials Kingdee lacks (default 0.03)"
+        "--missing-ratio",
+        type=float,
+        default=0.03,
+        help="share of materials Kingdee lacks (default 0.03)",
     )
-    data.add_argument("--malformed", type=int, default=0, help="malformed stock-outs per day (default 0)")
+    data.add_argument(
+        "--malformed", type=int, default=0, help="malformed stock-outs per day (default 0)"
+    )
     data.add_argument("--datetime-format", choices=["string", "epoch_ms"], default="string")
     limits = parser.add_argument_group("limits, latency and faults")
     limits.add_argument("--wdt-port", type=int, default=0, help="0 = a free port")
     limits.add_argument("--kingdee-port", type=int, default=0, help="0 = a free port")
-    limits.add_argument("--wdt-calls-per-minute", type=float, default=0, help="WDT rate limit; 0 = none")
-    limits.add_argument("--wdt-concurrency", type=int, default=0, help="WDT concurrent calls; 0 = no limit")
-    limits.add_argument("--wdt-latency", type=float, default=0.0, help="seconds added to each WDT call")
-    limits.add_argument("--kingdee-latency", type=float, default=0.0, help="seconds added to each Kingdee call")
+    limits.add_argument(
+        "--wdt-calls-per-minute", type=float, default=0, help="WDT rate limit; 0 = none"
+    )
+    limits.add_argument(
+        "--wdt-concurrency", type=int, default=0, help="WDT concurrent calls; 0 = no limit"
+    )
+    limits.add_argument(
+        "--wdt-latency", type=float, default=0.0, help="seconds added to each WDT call"
+    )
+    limits.add_argument(
+        "--kingdee-latency", type=float, default=0.0, help="seconds added to each Kingdee call"
+    )
     limits.add_argument(
         "--kingdee-per-bill-latency", type=float, default=0.0, help="seconds per bill in BatchSave"
     )
     limits.add_argument(
-        "--wdt-fault", action="append", default=[], metavar="RULE",
+        "--wdt-fault",
+        action="append",
+        default=[],
+        metavar="RULE",
         help="e.g. 'throttle,times=2' or 'insert_rows,rows=3,skip=1' (repeatable)",
     )
     limits.add_argument(
-        "--kingdee-fault", action="append", default=[], metavar="RULE",
+        "--kingdee-fault",
+        action="append",
+        default=[],
+        metavar="RULE",
         help="e.g. '5xx_after_commit@BatchSave' or 'session_lost@ExecuteBillQuery' (repeatable)",
     )
 
@@ -122,7 +143,9 @@ def _summarize(day: str, result: object) -> DaySummary:
 
     assert isinstance(result, ExecuteInProcessResult)
     metadata = {
-        event.asset_key.path[-1]: {key: value.value for key, value in event.materialization.metadata.items()}
+        event.asset_key.path[-1]: {
+            key: value.value for key, value in event.materialization.metadata.items()
+        }
         for event in result.get_asset_materialization_events()
         if event.asset_key
     }
@@ -142,9 +165,13 @@ def _summarize(day: str, result: object) -> DaySummary:
 
 
 def _print_summary(summaries: list[DaySummary]) -> None:
-    print(f"\n{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}{'held':>6}{'failed':>8}  checks")
+    print(
+        f"\n{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}{'held':>6}{'failed':>8}  checks"
+    )
     for s in summaries:
-        checks = f"{s.checks_passed} passed" + (f", failed: {', '.join(s.checks_failed)}" if s.checks_failed else "")
+        checks = f"{s.checks_passed} passed" + (
+            f", failed: {', '.join(s.checks_failed)}" if s.checks_failed else ""
+        )
         orders = "-" if s.orders is None else str(s.orders)
         print(
             f"{s.day:<12}{'ok' if s.success else 'FAILED':<8}{orders:>7}{s.created:>9}{s.already:>9}"
@@ -170,7 +197,9 @@ def run_sync(args: argparse.Namespace) -> int:
 
         job = defs.resolve_job_def("sync_stockouts")
         days = [day.isoformat() for day in sandbox.sync_days()]
-        print(f"Syncing {', '.join(days)} from the WDT sandbox into the Kingdee sandbox …", flush=True)
+        print(
+            f"Syncing {', '.join(days)} from the WDT sandbox into the Kingdee sandbox …", flush=True
+        )
         summaries = []
         with DagsterInstance.get() as instance:
             for day in days:
@@ -179,7 +208,9 @@ def run_sync(args: argparse.Namespace) -> int:
                 )
                 summaries.append(_summarize(day, result))
         _print_summary(summaries)
-        print(f"\nKingdee sandbox now holds {len(sandbox.kingdee.bills())} 其他出库单 (STK_MisDelivery).")
+        print(
+            f"\nKingdee sandbox now holds {len(sandbox.kingdee.bills())} 其他出库单 (STK_MisDelivery)."
+        )
         print(f"Run history and check results are stored in {home}.")
         if args.ui:
             return _serve_ui(home, sandbox)
@@ -192,8 +223,20 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def _serve_ui(home: Path, sandbox: Sandbox) -> int:
-    print("Starting `dagster dev` on http://127.0.0.1:3000 with this sandbox (Ctrl-C to stop) …", flush=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "wdt_kingdee_assets.definitions", "-h", "127.0.0.1"]
+    print(
+        "Starting `dagster dev` on http://127.0.0.1:3000 with this sandbox (Ctrl-C to stop) …",
+        flush=True,
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "wdt_kingdee_assets.definitions",
+        "-h",
+        "127.0.0.1",
+    ]
     with subprocess.Popen(command, env={**os.environ, "DAGSTER_HOME": str(home)}) as ui:
         try:
             return ui.wait()
@@ -208,10 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = commands.add_parser("sandbox", help="serve the WDT and Kingdee simulators")
     _add_sandbox_options(sandbox)
     sandbox.set_defaults(run=run_sandbox)
-    sync = commands.add_parser("sync", help="sync the last --days days from the sandbox, end to end")
+    sync = commands.add_parser(
+        "sync", help="sync the last --days days from the sandbox, end to end"
+    )
     _add_sandbox_options(sync)
-    sync.add_argument("--dagster-home", default=DEFAULT_DAGSTER_HOME, help="instance folder (default .dagster_home)")
-    sync.add_argument("--ui", action="store_true", help="after syncing, serve the Dagster UI on this sandbox")
+    sync.add_argument(
+        "--dagster-home",
+        default=DEFAULT_DAGSTER_HOME,
+        help="instance folder (default .dagster_home)",
+    )
+    sync.add_argument(
+        "--ui", action="store_true", help="after syncing, serve the Dagster UI on this sandbox"
+    )
     sync.set_defaults(run=run_sync)
     args = parser.parse_args(argv)
     return args.run(args)

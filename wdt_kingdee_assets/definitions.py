@@ -51,4 +51,6 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
 ASSETS = dg.load_assets_from_modules([assets])
 CHECKS = dg.load_asset_checks_from_modules([checks])
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[sync_job], resources=build_resources())
+defs = dg.Definitions(
+    assets=ASSETS, asset_checks=CHECKS, jobs=[sync_job], resources=build_resources()
+)

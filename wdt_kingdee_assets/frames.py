@@ -41,7 +41,9 @@ class FrameSchema:
         """A DataFrame with exactly these columns, in order, each coerced to its kind."""
         rows = list(records)
         data = {column.name: [row.get(column.name) for row in rows] for column in self.columns}
-        return pd.DataFrame({column.name: _coerce(data[column.name], column.kind) for column in self.columns})
+        return pd.DataFrame(
+            {column.name: _coerce(data[column.name], column.kind) for column in self.columns}
+        )
 
     def to_jsonl(self, frame: pd.DataFrame) -> str:
         missing = [name for name in self.names if name not in frame.columns]
@@ -50,7 +52,10 @@ class FrameSchema:
         columns = [(column, frame[column.name].tolist()) for column in self.columns]
         lines = []
         for index in range(len(frame)):
-            record = {column.name: _to_json_value(values[index], column.kind) for column, values in columns}
+            record = {
+                column.name: _to_json_value(values[index], column.kind)
+                for column, values in columns
+            }
             lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
         return "\n".join(lines) + ("\n" if lines else "")
 
@@ -74,12 +79,17 @@ def _coerce(values: list[Any], kind: Kind) -> pd.Series:
         return pd.Series([None if _is_missing(v) else bool(v) for v in values], dtype="boolean")
     if kind == "decimal":
         return pd.Series(
-            [None if _is_missing(v) else (v if isinstance(v, Decimal) else Decimal(str(v))) for v in values],
+            [
+                None if _is_missing(v) else (v if isinstance(v, Decimal) else Decimal(str(v)))
+                for v in values
+            ],
             dtype=object,
         )
     if kind == "datetime":
         return pd.Series(
-            pd.to_datetime([None if _is_missing(v) else v for v in values], utc=True, format="ISO8601"),
+            pd.to_datetime(
+                [None if _is_missing(v) else v for v in values], utc=True, format="ISO8601"
+            ),
         ).dt.tz_convert(BEIJING)
     if kind == "json":
         return pd.Series(values, dtype=object)

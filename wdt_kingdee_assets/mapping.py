@@ -38,7 +38,8 @@ class MappingConfig(BaseModel):
     strategy: Literal["per_stockout"] = "per_stockout"
     form_id: str = "STK_MisDelivery"
     bill_no_template: str = Field(
-        default="{stockout_no}", description="FBillNo; placeholders: " + ", ".join(sorted(NOTE_FIELDS))
+        default="{stockout_no}",
+        description="FBillNo; placeholders: " + ", ".join(sorted(NOTE_FIELDS)),
     )
     bill_type: str = "QTCKD01_SYS"
     stock_org: str | None = Field(default=None, description="库存组织; None = KINGDEE_ORG_NUMBER")
@@ -89,7 +90,9 @@ def load_mapping(path: str | os.PathLike[str] | None = None) -> MappingConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise MappingConfigError(f"mapping file {file}: expected a mapping of fields, got {type(data).__name__}")
+        raise MappingConfigError(
+            f"mapping file {file}: expected a mapping of fields, got {type(data).__name__}"
+        )
     try:
         return MappingConfig.model_validate(data)
     except ValidationError as exc:
@@ -126,12 +129,16 @@ def wire_quantity(quantity: Decimal | str) -> int | float | str:
 def wire_model(model: Mapping[str, Any]) -> dict[str, Any]:
     """A stored model, ready for BatchSave's JSON: quantities as exact numbers."""
     wired = dict(model)
-    wired["FEntity"] = [{**entry, "FQty": wire_quantity(entry["FQty"])} for entry in model["FEntity"]]
+    wired["FEntity"] = [
+        {**entry, "FQty": wire_quantity(entry["FQty"])} for entry in model["FEntity"]
+    ]
     return wired
 
 
 def _format(template: str, values: Mapping[str, Any]) -> str:
-    return template.format(**{name: "" if values.get(name) is None else values[name] for name in NOTE_FIELDS})
+    return template.format(
+        **{name: "" if values.get(name) is None else values[name] for name in NOTE_FIELDS}
+    )
 
 
 def _stock_number(warehouse_no: str, config: MappingConfig) -> str | None:
@@ -207,18 +214,23 @@ def build_bills(
             "warehouse_no": first["warehouse_no"],
         }
         consign_time = first["consign_time"]
-        header["bill_no"] = _format(config.bill_no_template, header) if first["stockout_no"] else None
+        header["bill_no"] = (
+            _format(config.bill_no_template, header) if first["stockout_no"] else None
+        )
         header["bill_date"] = None if pd.isna(consign_time) else consign_time.strftime("%Y-%m-%d")
 
         reasons: list[str] = []
         rejected = group[group["reject_reason"].notna()]
         if len(rejected):
             reasons.append(
-                f"{len(rejected)} rejected line(s): " + "; ".join(sorted(set(rejected["reject_reason"])))
+                f"{len(rejected)} rejected line(s): "
+                + "; ".join(sorted(set(rejected["reject_reason"])))
             )
         usable = group[group["reject_reason"].isna()]
         spec_nos = sorted(set(usable["spec_no"]))
-        missing = [number for number in spec_nos if number not in materials or not materials[number].usable]
+        missing = [
+            number for number in spec_nos if number not in materials or not materials[number].usable
+        ]
         if missing:
             reasons.append(
                 "物料在金蝶中不存在或已禁用 / material missing or disabled in Kingdee "
@@ -229,7 +241,9 @@ def build_bills(
             reasons.append("material has no base unit in Kingdee: " + ", ".join(no_unit))
         stock = _stock_number(header["warehouse_no"], config) if header["warehouse_no"] else None
         if header["warehouse_no"] and stock is None:
-            reasons.append(f"warehouse {header['warehouse_no']} is not mapped to a Kingdee FStockId")
+            reasons.append(
+                f"warehouse {header['warehouse_no']} is not mapped to a Kingdee FStockId"
+            )
 
         ready = not reasons and header["bill_no"] and header["bill_date"] and stock
         model = None

@@ -81,11 +81,15 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _order_rows(order: Mapping[str, Any], accepted_statuses: Collection[int]) -> list[dict[str, Any]]:
+def _order_rows(
+    order: Mapping[str, Any], accepted_statuses: Collection[int]
+) -> list[dict[str, Any]]:
     order_problems: list[str] = []
     stockout_id = _parse_int(order.get("stockout_id"))
     if stockout_id is None:
-        order_problems.append(f"stockout_id is missing or not an integer: {order.get('stockout_id')!r}")
+        order_problems.append(
+            f"stockout_id is missing or not an integer: {order.get('stockout_id')!r}"
+        )
     stockout_no = _text(order.get("stockout_no"))
     if stockout_no is None:
         order_problems.append("stockout_no is missing")
@@ -111,13 +115,20 @@ def _order_rows(order: Mapping[str, Any], accepted_statuses: Collection[int]) ->
     }
     details = order.get("detail_list")
     if not isinstance(details, list) or not details:
-        reason = "order has no detail lines" if isinstance(details, list) else "detail_list is missing"
+        reason = (
+            "order has no detail lines" if isinstance(details, list) else "detail_list is missing"
+        )
         return [{**header, "reject_reason": "; ".join([*order_problems, reason])}]
 
     rows = []
     for detail in details:
         if not isinstance(detail, Mapping):
-            rows.append({**header, "reject_reason": "; ".join([*order_problems, "detail line is not an object"])})
+            rows.append(
+                {
+                    **header,
+                    "reject_reason": "; ".join([*order_problems, "detail line is not an object"]),
+                }
+            )
             continue
         problems = list(order_problems)
         spec_no = _text(detail.get("spec_no"))

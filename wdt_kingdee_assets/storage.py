@@ -26,7 +26,8 @@ from wdt_kingdee_assets.frames import (
 )
 
 SCHEMAS: dict[str, FrameSchema] = {
-    schema.name: schema for schema in (RAW_STOCKOUTS, NORMALIZED_STOCKOUTS, KINGDEE_BILLS, WRITE_RESULTS)
+    schema.name: schema
+    for schema in (RAW_STOCKOUTS, NORMALIZED_STOCKOUTS, KINGDEE_BILLS, WRITE_RESULTS)
 }
 DATA_DIR_ENV = "WDT_KINGDEE_DATA_DIR"
 

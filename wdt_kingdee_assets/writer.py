@@ -82,7 +82,9 @@ class BillWriter:
 
     def write(self, bills: Sequence[BillToWrite]) -> WriteSummary:
         summary = WriteSummary(outcomes=[])
-        existing = self.client.find_bills(self.form_id, [bill.bill_no for bill in bills if bill.bill_no])
+        existing = self.client.find_bills(
+            self.form_id, [bill.bill_no for bill in bills if bill.bill_no]
+        )
         outcomes: dict[str, BillOutcome] = {}
         pending: list[BillToWrite] = []
         for bill in bills:
@@ -119,7 +121,9 @@ class BillWriter:
                 outcomes[bill.bill_no].attempts += 1
             summary.batch_calls += 1
             try:
-                result = self.client.batch_save(self.form_id, [wire_model(bill.model) for bill in to_send])
+                result = self.client.batch_save(
+                    self.form_id, [wire_model(bill.model) for bill in to_send]
+                )
             except KingdeeUnknownOutcome as exc:
                 self.log.warning(
                     "BatchSave of %d bill(s) got no usable answer (%s); asking Kingdee which were saved",

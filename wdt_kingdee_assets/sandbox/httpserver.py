@@ -42,14 +42,16 @@ class SimResponse:
 
     @classmethod
     def text(cls, text: str, status: int = 200, content_type: str = "text/plain") -> SimResponse:
-        return cls(status, text.encode("utf-8"), [("Content-Type", f"{content_type}; charset=utf-8")])
+        return cls(
+            status, text.encode("utf-8"), [("Content-Type", f"{content_type}; charset=utf-8")]
+        )
 
 
-class ResetConnection(Exception):  # noqa: N818 - it is a signal to the server, not an error
+class ResetConnection(Exception):
     """Close the connection with a TCP reset and no answer."""
 
 
-class HoldThenClose(Exception):  # noqa: N818
+class HoldThenClose(Exception):
     """Keep the connection open ``seconds`` without answering, then close it."""
 
     def __init__(self, seconds: float) -> None:
@@ -74,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging; the simulators keep their own call log."""
 
     def _dispatch(self) -> None:

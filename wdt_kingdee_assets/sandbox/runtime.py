@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from wdt_kingdee_assets.normalize import parse_wdt_datetime
 from wdt_kingdee_assets.partitions import BEIJING, OPEN_DAY_LAG
 from wdt_kingdee_assets.sandbox.credentials import (
     KingdeeCredentials,
@@ -18,12 +19,16 @@ from wdt_kingdee_assets.sandbox.credentials import (
     kingdee_from_env,
     wdt_from_env,
 )
-from wdt_kingdee_assets.sandbox.datagen import WAREHOUSES, CatalogMaterial, build_catalog, generate_day
+from wdt_kingdee_assets.sandbox.datagen import (
+    WAREHOUSES,
+    CatalogMaterial,
+    build_catalog,
+    generate_day,
+)
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import SimServer
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial, KingdeeSimulator
 from wdt_kingdee_assets.sandbox.wdt_server import WdtSimulator
-from wdt_kingdee_assets.normalize import parse_wdt_datetime
 
 
 @dataclass
@@ -113,11 +118,17 @@ class Sandbox:
         added = 0
         for day in [*self.sync_days(), self.today]:
             orders = generate_day(
-                day, seed=opts.seed, orders=opts.orders_per_day, catalog=self.catalog, malformed=opts.malformed
+                day,
+                seed=opts.seed,
+                orders=opts.orders_per_day,
+                catalog=self.catalog,
+                malformed=opts.malformed,
             )
             if day == self.today:
                 cutoff = datetime.now(BEIJING) - OPEN_DAY_LAG
-                orders = [o for o in orders if (t := parse_wdt_datetime(o["consign_time"])) and t < cutoff]
+                orders = [
+                    o for o in orders if (t := parse_wdt_datetime(o["consign_time"])) and t < cutoff
+                ]
             self.wdt.add_orders(orders)
             added += len(orders)
         return added

@@ -86,10 +86,22 @@ def test_dagster_cli_materializes_a_day_with_the_sandbox_environment(tmp_path: P
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-    with running_sandbox("--days", "1", "--orders-per-day", "8", "--missing-ratio", "0") as exported:
+    with running_sandbox(
+        "--days", "1", "--orders-per-day", "8", "--missing-ratio", "0"
+    ) as exported:
         day = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
         result = subprocess.run(
-            ["dagster", "asset", "materialize", "-m", "wdt_kingdee_assets", "--select", "*", "--partition", day],
+            [
+                "dagster",
+                "asset",
+                "materialize",
+                "-m",
+                "wdt_kingdee_assets",
+                "--select",
+                "*",
+                "--partition",
+                day,
+            ],
             env=clean_env(**exported, DAGSTER_HOME=str(home), WDT_CALLS_PER_MINUTE="0"),
             capture_output=True,
             text=True,

@@ -45,7 +45,10 @@ class Pipeline:
         """Evaluate only these checks for a day, against what is stored and what the APIs say now."""
         job = dg.define_asset_job("recheck", selection=dg.AssetSelection.checks(*checks))
         defs = dg.Definitions(
-            assets=ASSETS, asset_checks=CHECKS, jobs=[job], resources=build_resources(str(self.data_dir))
+            assets=ASSETS,
+            asset_checks=CHECKS,
+            jobs=[job],
+            resources=build_resources(str(self.data_dir)),
         )
         # A job of checks alone has no partitions definition of its own to validate a
         # partition_key against; the partition tag is what the checks read.
@@ -54,7 +57,9 @@ class Pipeline:
         )
 
     def stored(self, asset: str, day: str) -> pd.DataFrame:
-        return SCHEMAS[asset].from_jsonl((self.data_dir / asset / f"{day}.jsonl").read_text("utf-8"))
+        return SCHEMAS[asset].from_jsonl(
+            (self.data_dir / asset / f"{day}.jsonl").read_text("utf-8")
+        )
 
     def completed_orders(self, day: str) -> list[dict]:
         """What WDT holds for the day: the stock-outs that must end in Kingdee."""
@@ -86,7 +91,9 @@ def source_quantities(order: dict) -> dict[str, Decimal]:
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
-    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+    return {
+        evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()
+    }
 
 
 @pytest.fixture
@@ -96,7 +103,9 @@ def make_pipeline(tmp_path, monkeypatch) -> Iterator:
     instance = instance_cm.__enter__()
 
     def make(**options) -> Pipeline:
-        opts = SandboxOptions(**{"seed": 11, "orders_per_day": 25, "days": 2, "today": TODAY, **options})
+        opts = SandboxOptions(
+            **{"seed": 11, "orders_per_day": 25, "days": 2, "today": TODAY, **options}
+        )
         sandbox = Sandbox(opts)
         sandbox.seed()
         sandbox.start()

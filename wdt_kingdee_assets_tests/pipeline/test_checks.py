@@ -31,14 +31,25 @@ def simple_order(pipeline, stockout_id, number, moment, *, warehouse="CK001", qu
         "src_order_type": 5,
         "warehouse_no": warehouse,
         "consign_time": moment,
-        "detail_list": [{"rec_id": 1, "spec_no": material.number, "num": quantity, "base_unit_name": material.base_unit}],
+        "detail_list": [
+            {
+                "rec_id": 1,
+                "spec_no": material.number,
+                "num": quantity,
+                "base_unit_name": material.base_unit,
+            }
+        ],
     }
 
 
 def kingdee_client(pipeline) -> KingdeeClient:
     creds = pipeline.sandbox.kingdee_credentials
     return KingdeeClient(
-        pipeline.sandbox.kingdee_base_url, creds.acct_id, creds.username, creds.app_id, creds.app_secret
+        pipeline.sandbox.kingdee_base_url,
+        creds.acct_id,
+        creds.username,
+        creds.app_id,
+        creds.app_secret,
     )
 
 
@@ -52,7 +63,10 @@ def test_late_stockout_fails_the_completeness_check(make_pipeline):
     evaluation = check_results(recheck)["raw_stockouts_complete"]
     assert not evaluation.passed
     assert evaluation.metadata["late_stockouts"].value == 1
-    assert evaluation.metadata["total_count_now"].value == evaluation.metadata["total_count_at_pull"].value + 1
+    assert (
+        evaluation.metadata["total_count_now"].value
+        == evaluation.metadata["total_count_at_pull"].value + 1
+    )
 
 
 def test_malformed_records_are_reported_as_rejected_lines_and_held_bills(make_pipeline):
@@ -65,7 +79,9 @@ def test_malformed_records_are_reported_as_rejected_lines_and_held_bills(make_pi
     assert not rejected.passed and rejected.severity == dg.AssetCheckSeverity.WARN
     assert not held.passed and held.severity == dg.AssetCheckSeverity.WARN
     lines = pipeline.stored("normalized_stockouts", day)
-    assert rejected.metadata["rejected_lines"].value == int(lines["reject_reason"].notna().sum()) > 0
+    assert (
+        rejected.metadata["rejected_lines"].value == int(lines["reject_reason"].notna().sum()) > 0
+    )
     table = rejected.metadata["lines"].value
     assert "spec_no is missing" in table and "num must be greater than 0" in table
     results = pipeline.stored("kingdee_write_results", day)
@@ -93,12 +109,17 @@ def test_wrong_mapping_fails_the_blocking_check_and_writes_nothing(make_pipeline
 def test_bill_kingdee_rejects_fails_ready_bills_written_with_kingdees_message(make_pipeline):
     pipeline = make_pipeline(missing_ratio=0, orders_per_day=5)
     day = pipeline.days[-1]
-    pipeline.sandbox.wdt.add_orders([simple_order(pipeline, 88, "NOWHERE-1", f"{day} 08:00:00", warehouse="CK404")])
+    pipeline.sandbox.wdt.add_orders(
+        [simple_order(pipeline, 88, "NOWHERE-1", f"{day} 08:00:00", warehouse="CK404")]
+    )
     result = pipeline.run(day)
     assert result.success
     evaluation = check_results(result)["ready_bills_written"]
     assert not evaluation.passed and evaluation.metadata["not_written"].value == 1
-    assert "NOWHERE-1" in evaluation.metadata["bills"].value and "CK404" in evaluation.metadata["bills"].value
+    assert (
+        "NOWHERE-1" in evaluation.metadata["bills"].value
+        and "CK404" in evaluation.metadata["bills"].value
+    )
     assert "NOWHERE-1" not in pipeline.kingdee_bill_numbers()
     assert len(pipeline.kingdee_bill_numbers()) == len(pipeline.completed_orders(day)) - 1
 
@@ -110,9 +131,13 @@ def test_bill_already_in_kingdee_with_other_quantities_fails_the_read_back_check
     pipeline.sandbox.wdt.add_orders([order])
     # Someone keyed the bill into Kingdee by hand, with 4 instead of 5.
     hand_made = simple_order(pipeline, 99, "HAND-1", f"{day} 09:00:00", quantity=4)
-    material = next(m for m in pipeline.sandbox.catalog if m.number == order["detail_list"][0]["spec_no"])
+    material = next(
+        m for m in pipeline.sandbox.catalog if m.number == order["detail_list"][0]["spec_no"]
+    )
     known = {material.number: KnownMaterial(material.base_unit)}
-    model = build_bills(normalize_orders([hand_made]), known, MappingConfig(), "100").iloc[0]["model"]
+    model = build_bills(normalize_orders([hand_made]), known, MappingConfig(), "100").iloc[0][
+        "model"
+    ]
     saved = kingdee_client(pipeline).batch_save("STK_MisDelivery", [wire_model(model)])
     assert saved.saved and not saved.errors
 

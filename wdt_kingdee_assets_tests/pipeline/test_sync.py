@@ -57,7 +57,9 @@ def test_missing_materials_hold_only_their_bills_until_the_material_exists(make_
 
     absent = {m.number for m in pipeline.sandbox.catalog if not m.in_kingdee}
     orders = pipeline.completed_orders(day)
-    blocked = {o["stockout_no"] for o in orders if {line["spec_no"] for line in o["detail_list"]} & absent}
+    blocked = {
+        o["stockout_no"] for o in orders if {line["spec_no"] for line in o["detail_list"]} & absent
+    }
     assert blocked and len(blocked) < len(orders)
     assert set(pipeline.kingdee_bill_numbers()) == {o["stockout_no"] for o in orders} - blocked
 
@@ -68,14 +70,21 @@ def test_missing_materials_hold_only_their_bills_until_the_material_exists(make_
     for order in orders:
         for spec_no in sorted({line["spec_no"] for line in order["detail_list"]} & absent):
             expected.setdefault(spec_no, []).append(order["stockout_no"])
-    assert {k: sorted(v) for k, v in reported.items()} == {k: sorted(v) for k, v in expected.items()}
+    assert {k: sorted(v) for k, v in reported.items()} == {
+        k: sorted(v) for k, v in expected.items()
+    }
     results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
     assert set(results.loc[sorted(blocked), "outcome"]) == {"held"}
 
     for material in pipeline.sandbox.catalog:
         if material.number in reported:
             pipeline.sandbox.kingdee.add_material(
-                KingdeeMaterial(material.number, material.name, material.base_unit, batch_managed=material.batch_managed)
+                KingdeeMaterial(
+                    material.number,
+                    material.name,
+                    material.base_unit,
+                    batch_managed=material.batch_managed,
+                )
             )
     rerun = pipeline.run(day)
     assert rerun.success
@@ -107,7 +116,9 @@ def test_rows_inserted_while_paging_still_give_a_complete_day(make_pipeline, mon
     assert result.success
     orders_now = pipeline.sandbox.wdt.orders_on(pipeline.sandbox.sync_days()[-1])
     raw = pipeline.stored("raw_stockouts", day)
-    assert sorted(raw["stockout_id"]) == sorted(o["stockout_id"] for o in orders_now if o["status"] == 110)
+    assert sorted(raw["stockout_id"]) == sorted(
+        o["stockout_id"] for o in orders_now if o["status"] == 110
+    )
     raw_meta = result.asset_materializations_for_node("raw_stockouts")[0].metadata
     assert raw_meta["passes"].value >= 2
     assert_exactly_once_with_equal_quantities(pipeline, day, pipeline.completed_orders(day))
@@ -120,9 +131,21 @@ def test_stockouts_at_midnight_and_one_second_before_land_in_their_own_days(make
 
     def edge_order(stockout_id, number, moment):
         return {
-            "stockout_id": stockout_id, "stockout_no": number, "process_no": "PS-EDGE", "status": 110,
-            "src_order_type": 5, "warehouse_no": "CK001", "consign_time": moment,
-            "detail_list": [{"rec_id": 1, "spec_no": material.number, "num": 1, "base_unit_name": material.base_unit}],
+            "stockout_id": stockout_id,
+            "stockout_no": number,
+            "process_no": "PS-EDGE",
+            "status": 110,
+            "src_order_type": 5,
+            "warehouse_no": "CK001",
+            "consign_time": moment,
+            "detail_list": [
+                {
+                    "rec_id": 1,
+                    "spec_no": material.number,
+                    "num": 1,
+                    "base_unit_name": material.base_unit,
+                }
+            ],
         }
 
     pipeline.sandbox.wdt.add_orders(

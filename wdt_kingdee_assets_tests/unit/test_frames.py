@@ -15,7 +15,9 @@ def test_jsonl_round_trip_keeps_decimals_times_and_chinese():
                 "warehouse_no": "CK001",
                 "status": 110,
                 "consign_time": "2024-03-01 00:00:00",
-                "detail_list": [{"rec_id": 1, "spec_no": "螺丝'A", "num": "0.0001", "goods_name": "螺丝"}],
+                "detail_list": [
+                    {"rec_id": 1, "spec_no": "螺丝'A", "num": "0.0001", "goods_name": "螺丝"}
+                ],
             }
         ]
     )
@@ -29,7 +31,15 @@ def test_jsonl_round_trip_keeps_decimals_times_and_chinese():
 
 def test_nested_messages_round_trip():
     frame = WRITE_RESULTS.frame(
-        [{"bill_no": "B1", "stockout_id": 1, "outcome": "failed", "messages": ["字段“物料编码”不存在"], "attempts": 1}]
+        [
+            {
+                "bill_no": "B1",
+                "stockout_id": 1,
+                "outcome": "failed",
+                "messages": ["字段“物料编码”不存在"],
+                "attempts": 1,
+            }
+        ]
     )
     back = WRITE_RESULTS.from_jsonl(WRITE_RESULTS.to_jsonl(frame))
     assert back["messages"].iloc[0] == ["字段“物料编码”不存在"]

@@ -33,7 +33,12 @@ def stockout(stockout_id, lines, **extra):
         "status": 110,
         "consign_time": "2024-08-22 10:00:00",
         "detail_list": [
-            {"rec_id": index, "spec_no": spec, "num": num, **({"batch_no": "L9"} if spec == "MAT-002" else {})}
+            {
+                "rec_id": index,
+                "spec_no": spec,
+                "num": num,
+                **({"batch_no": "L9"} if spec == "MAT-002" else {}),
+            }
             for index, (spec, num) in enumerate(lines, start=1)
         ],
         **extra,
@@ -48,7 +53,9 @@ def test_default_mapping_builds_the_seed_bill():
     model = bill["model"]
     assert model["FBillNo"] == "CK7"
     assert model["FBillTypeID"] == {"FNUMBER": "QTCKD01_SYS"}
-    assert model["FStockOrgId"] == model["FPickOrgId"] == model["FOwnerIdHead"] == {"FNumber": "100"}
+    assert (
+        model["FStockOrgId"] == model["FPickOrgId"] == model["FOwnerIdHead"] == {"FNumber": "100"}
+    )
     assert model["FDate"] == "2024-08-22"
     assert model["FDeptId"] == {"FNumber": "BM000032"}
     assert (model["FStockDirect"], model["FOwnerTypeIdHead"]) == ("GENERAL", "BD_OwnerOrg")
@@ -75,14 +82,19 @@ def test_missing_disabled_material_and_rejected_lines_hold_only_their_bills():
     )
     bills = build_bills(lines, MATERIALS, MappingConfig(), org="100").set_index("stockout_id")
     assert bills.loc[1, "readiness"] == "ready"
-    assert bills.loc[2, "missing_materials"] == ["NEW-404"] and "NEW-404" in bills.loc[2, "hold_reason"]
+    assert (
+        bills.loc[2, "missing_materials"] == ["NEW-404"]
+        and "NEW-404" in bills.loc[2, "hold_reason"]
+    )
     assert bills.loc[3, "missing_materials"] == ["OFF-1"]
     assert "rejected line" in bills.loc[4, "hold_reason"]
     assert bills.loc[2, "model"] is None
 
 
 def test_warehouse_map_and_hold_on_unmapped():
-    lines = normalize_orders([stockout(1, [("MAT-001", 1)]), stockout(2, [("MAT-001", 1)], warehouse_no="CK999")])
+    lines = normalize_orders(
+        [stockout(1, [("MAT-001", 1)]), stockout(2, [("MAT-001", 1)], warehouse_no="CK999")]
+    )
     config = MappingConfig(warehouses={"CK001": "STK-A"}, unmapped_warehouse="hold")
     bills = build_bills(lines, MATERIALS, config, org="200").set_index("stockout_id")
     assert bills.loc[1, "model"]["FEntity"][0]["FStockId"] == {"FNumber": "STK-A"}

@@ -42,7 +42,13 @@ def test_epoch_millisecond_times_are_accepted():
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [(0, "greater than 0"), (-1, "greater than 0"), ("abc", "not a number"), (None, "missing"), ("NaN", "finite")],
+    [
+        (0, "greater than 0"),
+        (-1, "greater than 0"),
+        ("abc", "not a number"),
+        (None, "missing"),
+        ("NaN", "finite"),
+    ],
 )
 def test_bad_quantities_have_reasons(value, reason):
     quantity, problem = parse_quantity(value)
@@ -73,7 +79,12 @@ def test_unusable_lines_are_kept_with_reasons():
 def test_quotes_and_long_non_ascii_text_pass_through_unchanged():
     long_name = "大号不锈钢螺丝" * 40
     lines = normalize_orders(
-        [order(stockout_no="CK'01", detail_list=[{"spec_no": "MAT'9", "num": 1, "goods_name": long_name}])]
+        [
+            order(
+                stockout_no="CK'01",
+                detail_list=[{"spec_no": "MAT'9", "num": 1, "goods_name": long_name}],
+            )
+        ]
     )
     assert lines["stockout_no"].iloc[0] == "CK'01"
     assert lines["spec_no"].iloc[0] == "MAT'9"
