@@ -6,7 +6,9 @@ the 其他出库单 (STK_MisDelivery) bills saved so far. It verifies what the r
 shapes, so the real client is what the tests exercise. Where the reference marks a behaviour as a
 guess, the simulator takes the stricter reading (it checks both signature headers; it refuses
 a duplicate FBillNo; it compares strings case-insensitively, as Kingdee's SQL Server collation
-does, so FBillNo ``ab`` duplicates ``AB``).
+does, so FBillNo ``ab`` duplicates ``AB``). Whether a real data center rejects a duplicate FBillNo
+depends on its coding rules (reference §7), so ``unique_bill_no=False`` accepts duplicates: the
+reliability tests run that way, where nothing but the writer's own guards prevents a duplicate.
 
 Faults (``FaultPlan``, operations ``BatchSave``, ``ExecuteBillQuery``, ``LoginBySign``):
 ``delay``, ``timeout``, ``5xx``, ``reset``, ``throttle`` (MsgCode 14), ``session_lost`` (MsgCode 1,
@@ -518,10 +520,12 @@ class KingdeeSimulator:
         latency: float = 0.0,
         per_bill_latency: float = 0.0,
         max_concurrency: int = 0,
+        unique_bill_no: bool = True,
     ) -> None:
         self.credentials = credentials
         self.latency = latency
         self.per_bill_latency = per_bill_latency
+        self.unique_bill_no = unique_bill_no
         self.faults = FaultPlan(_SUPPORTED_FAULTS)
         self._lock = threading.RLock()
         self._ids = itertools.count(100001)
@@ -981,7 +985,11 @@ class KingdeeSimulator:
         if str(fid).strip() not in ("", "0"):
             problems.append(("FID", f"沙箱只模拟新增：内码为“{fid}”的单据不能修改。"))
         bill_no = str(model.get("FBillNo") or "").strip()
-        if bill_no and any(_fold(bill.bill_no) == _fold(bill_no) for bill in self._bills):
+        if (
+            self.unique_bill_no
+            and bill_no
+            and any(_fold(bill.bill_no) == _fold(bill_no) for bill in self._bills)
+        ):
             problems.append(("FBillNo", f"单据编号“{bill_no}”已经存在，不允许重复保存。"))
         bill_type = reference(model, "FBillTypeID", lambda number: number.casefold() in _BILL_TYPES)
         stock_org = reference(model, "FStockOrgId", lambda number: _fold(number) in orgs)
