@@ -3,4 +3,5 @@
 pytest_plugins = [
     "wdt_kingdee_assets_tests.fixtures.wdt",
     "wdt_kingdee_assets_tests.fixtures.kingdee",
+    "wdt_kingdee_assets_tests.fixtures.pipeline",
 ]

@@ -12,7 +12,7 @@ from wdt_kingdee_assets.checks import raw_stockouts_complete
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.mapping import MappingConfig, build_bills, wire_model
 from wdt_kingdee_assets.normalize import normalize_orders
-from wdt_kingdee_assets_tests.pipeline.conftest import check_results
+from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections import Counter
 import dagster as dg
 
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
-from wdt_kingdee_assets_tests.pipeline.conftest import check_results, source_quantities
+from wdt_kingdee_assets_tests.fixtures.pipeline import check_results, source_quantities
 
 
 def assert_exactly_once_with_equal_quantities(pipeline, day, expected_orders):
