@@ -2,6 +2,7 @@
 
 wdt-kingdee sandbox [--seed 7 --orders-per-day 40 --days 3 ...]   serve both simulators
 wdt-kingdee sync    [--days 3 --orders-per-day 40 ...] [--ui]      the main job, on the sandbox
+wdt-kingdee init-home [DIR]                                       put the shipped dagster.yaml there
 """
 
 from __future__ import annotations
@@ -16,16 +17,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from wdt_kingdee_assets.instance import install_instance_config
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # The per-step event log stays in the instance (and the UI); the terminal gets the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-INSTANCE_YAML = """\
-# Written by `wdt-kingdee sync`: Dagster's default SQLite storage in this folder.
-telemetry:
-  enabled: false
-"""
 
 
 def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
@@ -181,9 +178,9 @@ def _print_summary(summaries: list[DaySummary]) -> None:
 
 def run_sync(args: argparse.Namespace) -> int:
     home = Path(args.dagster_home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML, encoding="utf-8")
+    # The shipped instance config (pools, run limits, telemetry off); a file already there is the
+    # user's and is kept.
+    install_instance_config(home)
     os.environ["DAGSTER_HOME"] = str(home)
 
     sandbox = Sandbox(_options(args))
@@ -245,6 +242,16 @@ def _serve_ui(home: Path, sandbox: Sandbox) -> int:
             return ui.wait()
 
 
+def run_init_home(args: argparse.Namespace) -> int:
+    home = Path(args.dagster_home or os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME)
+    existed = (home / "dagster.yaml").exists()
+    target = install_instance_config(home.resolve(), replace=args.force)
+    kept = existed and not args.force
+    print(f"{target} {'kept (use --force to replace it)' if kept else 'written'}")
+    print(f"export DAGSTER_HOME={shlex.quote(str(home.resolve()))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wdt-kingdee", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +271,14 @@ def main(argv: list[str] | None = None) -> int:
         "--ui", action="store_true", help="after syncing, serve the Dagster UI on this sandbox"
     )
     sync.set_defaults(run=run_sync)
+    init_home = commands.add_parser(
+        "init-home", help="write the shipped dagster.yaml (pools, run limits) into DAGSTER_HOME"
+    )
+    init_home.add_argument(
+        "dagster_home", nargs="?", help="default: $DAGSTER_HOME, else .dagster_home"
+    )
+    init_home.add_argument("--force", action="store_true", help="replace an existing dagster.yaml")
+    init_home.set_defaults(run=run_init_home)
     args = parser.parse_args(argv)
     return args.run(args)
 

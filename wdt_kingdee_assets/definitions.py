@@ -1,4 +1,4 @@
-"""The one Definitions object: assets, checks, resources and the sync job."""
+"""The one Definitions object: assets, checks, resources, the sync job, schedules and sensors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 import dagster as dg
 
-from wdt_kingdee_assets import assets, checks
+from wdt_kingdee_assets import assets, automation, checks
+from wdt_kingdee_assets.alerts import alert_notifier_from_env, failure_alerts_sensor
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
 
@@ -52,5 +53,10 @@ ASSETS = dg.load_assets_from_modules([assets])
 CHECKS = dg.load_asset_checks_from_modules([checks])
 
 defs = dg.Definitions(
-    assets=ASSETS, asset_checks=CHECKS, jobs=[sync_job], resources=build_resources()
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[sync_job],
+    schedules=automation.SCHEDULES,
+    sensors=[*automation.SENSORS, failure_alerts_sensor],
+    resources={**build_resources(), "alert_notifier": alert_notifier_from_env()},
 )

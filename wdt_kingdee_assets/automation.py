@@ -1,0 +1,419 @@
+"""Schedules and sensors: when a Beijing day of 其他出库单 (misc. delivery bills) is synced again.
+
+- ``sync_yesterday_daily`` syncs the day that just closed, shortly after midnight Beijing time.
+- ``sync_today_hourly`` (off by default) keeps the open day close to WDT during the day.
+- ``late_stockouts_sensor`` re-counts recent days at WDT and re-syncs a day whose count grew.
+- ``held_and_failed_bills_sensor`` re-syncs a day whose bills are still held or failed, with
+  growing delays and a bound on attempts.
+
+Every run targets the ``sync_stockouts`` job (all four assets and their checks) for one partition:
+the writer is idempotent against Kingdee, so a re-sync sends only what Kingdee does not hold yet.
+
+The sensors keep their state in the cursor (JSON) and give every run request a versioned
+``run_key``: Dagster remembers a run key forever, so a key names the exact evidence that justified
+the run (the sync it follows, the count or the attempt) and a later change gets a new key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from wdt_kingdee_assets.partitions import BEIJING, day_window, start_date
+from wdt_kingdee_assets.resources import WdtResource
+from wdt_kingdee_assets.wdt.client import StockoutQuery
+
+SYNC_JOB = "sync_stockouts"
+RAW_STOCKOUTS = dg.AssetKey("raw_stockouts")
+WRITE_RESULTS = dg.AssetKey("kingdee_write_results")
+TRIGGER_TAG = "wdt_kingdee/trigger"
+ATTEMPT_TAG = "wdt_kingdee/retry_attempt"
+PARTITION_TAG = "dagster/partition"
+
+# Shortly after midnight, not at it: the open-day read lags "now" by a couple of minutes and the
+# warehouse's last scans of the day reach WDT a little late; the late-stock-outs sensor catches
+# whatever arrives after this.
+DAILY_CRON = "20 0 * * *"
+INTRADAY_CRON = "5 * * * *"
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _int_setting(name: str, default: int) -> int:
+    """Non-secret automation tunables; a bad value fails at load with the variable named."""
+    value = os.environ.get(name) or str(default)
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
+    if number < 0:
+        raise ValueError(f"{name} must not be negative, got {number}")
+    return number
+
+
+def _beijing_now(moment: datetime | None = None) -> datetime:
+    return (moment or datetime.now(BEIJING)).astimezone(BEIJING)
+
+
+def _first_day() -> date:
+    return date.fromisoformat(start_date())
+
+
+def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
+    materialization = record.asset_materialization
+    if materialization is None:
+        return {}
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+@dg.schedule(
+    name="sync_yesterday_daily",
+    job_name=SYNC_JOB,
+    cron_schedule=DAILY_CRON,
+    execution_timezone="Asia/Shanghai",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "每日同步昨天 / daily sync of yesterday: at 00:20 Beijing time, syncs the Beijing day that "
+        "just closed — WDT production stock-outs (生产出库单) into Kingdee 其他出库单 (misc. "
+        "delivery bills, STK_MisDelivery) — with all checks."
+    ),
+)
+def sync_yesterday_daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    # The partitions include the open day (end_offset=1), so build_schedule_from_partitioned_job
+    # would pick today; the closed day is computed here from the tick's own time.
+    day = _beijing_now(context.scheduled_execution_time).date() - timedelta(days=1)
+    if day < _first_day():
+        return dg.SkipReason(f"{day} is before the first partition ({start_date()})")
+    return dg.RunRequest(
+        partition_key=day.isoformat(),
+        run_key=f"daily:{day.isoformat()}",
+        tags={TRIGGER_TAG: "daily_schedule"},
+    )
+
+
+@dg.schedule(
+    name="sync_today_hourly",
+    job_name=SYNC_JOB,
+    cron_schedule=INTRADAY_CRON,
+    execution_timezone="Asia/Shanghai",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=(
+        "当天滚动同步 / intraday sync of today (off by default): every hour at :05, syncs the open "
+        "Beijing day up to a couple of minutes ago, so 其他出库单 (misc. delivery bills) appear in "
+        "Kingdee during the day. The daily schedule still settles the whole day after midnight."
+    ),
+)
+def sync_today_hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    now = _beijing_now(context.scheduled_execution_time)
+    key = now.date().isoformat()
+    try:
+        day_window(key, now)
+    except ValueError as exc:  # the first minutes of the day: nothing to read yet
+        return dg.SkipReason(str(exc))
+    return dg.RunRequest(
+        partition_key=key,
+        run_key=f"intraday:{now:%Y-%m-%dT%H:%M}",
+        tags={TRIGGER_TAG: "intraday_schedule"},
+    )
+
+
+# --- late stock-outs --------------------------------------------------------------------------
+
+
+@dataclass
+class LateRequest:
+    """The run last requested for a day: after which sync (storage id) and at which WDT count."""
+
+    sync: int
+    count: int
+
+
+@dataclass
+class LateStockoutsCursor:
+    requested: dict[str, LateRequest] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str | None) -> LateStockoutsCursor:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        return cls({day: LateRequest(**value) for day, value in raw["requested"].items()})
+
+    def dumps(self) -> str:
+        requested = {day: asdict(value) for day, value in sorted(self.requested.items())}
+        return json.dumps({"requested": requested}, separators=(",", ":"))
+
+
+def _latest_pull(instance: dg.DagsterInstance, day: str) -> dg.EventLogRecord | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RAW_STOCKOUTS, asset_partitions=[day]), limit=1
+    ).records
+    return records[0] if records else None
+
+
+def recount_query(day: str, pulled: dict[str, Any]) -> StockoutQuery:
+    """The pull's filters over the whole (closed) day.
+
+    For a day pulled after it closed this is exactly the pull's window. A day last pulled while it
+    was still open is re-counted to its end: what arrived after the pull is what the day misses.
+    """
+    window = day_window(day)
+    start = datetime.fromisoformat(pulled["window_start"])
+    end = max(datetime.fromisoformat(pulled["window_end"]), window.query_end)
+    return StockoutQuery(
+        start_time=start,
+        end_time=end,
+        time_type=2,
+        status=pulled.get("status_filter") or None,
+        warehouse_no=pulled.get("warehouse_filter") or None,
+    )
+
+
+def build_late_stockouts_sensor(
+    *, lookback_days: int = 7, minimum_interval_seconds: int = 900
+) -> dg.SensorDefinition:
+    """The late-stock-outs sensor over the last ``lookback_days`` closed days.
+
+    Cost per tick: one WDT call per synced day (``page_size=1`` with ``calc_total=1``). The cursor
+    remembers, per day, the sync and the count a run was requested for, so a restart with the
+    saved cursor does not ask again while that run is queued or running, and a count that grows
+    further (or a new sync that is short again) asks anew.
+    """
+
+    @dg.sensor(
+        name="late_stockouts_sensor",
+        job_name=SYNC_JOB,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"迟到出库单 / late stock-outs: every {minimum_interval_seconds // 60} min, re-counts "
+            f"the last {lookback_days} synced Beijing days at WDT (生产出库单, one order per page) "
+            "with the filters of their last pull, and re-syncs a day whose count grew, so its new "
+            "stock-outs become 其他出库单 (misc. delivery bills) in Kingdee."
+        ),
+    )
+    def late_stockouts_sensor(
+        context: dg.SensorEvaluationContext, wdt: WdtResource
+    ) -> dg.SensorResult:
+        cursor = LateStockoutsCursor.parse(context.cursor)
+        yesterday = _beijing_now().date() - timedelta(days=1)
+        days = [
+            (yesterday - timedelta(days=n)).isoformat()
+            for n in range(lookback_days)
+            if yesterday - timedelta(days=n) >= _first_day()
+        ]
+        client = wdt.client()
+        requests: list[dg.RunRequest] = []
+        for day in days:
+            record = _latest_pull(context.instance, day)
+            if record is None:
+                continue  # never synced: the daily schedule or a backfill owns it
+            pulled = _metadata(record)
+            synced = pulled.get("total_count")
+            if synced is None or "window_start" not in pulled:
+                continue
+            count = client.count(recount_query(day, pulled))
+            previous = cursor.requested.get(day)
+            if count <= synced or (
+                previous and previous.sync == record.storage_id and previous.count >= count
+            ):
+                continue
+            context.log.info(
+                "%s: WDT now counts %d stock-outs, the last sync had %d; re-syncing",
+                day,
+                count,
+                synced,
+            )
+            cursor.requested[day] = LateRequest(sync=record.storage_id, count=count)
+            requests.append(
+                dg.RunRequest(
+                    partition_key=day,
+                    run_key=f"late:{day}:sync{record.storage_id}:count{count}",
+                    tags={TRIGGER_TAG: "late_stockouts", "wdt_kingdee/wdt_count": str(count)},
+                )
+            )
+        cursor.requested = {day: value for day, value in cursor.requested.items() if day in days}
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=cursor.dumps(),
+            skip_reason=None if requests else f"no late stock-outs in {len(days)} day(s)",
+        )
+
+    return late_stockouts_sensor
+
+
+# --- held and failed bills ----------------------------------------------------------------------
+
+
+@dataclass
+class OpenDay:
+    """A day whose latest write results still have held or failed bills."""
+
+    result: int  # storage id of the latest kingdee_write_results materialization seen
+    at: float  # its timestamp
+    held: int
+    failed: int
+    attempts: int = 0  # re-syncs requested by this sensor
+    requested_at: float = 0.0
+    gave_up: bool = False
+
+
+@dataclass
+class HeldBillsCursor:
+    after: int | None = None  # last kingdee_write_results storage id read
+    days: dict[str, OpenDay] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str | None) -> HeldBillsCursor:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        return cls(raw["after"], {day: OpenDay(**value) for day, value in raw["days"].items()})
+
+    def dumps(self) -> str:
+        days = {day: asdict(value) for day, value in sorted(self.days.items())}
+        return json.dumps({"after": self.after, "days": days}, separators=(",", ":"))
+
+
+def _new_write_results(
+    instance: dg.DagsterInstance, after: int | None
+) -> Iterator[dg.EventLogRecord]:
+    """Every kingdee_write_results materialization after storage id ``after``, oldest first."""
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=WRITE_RESULTS, after_storage_id=after),
+            limit=200,
+            ascending=True,
+        )
+        yield from page.records
+        if not page.has_more or not page.records:
+            return
+        after = page.records[-1].storage_id
+
+
+def _in_flight(instance: dg.DagsterInstance, day: str) -> bool:
+    runs = instance.get_run_records(
+        dg.RunsFilter(tags={PARTITION_TAG: day}, statuses=IN_FLIGHT), limit=1
+    )
+    return bool(runs)
+
+
+def build_held_and_failed_bills_sensor(
+    *,
+    base_delay_minutes: float = 15,
+    max_attempts: int = 5,
+    max_age_days: int = 14,
+    minimum_interval_seconds: int = 300,
+    clock: Callable[[], float] = time.time,
+) -> dg.SensorDefinition:
+    """The held-and-failed-bills sensor.
+
+    A day enters the cursor when its latest write results have ``held`` or ``failed`` bills and
+    leaves it when a later result has none. Attempt *n* (1-based) is due ``base_delay × 2^(n-1)``
+    after the later of its latest result and the previous request, and never while a run of that
+    day is queued or running; after ``max_attempts`` the day is left to people (the checks and
+    the alert name its bills). Days older than ``max_age_days`` are not retried, so a backfill of
+    months with a missing material does not turn into months of re-syncs. ``clock`` is the time
+    source for those delays (tests pass their own).
+    """
+
+    @dg.sensor(
+        name="held_and_failed_bills_sensor",
+        job_name=SYNC_JOB,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            "暂挂/失败单据重试 / held and failed bills: re-syncs a Beijing day whose latest write "
+            "results still hold held or failed 其他出库单 (misc. delivery bills) — e.g. once a "
+            f"missing material is created in Kingdee — after {base_delay_minutes:g} min, then "
+            f"twice as long each time, at most {max_attempts} times; stops once they clear."
+        ),
+    )
+    def held_and_failed_bills_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        cursor = HeldBillsCursor.parse(context.cursor)
+        now = clock()
+        oldest = (
+            datetime.fromtimestamp(now, BEIJING).date() - timedelta(days=max_age_days)
+        ).isoformat()
+        for record in _new_write_results(context.instance, cursor.after):
+            cursor.after = record.storage_id
+            day = record.partition_key
+            if day is None or day < oldest:
+                continue
+            written = _metadata(record)
+            held, failed = int(written.get("held", 0)), int(written.get("failed", 0))
+            if not held and not failed:
+                if cursor.days.pop(day, None):
+                    context.log.info("%s: no held or failed bills any more", day)
+                continue
+            entry = cursor.days.get(day) or OpenDay(result=0, at=0.0, held=0, failed=0)
+            entry.result, entry.at, entry.held, entry.failed = (
+                record.storage_id,
+                record.timestamp,
+                held,
+                failed,
+            )
+            cursor.days[day] = entry
+
+        requests: list[dg.RunRequest] = []
+        for day, entry in sorted(cursor.days.items()):
+            if entry.attempts >= max_attempts:
+                if not entry.gave_up:
+                    entry.gave_up = True
+                    context.log.warning(
+                        "%s: still %d held and %d failed bills after %d re-syncs; leaving it to "
+                        "people (see the day's checks)",
+                        day,
+                        entry.held,
+                        entry.failed,
+                        entry.attempts,
+                    )
+                continue
+            due = max(entry.at, entry.requested_at) + base_delay_minutes * 60 * 2**entry.attempts
+            if now < due or _in_flight(context.instance, day):
+                continue
+            entry.attempts += 1
+            entry.requested_at = now
+            requests.append(
+                dg.RunRequest(
+                    partition_key=day,
+                    run_key=f"bills:{day}:result{entry.result}:attempt{entry.attempts}",
+                    tags={TRIGGER_TAG: "held_and_failed_bills", ATTEMPT_TAG: str(entry.attempts)},
+                )
+            )
+        cursor.days = {day: entry for day, entry in cursor.days.items() if day >= oldest}
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=cursor.dumps(),
+            skip_reason=None
+            if requests
+            else f"{len(cursor.days)} day(s) with held or failed bills, none due",
+        )
+
+    return held_and_failed_bills_sensor
+
+
+late_stockouts_sensor = build_late_stockouts_sensor(
+    lookback_days=_int_setting("WDT_KINGDEE_LATE_LOOKBACK_DAYS", 7)
+)
+held_and_failed_bills_sensor = build_held_and_failed_bills_sensor(
+    base_delay_minutes=_int_setting("WDT_KINGDEE_RETRY_DELAY_MINUTES", 15),
+    max_attempts=_int_setting("WDT_KINGDEE_RETRY_MAX_ATTEMPTS", 5),
+)
+SCHEDULES = [sync_yesterday_daily, sync_today_hourly]
+SENSORS = [late_stockouts_sensor, held_and_failed_bills_sensor]
