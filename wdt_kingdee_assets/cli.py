@@ -97,14 +97,17 @@ def _options(args: argparse.Namespace) -> SandboxOptions:
     )
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM; installed before anything is printed, so a caller
+    that reads the exports and stops the sandbox at once still gets a clean exit."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
+    stop = _stop_on_signal()
     sandbox = Sandbox.from_env(_options(args))
     orders = sandbox.seed()
     with sandbox:
@@ -118,7 +121,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        _wait_for_signal()
+        stop.wait()
     return 0
 
 
