@@ -332,7 +332,7 @@ def check_finding(evaluation: dg.AssetCheckEvaluation) -> Finding:
     return Finding(
         what=f"检查失败 check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}",
         detail=_truncate(detail, DETAIL_CHARS),
-        bills=tuple(dict.fromkeys(bills)),
+        bills=tuple(sorted(set(bills))),
     )
 
 
