@@ -92,6 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             cookies=_parse_cookies(headers.get("cookie", "")),
         )
+        if not request.path.startswith("/__admin__/"):
+            self.server.api_calls.append((time.time(), request.path))
         try:
             response = self.server.app.handle(request)
         except ResetConnection:
@@ -125,6 +127,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: SimApp) -> None:
         super().__init__(address, _Handler)
         self.app = app
+        self.api_calls: list[tuple[float, str]] = []  # (epoch seconds, path) of each API request
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer is normal under fault injection: stay quiet."""
@@ -141,6 +144,11 @@ class SimServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
+
+    @property
+    def api_calls(self) -> list[tuple[float, str]]:
+        """When each API request (not admin) arrived, and its path: what a benchmark times."""
+        return list(self._server.api_calls)
 
     @property
     def port(self) -> int:
