@@ -555,6 +555,11 @@ class KingdeeSimulator:
             material_id = existing.material_id if existing else next(self._material_ids)
             self._materials[key] = _MaterialRow(material, material_id)
 
+    def materials(self) -> list[KingdeeMaterial]:
+        """BD_MATERIAL as it stands, every use-org (what a test's oracle compares against)."""
+        with self._lock:
+            return [row.material for row in self._materials.values()]
+
     def bills(self) -> list[dict]:
         """What Kingdee holds, in save order."""
         with self._lock:
@@ -595,6 +600,9 @@ class KingdeeSimulator:
                 "materials": len(self._materials),
                 "calls": dict(self._calls),
                 "peak_concurrency": self._peak_in_flight,
+                # A request whose client died is still worked on: a test waits for 0 before it
+                # judges what Kingdee holds.
+                "in_flight": self._in_flight,
                 "faults": self.faults.snapshot(),
             }
 
