@@ -1,0 +1,221 @@
+"""The one invariant every reliability test asserts: nothing lost, nothing duplicated.
+
+For the stock-outs WDT holds for a day (completed, consigned that day), after a sync:
+
+* Kingdee holds exactly one bill per *eligible* stock-out, numbered by its ``stockout_no``, dated
+  its consign day, with the same quantity per material as WDT's lines, and
+  ``kingdee_write_results`` says ``created`` or ``already_in_kingdee`` with that bill's FID;
+* every other stock-out has no bill in Kingdee and is visibly ``held`` or ``failed`` in
+  ``kingdee_write_results`` with a reason;
+* Kingdee holds no FBillNo twice and no bill that no eligible stock-out explains.
+
+Eligibility is judged here from WDT's raw orders and the simulators' own state, independently of
+the pipeline's normalizer and mapping: a test that reused them would agree with any bug in them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pandas as pd
+
+from wdt_kingdee_assets.sandbox.datagen import WAREHOUSES
+from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
+from wdt_kingdee_assets.sandbox.runtime import Sandbox
+from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline
+
+WDT_TIME = "%Y-%m-%d %H:%M:%S"
+BEIJING = timezone(timedelta(hours=8))
+WRITTEN = frozenset({"created", "already_in_kingdee"})
+NOT_WRITTEN = frozenset({"held", "failed"})
+
+
+@dataclass(frozen=True)
+class KingdeeWorld:
+    """What Kingdee accepts: usable materials of the stock org, by number, and its warehouses."""
+
+    materials: Mapping[str, KingdeeMaterial]
+    warehouses: frozenset[str]
+
+    @classmethod
+    def of(cls, sandbox: Sandbox, org: str = "100") -> KingdeeWorld:
+        usable = {
+            material.number.casefold(): material
+            for material in sandbox.kingdee.materials()
+            if material.use_org == org and not material.forbidden
+            if material.document_status == "C"
+        }
+        return cls(usable, frozenset(number for number, _ in WAREHOUSES))
+
+
+def _consign_moment(value: Any) -> datetime | None:
+    """Beijing wall-clock time of a WDT ``consign_time`` (text or epoch ms), or None."""
+    if isinstance(value, str):
+        try:
+            return datetime.strptime(value, WDT_TIME)
+        except ValueError:
+            return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return datetime.fromtimestamp(value / 1000, BEIJING).replace(tzinfo=None)
+    return None
+
+
+def _positive(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and number > 0 else None
+
+
+def why_not_eligible(order: Mapping[str, Any], world: KingdeeWorld) -> str | None:
+    """None when the stock-out must end in Kingdee, else the oracle's reason it cannot."""
+    if _consign_moment(order.get("consign_time")) is None:
+        return "consign_time unreadable"
+    if not str(order.get("stockout_no") or "").strip():
+        return "no stockout_no"
+    if str(order.get("warehouse_no") or "").strip() not in world.warehouses:
+        return "warehouse unknown to Kingdee"
+    lines = order.get("detail_list")
+    if not isinstance(lines, list) or not lines:
+        return "no lines"
+    for line in lines:
+        spec_no = str(line.get("spec_no") or "").strip()
+        if not spec_no:
+            return "line without spec_no"
+        if _positive(line.get("num")) is None:
+            return f"line {spec_no}: num {line.get('num')!r}"
+        material = world.materials.get(spec_no.casefold())
+        if material is None:
+            return f"material {spec_no} not usable in Kingdee"
+        if material.batch_managed and not str(line.get("batch_no") or "").strip():
+            return f"material {spec_no} needs a batch"
+    return None
+
+
+def orders_for_day(sandbox: Sandbox, day: date) -> list[dict[str, Any]]:
+    """The completed stock-outs a sync of ``day`` must account for (SPEC §3 boundary rule).
+
+    An order whose consign time is unreadable is kept by whichever day's query window WDT put it
+    in, ``[day − 1 s, next day 00:00:00]``, judged by the simulator's own stand-in time.
+    """
+    start = datetime.combine(day, datetime.min.time())
+    end = start + timedelta(days=1)
+    wanted = []
+    for candidate in (day - timedelta(days=1), day, day + timedelta(days=1)):
+        for order in sandbox.wdt.orders_on(candidate):
+            if str(order.get("status")) != "110":
+                continue
+            moment = _consign_moment(order.get("consign_time"))
+            if moment is not None:
+                if start <= moment < end:
+                    wanted.append(order)
+            elif start - timedelta(seconds=1) <= _stand_in_time(order) <= end:
+                wanted.append(order)
+    return wanted
+
+
+def _stand_in_time(order: Mapping[str, Any]) -> datetime:
+    """The time the simulator files an order with an unreadable consign time under."""
+    for name in ("created", "modified"):
+        moment = _consign_moment(order.get(name))
+        if moment is not None:
+            return moment
+    return datetime.min
+
+
+def _source_quantities(order: Mapping[str, Any]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for line in order["detail_list"]:
+        totals[str(line["spec_no"]).strip()] += Decimal(str(line["num"]))
+    return dict(totals)
+
+
+def _kingdee_quantities(bill: Mapping[str, Any]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for entry in bill["entries"]:
+        totals[entry["material"]] += Decimal(str(entry["qty"]))
+    return dict(totals)
+
+
+def assert_nothing_lost_nothing_duplicated(
+    orders: Sequence[Mapping[str, Any]],
+    kingdee_bills: Iterable[Mapping[str, Any]],
+    write_results: pd.DataFrame,
+    world: KingdeeWorld,
+) -> None:
+    """The invariant, over every stock-out in ``orders`` (one or several days) at once.
+
+    ``kingdee_bills`` is what the Kingdee simulator holds (``KingdeeSimulator.bills()``);
+    ``write_results`` the ``kingdee_write_results`` rows of the same days.
+    """
+    bills = list(kingdee_bills)
+    counts = Counter(str(bill["FBillNo"]).casefold() for bill in bills)
+    duplicated = sorted(number for number, count in counts.items() if count > 1)
+    assert not duplicated, f"FBillNo held more than once in Kingdee: {duplicated}"
+    by_number = {str(bill["FBillNo"]).casefold(): bill for bill in bills}
+
+    results: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in write_results.to_dict("records"):
+        results[int(row["stockout_id"])].append(row)
+
+    problems: list[str] = []
+    explained: set[str] = set()
+    for order in orders:
+        number = str(order.get("stockout_no") or "").strip()
+        rows = results.get(int(order["stockout_id"]), [])
+        reason = why_not_eligible(order, world)
+        bill = by_number.get(number.casefold()) if number else None
+        if reason is None:
+            explained.add(number.casefold())
+            if bill is None:
+                problems.append(f"{number}: eligible but not in Kingdee (results: {rows})")
+                continue
+            if _kingdee_quantities(bill) != _source_quantities(order):
+                problems.append(
+                    f"{number}: Kingdee quantities {_kingdee_quantities(bill)} "
+                    f"!= WDT {_source_quantities(order)}"
+                )
+            consign_day = _consign_moment(order["consign_time"]).date().isoformat()
+            if not str(bill["FDate"]).startswith(consign_day):
+                problems.append(f"{number}: dated {bill['FDate']}, consigned {consign_day}")
+            if [row["outcome"] for row in rows] not in (["created"], ["already_in_kingdee"]):
+                problems.append(f"{number}: in Kingdee but write results say {rows}")
+            elif int(rows[0]["fid"]) != int(bill["FID"]):
+                problems.append(f"{number}: FID {rows[0]['fid']} != Kingdee's {bill['FID']}")
+        else:
+            if bill is not None:
+                problems.append(f"{number}: written to Kingdee although {reason}")
+            visible = [
+                row for row in rows if row["outcome"] in NOT_WRITTEN and list(row["messages"])
+            ]
+            if len(rows) != 1 or not visible:
+                problems.append(f"{number} ({reason}): not held/failed with a reason: {rows}")
+    phantoms = sorted(set(by_number) - explained)
+    if phantoms:
+        problems.append(f"Kingdee holds bills no eligible stock-out explains: {phantoms}")
+    assert not problems, "invariant violated:\n" + "\n".join(problems[:40])
+
+
+def assert_pipeline_invariant(pipeline: Pipeline, *days: str) -> None:
+    """The invariant over what a :class:`Pipeline` synced: its stored write results, its sandbox."""
+    sandbox = pipeline.sandbox
+    orders = [order for day in days for order in orders_for_day(sandbox, date.fromisoformat(day))]
+    results = pd.concat([pipeline.stored("kingdee_write_results", day) for day in days])
+    assert_nothing_lost_nothing_duplicated(
+        orders, sandbox.kingdee.bills(), results, KingdeeWorld.of(sandbox)
+    )
+
+
+def faults_fired(sandbox: Sandbox) -> int:
+    """How many injected faults both simulators have fired so far."""
+    return len(sandbox.wdt.faults.snapshot()["fired"]) + len(
+        sandbox.kingdee.faults.snapshot()["fired"]
+    )

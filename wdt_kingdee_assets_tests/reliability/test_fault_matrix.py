@@ -1,0 +1,162 @@
+"""Every fault the simulators can inject, one day synced under it through Dagster: the invariant holds.
+
+Kingdee runs with ``unique_bill_no=False`` (a data center whose coding rules accept a duplicate
+FBillNo), so nothing but the writer's own guards stands between a fault and a duplicate bill. Each
+row says how many materializations the fault may cost: most are absorbed inside one run (retries,
+reconciliation); a fault that fails a run, or leaves bills unanswered past ``max_sends``, is
+settled by re-materializing the partition, as an operator or the retry sensor would.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pytest
+
+from wdt_kingdee_assets_tests.reliability.invariant import (
+    assert_pipeline_invariant,
+    orders_for_day,
+)
+
+BATCH_SIZE = 5  # ~16 ready bills a day: four BatchSave calls, so faults strike mid-partition
+WRITE_CONFIG = {"ops": {"kingdee_write_results": {"config": {"batch_size": BATCH_SIZE}}}}
+# The asset checks are proven in pipeline/; here the invariant is the judge, and a run without
+# the checks costs a third of the time.
+ASSETS_ONLY = dg.AssetSelection.all().without_checks()
+
+
+@dataclass(frozen=True)
+class Fault:
+    wdt: tuple[str, ...] = ()
+    kingdee: tuple[str, ...] = ()
+    runs: int = 1  # materializations after which the invariant must hold
+    options: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+
+
+SESSION = {"KINGDEE_AUTH_MODE": "session"}
+
+MATRIX: dict[str, Fault] = {
+    # WDT: each is retried inside the pull; the pull still proves the day complete.
+    "wdt timeout": Fault(wdt=("timeout,seconds=0.3,skip=1",)),
+    "wdt connection reset": Fault(wdt=("reset,skip=1,times=2",)),
+    "wdt 5xx": Fault(wdt=("5xx,status=502,times=2",)),
+    "wdt throttled": Fault(wdt=("throttle,times=2,skip=1",)),
+    "wdt html error page": Fault(wdt=("html_error,skip=1",)),
+    "wdt empty body": Fault(wdt=("empty_body,skip=2",)),
+    "wdt truncated json": Fault(wdt=("truncated_json,skip=1",)),
+    "wdt rows inserted while paging": Fault(wdt=("insert_rows,rows=3,skip=1,times=2",)),
+    "wdt slow server": Fault(wdt=("delay,seconds=0.5,times=2",), options={"wdt_latency": 0.02}),
+    "wdt epoch-ms times, reset": Fault(
+        wdt=("reset,skip=2",), options={"datetime_format": "epoch_ms"}
+    ),
+    # BatchSave without a usable answer: reconciled by FBillNo before any resend.
+    "batchsave timeout before commit": Fault(kingdee=("timeout@BatchSave,seconds=0.3",)),
+    "batchsave timeout after commit": Fault(
+        kingdee=("timeout_after_commit@BatchSave,seconds=0.3,skip=1",)
+    ),
+    "batchsave reset before commit": Fault(kingdee=("reset@BatchSave,skip=1",)),
+    "batchsave reset after commit": Fault(kingdee=("reset_after_commit@BatchSave",)),
+    "batchsave 5xx before commit": Fault(kingdee=("5xx@BatchSave,status=503",)),
+    "batchsave 5xx after commit": Fault(kingdee=("5xx_after_commit@BatchSave,skip=1",)),
+    "batchsave throttled": Fault(kingdee=("throttle@BatchSave,times=2",)),
+    "batchsave html error page": Fault(kingdee=("html_error@BatchSave",)),
+    "batchsave empty body": Fault(kingdee=("empty_body@BatchSave,skip=2",)),
+    "batchsave truncated json after commit": Fault(kingdee=("truncated_json@BatchSave,skip=1",)),
+    "batchsave unanswered past max_sends": Fault(kingdee=("5xx@BatchSave,times=4",), runs=2),
+    "batchsave committed, never answered": Fault(kingdee=("5xx_after_commit@BatchSave,times=3",)),
+    # Reads (materials, existence, reconciliation, read-back): retried.
+    "query 5xx": Fault(kingdee=("5xx@ExecuteBillQuery,times=2",)),
+    "query reset": Fault(kingdee=("reset@ExecuteBillQuery,skip=1,times=2",)),
+    "query timeout": Fault(kingdee=("timeout@ExecuteBillQuery,seconds=0.3,skip=1",)),
+    "query throttled": Fault(kingdee=("throttle@ExecuteBillQuery,skip=1,times=2",)),
+    "query truncated json": Fault(kingdee=("truncated_json@ExecuteBillQuery,skip=1",)),
+    "query html error page": Fault(kingdee=("html_error@ExecuteBillQuery,skip=1",)),
+    # Signature mode: MsgCode 1 means refused credentials (reference §2c), the run fails loudly;
+    # the next materialization finds what the first one committed.
+    "signature: session lost on BatchSave": Fault(
+        kingdee=("session_lost@BatchSave,skip=1",), runs=2
+    ),
+    "signature: session lost on a query": Fault(
+        kingdee=("session_lost@ExecuteBillQuery,skip=1",), runs=2
+    ),
+    # Session mode: re-login once; a write is reconciled first.
+    "session: lost on BatchSave": Fault(kingdee=("session_lost@BatchSave,skip=1",), env=SESSION),
+    "session: lost on a query": Fault(
+        kingdee=("session_lost@ExecuteBillQuery,skip=1",), env=SESSION
+    ),
+    "session: login throttled": Fault(kingdee=("throttle@LoginBySign",), env=SESSION),
+    "session: lost after a commit went unanswered": Fault(
+        kingdee=("5xx_after_commit@BatchSave", "session_lost@ExecuteBillQuery,skip=2"),
+        env=SESSION,
+    ),
+    "kingdee slow server": Fault(
+        kingdee=("delay@BatchSave,seconds=0.5",),
+        options={"kingdee_latency": 0.02, "kingdee_per_bill_latency": 0.01},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
+    make_pipeline, monkeypatch, name
+):
+    fault = MATRIX[name]
+    monkeypatch.setenv("WDT_PAGE_SIZE", "10")
+    for variable, value in fault.env.items():
+        monkeypatch.setenv(variable, value)
+    pipeline = make_pipeline(
+        missing_ratio=0.05,
+        kingdee_unique_bill_no=False,
+        wdt_faults=list(fault.wdt),
+        kingdee_faults=list(fault.kingdee),
+        **fault.options,
+    )
+    day = pipeline.days[-1]
+    assert orders_for_day(pipeline.sandbox, pipeline.sandbox.sync_days()[-1])
+
+    runs = [
+        pipeline.run(day, run_config=WRITE_CONFIG, selection=ASSETS_ONLY) for _ in range(fault.runs)
+    ]
+
+    assert runs[-1].success
+    for simulator in (pipeline.sandbox.wdt, pipeline.sandbox.kingdee):
+        unfired = [r for r in simulator.faults.snapshot()["rules"] if r["fired"] < r["times"]]
+        assert not unfired, f"the fault never struck as scheduled: {unfired}"
+    assert_pipeline_invariant(pipeline, day)
+
+
+def test_a_partial_batch_fails_only_its_rejected_bills_and_a_rerun_sends_exactly_those(
+    make_pipeline,
+):
+    """Kingdee rejects some bills of a batch (a batch-managed material sent without its lot)."""
+    pipeline = make_pipeline(missing_ratio=0, kingdee_unique_bill_no=False, orders_per_day=30)
+    day = pipeline.days[-1]
+    batch_managed = {m.number for m in pipeline.sandbox.catalog if m.batch_managed}
+    orders = orders_for_day(pipeline.sandbox, pipeline.sandbox.sync_days()[-1])
+    lotless = [o for o in orders if {line["spec_no"] for line in o["detail_list"]} & batch_managed]
+    originals = lotless[:: max(1, len(lotless) // 3)][:3]
+    lotless = copy.deepcopy(originals)  # the simulator's own orders stay as they are
+    for order in lotless:
+        order["detail_list"] = [
+            {key: value for key, value in line.items() if key != "batch_no"}
+            for line in order["detail_list"]
+        ]
+    pipeline.sandbox.wdt.add_orders(lotless)
+    rejected = {order["stockout_no"] for order in lotless}
+
+    assert pipeline.run(day, run_config=WRITE_CONFIG, selection=ASSETS_ONLY).success
+    assert_pipeline_invariant(pipeline, day)
+    results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
+    assert set(results.loc[sorted(rejected), "outcome"]) == {"failed"}
+    assert all("批号" in " ".join(results.loc[number, "messages"]) for number in rejected)
+    created = set(results.index[results["outcome"] == "created"])
+    assert len(created) == len(orders) - len(rejected)
+
+    pipeline.sandbox.wdt.add_orders(originals)  # the lots are filled in at the source
+    assert pipeline.run(day, run_config=WRITE_CONFIG, selection=ASSETS_ONLY).success
+    assert_pipeline_invariant(pipeline, day)
+    after = pipeline.stored("kingdee_write_results", day)
+    assert set(after.loc[after["outcome"] == "created", "bill_no"]) == rejected

@@ -1,0 +1,320 @@
+"""Randomized fault schedules and data shapes: the invariant holds after a bounded number of syncs.
+
+Hypothesis draws a day (orders, malformed records, missing materials, time format), a schedule of
+faults on both simulators, the writer's batch size and send budget, the page size, the Kingdee
+auth mode, and a crash after some BatchSave calls. Each example syncs the day with the pipeline's
+own pieces and real clients (pull → normalize → build bills → BillWriter) until a sync runs
+without any fault striking, then asserts the invariant. A sync that failed or was cut short is
+what a re-materialization repairs, so the bound is one sync per fault fired, plus one.
+
+CI runs a few dozen examples; ``WDT_KINGDEE_FUZZ_EXAMPLES=500 python -m pytest
+wdt_kingdee_assets_tests/reliability/test_randomized.py`` runs as many as asked (and a few more
+through Dagster: ``WDT_KINGDEE_FUZZ_DAGSTER_EXAMPLES``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wdt_kingdee_assets.frames import WRITE_RESULTS
+from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.kingdee.errors import KingdeeError
+from wdt_kingdee_assets.mapping import MappingConfig, build_bills
+from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
+from wdt_kingdee_assets.partitions import day_window
+from wdt_kingdee_assets.sandbox.faults import FaultRule
+from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
+from wdt_kingdee_assets.wdt.client import StockoutQuery, WdtClient
+from wdt_kingdee_assets.wdt.errors import WdtError
+from wdt_kingdee_assets.wdt.pull import pull_stockouts
+from wdt_kingdee_assets.writer import BillToWrite, BillWriter
+from wdt_kingdee_assets_tests.fixtures.kingdee import fast_backoff as kingdee_backoff
+from wdt_kingdee_assets_tests.fixtures.pipeline import TODAY
+from wdt_kingdee_assets_tests.fixtures.wdt import fast_backoff as wdt_backoff
+from wdt_kingdee_assets_tests.reliability.invariant import (
+    KingdeeWorld,
+    assert_nothing_lost_nothing_duplicated,
+    assert_pipeline_invariant,
+    faults_fired,
+    orders_for_day,
+)
+
+EXAMPLES = int(os.environ.get("WDT_KINGDEE_FUZZ_EXAMPLES", "25"))
+DAGSTER_EXAMPLES = int(os.environ.get("WDT_KINGDEE_FUZZ_DAGSTER_EXAMPLES", "2"))
+DAY = date(2025, 6, 9)
+
+WDT_KINDS = (
+    "timeout,seconds=0.1",
+    "reset",
+    "5xx",
+    "throttle",
+    "html_error",
+    "empty_body",
+    "truncated_json",
+    "delay,seconds=0.05",
+)
+KINGDEE_KINDS = (
+    "timeout@{op},seconds=0.1",
+    "timeout_after_commit@{op},seconds=0.1",
+    "5xx@{op}",
+    "5xx_after_commit@{op}",
+    "reset@{op}",
+    "reset_after_commit@{op}",
+    "throttle@{op}",
+    "session_lost@{op}",
+    "html_error@{op}",
+    "empty_body@{op}",
+    "truncated_json@{op}",
+    "delay@{op},seconds=0.05",
+)
+
+
+class Crash(Exception):
+    """The process running the partition died between two BatchSave calls."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    orders: int
+    malformed: int
+    missing_ratio: float
+    datetime_format: str
+    seed: int
+    page_size: int
+    batch_size: int
+    max_sends: int
+    auth_mode: str
+    crash_after_batches: int | None
+    wdt_faults: tuple[str, ...]
+    kingdee_faults: tuple[str, ...]
+
+
+def _rule(kind: str, times: int, skip: int) -> str:
+    return f"{kind},times={times},skip={skip}"
+
+
+wdt_rules = st.builds(
+    _rule,
+    st.sampled_from(WDT_KINDS) | st.just("insert_rows,rows=2"),
+    st.integers(1, 3),
+    st.integers(0, 4),
+)
+kingdee_rules = st.builds(
+    _rule,
+    st.builds(
+        str.format,
+        st.sampled_from(KINGDEE_KINDS),
+        op=st.sampled_from(("BatchSave", "BatchSave", "ExecuteBillQuery")),
+    )
+    | st.just("throttle@LoginBySign"),
+    st.integers(1, 3),
+    st.integers(0, 4),
+)
+scenarios = st.builds(
+    Scenario,
+    orders=st.integers(0, 40),
+    malformed=st.integers(0, 12),
+    missing_ratio=st.sampled_from((0.0, 0.05, 0.2)),
+    datetime_format=st.sampled_from(("string", "epoch_ms")),
+    seed=st.integers(0, 10_000),
+    page_size=st.integers(1, 30),
+    batch_size=st.integers(1, 12),
+    max_sends=st.integers(1, 3),
+    auth_mode=st.sampled_from(("signature", "session")),
+    crash_after_batches=st.none() | st.integers(1, 4),
+    wdt_faults=st.lists(wdt_rules, max_size=3).map(tuple),
+    kingdee_faults=st.lists(kingdee_rules, max_size=4).map(tuple),
+)
+
+
+def sandbox_for(scenario: Scenario, **options: Any) -> Sandbox:
+    sandbox = Sandbox(
+        SandboxOptions(
+            seed=scenario.seed,
+            orders_per_day=scenario.orders,
+            malformed=scenario.malformed,
+            missing_ratio=scenario.missing_ratio,
+            datetime_format=scenario.datetime_format,  # type: ignore[arg-type]
+            days=1,
+            today=TODAY,
+            kingdee_unique_bill_no=False,
+            wdt_faults=list(scenario.wdt_faults),
+            kingdee_faults=list(scenario.kingdee_faults),
+            **options,
+        )
+    )
+    sandbox.seed()
+    return sandbox
+
+
+def sync_once(sandbox: Sandbox, scenario: Scenario) -> pd.DataFrame:
+    """One sync of the day with the pipeline's pieces (what the four assets do), new clients."""
+    wdt_creds, kingdee_creds = sandbox.wdt_credentials, sandbox.kingdee_credentials
+    wdt = WdtClient(
+        sandbox.wdt_base_url,
+        wdt_creds.sid,
+        wdt_creds.appkey,
+        wdt_creds.appsecret,
+        page_size=scenario.page_size,
+        calls_per_minute=0,
+        timeout=5,
+        backoff=wdt_backoff(),
+    )
+    kingdee = KingdeeClient(
+        sandbox.kingdee_base_url,
+        kingdee_creds.acct_id,
+        kingdee_creds.username,
+        kingdee_creds.app_id,
+        kingdee_creds.app_secret,
+        auth_mode=scenario.auth_mode,  # type: ignore[arg-type]
+        read_timeout=5,
+        write_timeout=5,
+        backoff=kingdee_backoff(),
+    )
+    window = day_window(DAY.isoformat())
+    pulled = pull_stockouts(wdt, StockoutQuery(window.query_start, window.query_end))
+    kept = [
+        order
+        for order in pulled.orders
+        if (moment := parse_wdt_datetime(order.get("consign_time"))) is None
+        or window.contains(moment)
+    ]
+    lines = normalize_orders(kept)
+    usable = sorted(set(lines.loc[lines["reject_reason"].isna(), "spec_no"]))
+    materials = kingdee.find_materials(usable, use_org="100") if usable else {}
+    mapping = MappingConfig()
+    bills = build_bills(lines, materials, mapping, "100")
+
+    def crash_between_batches(done: int, total: int) -> None:
+        if done == scenario.crash_after_batches and done < total:
+            raise Crash(f"killed after BatchSave {done}/{total}")
+
+    writer = BillWriter(
+        kingdee,
+        mapping.form_id,
+        batch_size=scenario.batch_size,
+        max_sends=scenario.max_sends,
+        on_batch=crash_between_batches,
+    )
+    summary = writer.write(
+        [
+            BillToWrite(
+                row.bill_no,
+                int(row.stockout_id),
+                row.readiness == "ready",
+                row.model,
+                row.hold_reason,
+            )
+            for row in bills.itertuples(index=False)
+        ]
+        if len(bills)
+        else []
+    )
+    return WRITE_RESULTS.frame(
+        {
+            "bill_no": item.bill_no,
+            "stockout_id": item.stockout_id,
+            "outcome": item.outcome,
+            "fid": item.fid,
+            "messages": item.messages,
+            "attempts": item.attempts,
+        }
+        for item in summary.outcomes
+    )
+
+
+def sync_until_clean(sandbox: Sandbox, scenario: Scenario) -> pd.DataFrame:
+    """Re-sync until one sync completes with no fault striking (bounded: faults are finite)."""
+    bound = sync_bound(scenario)
+    crashed = False
+    for _ in range(bound):
+        before = faults_fired(sandbox)
+        try:
+            results = sync_once(sandbox, scenario if not crashed else _without_crash(scenario))
+        except Crash:
+            crashed = True
+            continue
+        except (WdtError, KingdeeError):
+            assert faults_fired(sandbox) > before, "a sync failed although no fault struck"
+            continue
+        if faults_fired(sandbox) == before:
+            return results
+    raise AssertionError(f"no clean sync within {bound} syncs: {scenario}")
+
+
+def sync_bound(scenario: Scenario) -> int:
+    """One sync per fault that can strike, one for the crash, and the clean one."""
+    rules = [FaultRule.parse(rule) for rule in (*scenario.wdt_faults, *scenario.kingdee_faults)]
+    return 1 + sum(rule.times for rule in rules) + (1 if scenario.crash_after_batches else 0)
+
+
+def _without_crash(scenario: Scenario) -> Scenario:
+    return Scenario(**{**scenario.__dict__, "crash_after_batches": None})
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(scenarios)
+def test_random_fault_schedules_lose_and_duplicate_nothing(scenario: Scenario):
+    with sandbox_for(scenario) as sandbox:
+        results = sync_until_clean(sandbox, scenario)
+        assert_nothing_lost_nothing_duplicated(
+            orders_for_day(sandbox, DAY),
+            sandbox.kingdee.bills(),
+            results,
+            KingdeeWorld.of(sandbox),
+        )
+
+
+@settings(
+    max_examples=DAGSTER_EXAMPLES,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(scenario=scenarios)
+def test_random_fault_schedules_through_dagster(make_pipeline, monkeypatch, scenario: Scenario):
+    """A few examples through Dagster itself: its resources, IO manager and stored results."""
+    monkeypatch.setenv("WDT_PAGE_SIZE", str(scenario.page_size))
+    monkeypatch.setenv("KINGDEE_AUTH_MODE", scenario.auth_mode)
+    pipeline = make_pipeline(
+        seed=scenario.seed,
+        orders_per_day=scenario.orders,
+        malformed=scenario.malformed,
+        missing_ratio=scenario.missing_ratio,
+        datetime_format=scenario.datetime_format,
+        days=1,
+        kingdee_unique_bill_no=False,
+        wdt_faults=list(scenario.wdt_faults),
+        kingdee_faults=list(scenario.kingdee_faults),
+    )
+    day = pipeline.days[-1]
+    config = {
+        "ops": {
+            "kingdee_write_results": {
+                "config": {"batch_size": scenario.batch_size, "max_sends": scenario.max_sends}
+            }
+        }
+    }
+    selection = dg.AssetSelection.all().without_checks()
+    for _ in range(sync_bound(scenario)):
+        before = faults_fired(pipeline.sandbox)
+        result = pipeline.run(day, run_config=config, selection=selection)
+        if faults_fired(pipeline.sandbox) == before:
+            assert result.success
+            break
+    assert_pipeline_invariant(pipeline, day)
