@@ -147,50 +147,22 @@ def _stock_number(warehouse_no: str, config: MappingConfig) -> str | None:
     return warehouse_no if config.unmapped_warehouse == "identity" else None
 
 
-def _model(
-    header: Mapping[str, Any],
-    lines: pd.DataFrame,
-    units: Mapping[str, str],
-    stock: str,
-    config: MappingConfig,
-    org: str,
-) -> dict[str, Any]:
-    stock_org, pick_org, owner_org = config.orgs(org)
-    entries = []
-    for line in lines.itertuples(index=False):
-        unit = units[line.spec_no]
-        entry: dict[str, Any] = {
-            "FMaterialId": {"FNumber": line.spec_no},
-            "FUnitID": {"FNumber": unit},
-            "FQty": line.num,
-            "FBaseUnitId": {"FNumber": unit},
-            "FStockId": {"FNumber": stock},
-            "FStockStatusId": {"FNumber": config.stock_status},
-            "FOwnerTypeId": "BD_OwnerOrg",
-            "FOwnerId": {"FNumber": owner_org},
-            "FKeeperTypeId": "BD_KeeperOrg",
-            "FKeeperId": {"FNumber": stock_org},
-        }
-        if config.lot_from_batch_no and line.batch_no:
-            entry["FLot"] = {"FNumber": line.batch_no}
-        if line.rec_id is not None and not pd.isna(line.rec_id):
-            entry["FEntryNote"] = f"WDT rec_id {line.rec_id}"
-        entries.append(entry)
-    # Key order follows Kingdee's template: later fields can overwrite earlier ones (reference §7).
-    return {
-        "FBillNo": header["bill_no"],
-        "FBillTypeID": {"FNUMBER": config.bill_type},
-        "FStockOrgId": {"FNumber": stock_org},
-        "FPickOrgId": {"FNumber": pick_org},
-        "FStockDirect": config.stock_direct,
-        "FDate": header["bill_date"],
-        "FDeptId": {"FNumber": config.department},
-        "FOwnerTypeIdHead": "BD_OwnerOrg",
-        "FOwnerIdHead": {"FNumber": owner_org},
-        "FBaseCurrId": {"FNumber": config.base_currency},
-        "FNote": _format(config.note_template, header),
-        "FEntity": entries,
-    }
+class _References:
+    """One ``{"FNumber": ...}`` object per distinct number, shared by every entry that names it.
+
+    A day's bills can hold hundreds of thousands of entries that name a few hundred materials,
+    units and warehouses; sharing the reference objects keeps the models' memory to the entries
+    themselves. Models are therefore read-only: copy an entry before changing a reference in it.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], dict[str, str]] = {}
+
+    def __call__(self, number: str, key: str = "FNumber") -> dict[str, str]:
+        reference = self._cache.get((key, number))
+        if reference is None:
+            reference = self._cache[(key, number)] = {key: number}
+        return reference
 
 
 def build_bills(
@@ -202,62 +174,107 @@ def build_bills(
     stock-out), when Kingdee lacks or has disabled one of its materials, when a material has no
     base unit, or when its warehouse is not mapped. Lines without a stock-out id cannot form a
     bill; they stay visible in ``normalized_stockouts`` and its rejected-lines check.
+
+    One pass over the lines sorted by stock-out (stable, so each bill keeps WDT's line order),
+    on plain lists: per-group pandas calls would cost far more than the work itself.
     """
-    bills = []
-    identified = lines[lines["stockout_id"].notna()]
-    for stockout_id, group in identified.groupby("stockout_id", sort=True):
-        first = group.iloc[0]
-        header = {
-            "stockout_id": int(stockout_id),
-            "stockout_no": first["stockout_no"],
-            "process_no": first["process_no"],
-            "warehouse_no": first["warehouse_no"],
+    stock_org, pick_org, owner_org = config.orgs(org)
+    ref = _References()
+    identified = lines[lines["stockout_id"].notna()].sort_values("stockout_id", kind="stable")
+    column = {name: identified[name].tolist() for name in identified.columns}
+    ids, reject, spec = column["stockout_id"], column["reject_reason"], column["spec_no"]
+    unusable = {
+        number
+        for number in set(spec)
+        if number is not None and (number not in materials or not materials[number].usable)
+    }
+
+    def entry(k: int, unit: str, stock: str) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "FMaterialId": ref(spec[k]),
+            "FUnitID": ref(unit),
+            "FQty": column["num"][k],
+            "FBaseUnitId": ref(unit),
+            "FStockId": ref(stock),
+            "FStockStatusId": ref(config.stock_status),
+            "FOwnerTypeId": "BD_OwnerOrg",
+            "FOwnerId": ref(owner_org),
+            "FKeeperTypeId": "BD_KeeperOrg",
+            "FKeeperId": ref(stock_org),
         }
-        consign_time = first["consign_time"]
+        if config.lot_from_batch_no and column["batch_no"][k]:
+            item["FLot"] = ref(column["batch_no"][k])
+        if not pd.isna(column["rec_id"][k]):
+            item["FEntryNote"] = f"WDT rec_id {column['rec_id'][k]}"
+        return item
+
+    def bill(first: int, end: int) -> dict[str, Any]:
+        header = {
+            "stockout_id": int(ids[first]),
+            "stockout_no": column["stockout_no"][first],
+            "process_no": column["process_no"][first],
+            "warehouse_no": column["warehouse_no"][first],
+        }
+        consign_time = column["consign_time"][first]
         header["bill_no"] = (
-            _format(config.bill_no_template, header) if first["stockout_no"] else None
+            _format(config.bill_no_template, header) if header["stockout_no"] else None
         )
         header["bill_date"] = None if pd.isna(consign_time) else consign_time.strftime("%Y-%m-%d")
 
         reasons: list[str] = []
-        rejected = group[group["reject_reason"].notna()]
-        if len(rejected):
-            reasons.append(
-                f"{len(rejected)} rejected line(s): "
-                + "; ".join(sorted(set(rejected["reject_reason"])))
-            )
-        usable = group[group["reject_reason"].isna()]
-        spec_nos = sorted(set(usable["spec_no"]))
-        missing = [
-            number for number in spec_nos if number not in materials or not materials[number].usable
-        ]
+        rejected = [reject[k] for k in range(first, end) if reject[k] is not None]
+        if rejected:
+            reasons.append(f"{len(rejected)} rejected line(s): " + "; ".join(sorted(set(rejected))))
+        usable = [k for k in range(first, end) if reject[k] is None]
+        spec_nos = sorted({spec[k] for k in usable})
+        missing = [number for number in spec_nos if number in unusable]
         if missing:
             reasons.append(
                 "物料在金蝶中不存在或已禁用 / material missing or disabled in Kingdee "
-                f"(use-org {config.orgs(org)[0]}): " + ", ".join(missing)
+                f"(use-org {stock_org}): " + ", ".join(missing)
             )
-        no_unit = [n for n in spec_nos if n not in missing and not materials[n].base_unit]
+        no_unit = [n for n in spec_nos if n not in unusable and not materials[n].base_unit]
         if no_unit:
             reasons.append("material has no base unit in Kingdee: " + ", ".join(no_unit))
-        stock = _stock_number(header["warehouse_no"], config) if header["warehouse_no"] else None
-        if header["warehouse_no"] and stock is None:
-            reasons.append(
-                f"warehouse {header['warehouse_no']} is not mapped to a Kingdee FStockId"
-            )
+        warehouse_no = header["warehouse_no"]
+        stock = _stock_number(warehouse_no, config) if warehouse_no else None
+        if warehouse_no and stock is None:
+            reasons.append(f"warehouse {warehouse_no} is not mapped to a Kingdee FStockId")
 
         ready = not reasons and header["bill_no"] and header["bill_date"] and stock
         model = None
         if ready:
-            units = {number: materials[number].base_unit for number in spec_nos}
-            model = _model(header, usable, units, stock, config, org)
-        bills.append(
-            {
-                **header,
-                "readiness": "ready" if ready else "held",
-                "hold_reason": None if ready else "; ".join(reasons),
-                "missing_materials": missing,
-                "line_count": len(group),
-                "model": model,
+            # Key order follows Kingdee's template: later fields can overwrite earlier ones
+            # (reference §7).
+            model = {
+                "FBillNo": header["bill_no"],
+                "FBillTypeID": {"FNUMBER": config.bill_type},
+                "FStockOrgId": ref(stock_org),
+                "FPickOrgId": ref(pick_org),
+                "FStockDirect": config.stock_direct,
+                "FDate": header["bill_date"],
+                "FDeptId": ref(config.department),
+                "FOwnerTypeIdHead": "BD_OwnerOrg",
+                "FOwnerIdHead": ref(owner_org),
+                "FBaseCurrId": ref(config.base_currency),
+                "FNote": _format(config.note_template, header),
+                "FEntity": [entry(k, materials[spec[k]].base_unit, stock) for k in usable],
             }
-        )
+        return {
+            **header,
+            "readiness": "ready" if ready else "held",
+            "hold_reason": None if ready else "; ".join(reasons),
+            "missing_materials": missing,
+            "line_count": end - first,
+            "model": model,
+        }
+
+    bills = []
+    first = 0
+    while first < len(ids):
+        end = first + 1
+        while end < len(ids) and ids[end] == ids[first]:
+            end += 1
+        bills.append(bill(first, end))
+        first = end
     return KINGDEE_BILLS.frame(bills)
