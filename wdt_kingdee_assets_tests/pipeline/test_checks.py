@@ -149,3 +149,31 @@ def test_bill_already_in_kingdee_with_other_quantities_fails_the_read_back_check
     assert not evaluation.passed and evaluation.metadata["mismatches"].value == 1
     assert "HAND-1" in evaluation.metadata["differences"].value
     assert pipeline.kingdee_quantities()["HAND-1"] == {material.number: Decimal("4")}
+
+
+def test_a_bill_keyed_twice_into_kingdee_fails_the_duplicate_check(make_pipeline):
+    # A data center whose coding rule lets a number repeat: the writer never sends twice, but
+    # someone else did, and the check must say so with both FIDs.
+    pipeline = make_pipeline(missing_ratio=0, orders_per_day=5, kingdee_unique_bill_no=False)
+    day = pipeline.days[-1]
+    order = simple_order(pipeline, 66, "TWICE-1", f"{day} 10:00:00")
+    pipeline.sandbox.wdt.add_orders([order])
+    material = next(
+        m for m in pipeline.sandbox.catalog if m.number == order["detail_list"][0]["spec_no"]
+    )
+    model = build_bills(
+        normalize_orders([order]),
+        {material.number: KnownMaterial(material.base_unit)},
+        MappingConfig(),
+        "100",
+    ).iloc[0]["model"]
+    client = kingdee_client(pipeline)
+    for _ in range(2):
+        assert client.batch_save("STK_MisDelivery", [wire_model(model)]).saved
+
+    result = pipeline.run(day)
+    assert result.success
+    evaluation = check_results(result)["no_duplicate_bills_in_kingdee"]
+    assert not evaluation.passed and evaluation.metadata["duplicated"].value == 1
+    assert "TWICE-1" in evaluation.metadata["bills"].value
+    assert pipeline.kingdee_bill_numbers().count("TWICE-1") == 2  # the sync added no third
