@@ -28,7 +28,7 @@ def parse_wdt_datetime(value: Any) -> datetime | None:
     if isinstance(value, int | Decimal) or (isinstance(value, str) and value.strip().isdigit()):
         try:
             millis = int(value)
-        except (ValueError, InvalidOperation):
+        except (ValueError, InvalidOperation, OverflowError):  # OverflowError: Decimal infinity
             return None
         if not 0 < millis < 10**14:
             return None
