@@ -65,6 +65,9 @@ def _parse_int(value: Any) -> int | None:
         return None
     if not number.is_finite() or number != number.to_integral_value():
         return None
+    # Ids and statuses are stored as 64-bit integers: a larger value is garbage, not an id.
+    if not -(2**63) <= number < 2**63:
+        return None
     return int(number)
 
 
