@@ -1,0 +1,487 @@
+"""How close the sync comes to what the APIs' limits allow, and what local work costs.
+
+    python -m benchmarks.bench            # the documented run (README "Performance")
+    python -m benchmarks.bench --quick    # tiny sizes: what the CI smoke test runs
+
+Prints four tables, as ratios against a floor or bound so that machines compare:
+1. API calls per day against the minimum the limits allow (pages, IN-list look-ups, batches).
+2. Wall time of a day against the bound the configured limits and latencies impose.
+3. Local CPU and peak memory of normalizing and mapping N orders × 5 lines, against
+   `json.loads` of the same payload.
+4. Dagster's per-partition overhead, and a multi-day backfill (daemon + pools) against the sum
+   of its days' API bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = date(2025, 6, 10)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits a perfect client would also have to live with (the sandbox enforces them)."""
+
+    wdt_calls_per_minute: float = 120
+    wdt_latency: float = 0.05
+    kingdee_latency: float = 0.15
+    kingdee_per_bill_latency: float = 0.01
+    kingdee_concurrency: int = 4  # server threads; Kingdee advises BatchCount ≤ 5
+    page_size: int = 100
+    batch_size: int = 20
+    in_list_size: int = 500
+    page_limit: int = 2000
+
+
+# Tiny and latency-free: the CI smoke test checks the call counts, not the clock.
+QUICK_LIMITS = Limits(
+    wdt_calls_per_minute=600, wdt_latency=0.0, kingdee_latency=0.0, kingdee_per_bill_latency=0.0
+)
+
+
+@dataclass
+class DayFigures:
+    orders: int
+    bills: int
+    ready: int
+    materials: int
+    entries: int
+    wdt_calls: int
+    lookup_calls: int
+    batch_save_calls: int
+    wall_seconds: float
+    first_call_after_start: float
+    end_after_last_call: float
+
+    def minimums(self, limits: Limits) -> dict[str, int]:
+        in_list = limits.in_list_size
+        reads = math.ceil(self.bills / in_list) + math.ceil(self.materials / in_list)
+        read_back = max(
+            math.ceil(self.bills / in_list), math.ceil(self.entries / limits.page_limit)
+        )
+        return {
+            # the pages, plus the completeness check's one-order re-count (part of every run)
+            "wdt": max(1, math.ceil(self.orders / limits.page_size)) + 1,
+            "lookups": reads + (read_back if self.ready else 0),
+            "batch_save": math.ceil(self.ready / limits.batch_size),
+        }
+
+    def bound_seconds(self, limits: Limits) -> float:
+        """The time a perfect client needs: the same minimum calls, at the limits, no slack."""
+        minimum = self.minimums(limits)
+        wdt_calls = minimum["wdt"]
+        wdt = (
+            wdt_calls * limits.wdt_latency
+            + max(0, math.ceil(wdt_calls / limits.wdt_calls_per_minute) - 1) * 60
+        )
+        lookups = minimum["lookups"] * limits.kingdee_latency
+        per_batch = limits.kingdee_latency + limits.batch_size * limits.kingdee_per_bill_latency
+        writes = math.ceil(minimum["batch_save"] / limits.kingdee_concurrency) * per_batch
+        return wdt + lookups + writes
+
+
+def _sandbox_env(sandbox: Any, limits: Limits) -> dict[str, str]:
+    return {
+        **sandbox.env(),
+        "WDT_PAGE_SIZE": str(limits.page_size),
+        "WDT_CALLS_PER_MINUTE": str(limits.wdt_calls_per_minute),
+    }
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """The job reads its settings from the environment; restore it afterwards."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _sandbox(orders: int, days: int, limits: Limits, seed: int = 1) -> Any:
+    from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
+
+    sandbox = Sandbox(
+        SandboxOptions(
+            seed=seed,
+            orders_per_day=orders,
+            days=days,
+            today=DAY,
+            wdt_calls_per_minute=limits.wdt_calls_per_minute,
+            wdt_latency=limits.wdt_latency,
+            kingdee_latency=limits.kingdee_latency,
+            kingdee_per_bill_latency=limits.kingdee_per_bill_latency,
+        )
+    )
+    sandbox.seed()
+    return sandbox
+
+
+def measure_day(orders: int, limits: Limits) -> DayFigures:
+    """Sync one sandbox day in process (Dagster materialize) and read the figures off both sides."""
+    import dagster as dg
+
+    from wdt_kingdee_assets.definitions import ASSETS, CHECKS, build_resources
+
+    sandbox = _sandbox(orders, 1, limits)
+    day = sandbox.sync_days()[-1].isoformat()
+    with (
+        sandbox,
+        tempfile.TemporaryDirectory() as data_dir,
+        _environment(_sandbox_env(sandbox, limits)),
+    ):
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [*ASSETS, *CHECKS],
+                partition_key=day,
+                resources=build_resources(data_dir),
+                instance=instance,
+                run_config={
+                    "ops": {"kingdee_write_results": {"config": {"batch_size": limits.batch_size}}}
+                },
+            )
+            started = instance.get_run_record_by_id(result.run_id).start_time
+            ended = instance.get_run_record_by_id(result.run_id).end_time
+        meta = {
+            event.asset_key.path[-1]: {
+                k: v.value for k, v in event.materialization.metadata.items()
+            }
+            for event in result.get_asset_materialization_events()
+        }
+        calls = sandbox.wdt_server.api_calls + sandbox.kingdee_server.api_calls
+        kingdee_paths = [path.lower() for _, path in sandbox.kingdee_server.api_calls]
+        return DayFigures(
+            orders=meta["raw_stockouts"]["distinct_orders_pulled"],
+            bills=meta["kingdee_bills"]["bills"],
+            ready=meta["kingdee_bills"]["ready"],
+            materials=meta["kingdee_bills"]["materials_looked_up"],
+            entries=sum(len(bill["entries"]) for bill in sandbox.kingdee.bills()),
+            wdt_calls=len(sandbox.wdt_server.api_calls),
+            lookup_calls=sum("executebillquery" in path for path in kingdee_paths),
+            batch_save_calls=sum("batchsave" in path for path in kingdee_paths),
+            wall_seconds=ended - started,
+            first_call_after_start=min(t for t, _ in calls) - started,
+            end_after_last_call=ended - max(t for t, _ in calls),
+        )
+
+
+PAGE_ORDERS = 1000  # orders per WDT answer in the CPU payload (the API allows up to 2000)
+
+
+def cpu_payload(orders: int, lines: int, path: Path) -> None:
+    """`orders` orders × `lines` lines as WDT answers them: one JSON page per line of the file."""
+    from wdt_kingdee_assets.sandbox.datagen import build_catalog, generate_order
+    from wdt_kingdee_assets.sandbox.wdt_server import dumps_exact
+
+    catalog = build_catalog(seed=1, size=400, missing_ratio=0)
+    rng = random.Random(1)
+    start = datetime(2025, 6, 9)
+    with path.open("w", encoding="utf-8") as out:
+        for page_start in range(0, orders, PAGE_ORDERS):
+            page = []
+            for n in range(page_start, min(orders, page_start + PAGE_ORDERS)):
+                order = generate_order(
+                    rng,
+                    stockout_id=n + 1,
+                    stockout_no=f"CK{n + 1:08d}",
+                    process_no="PS1",
+                    consign_time=start + timedelta(seconds=n % 86400),
+                    catalog=catalog,
+                )
+                details = order["detail_list"]
+                order["detail_list"] = [
+                    {
+                        **details[i % len(details)],
+                        "rec_id": (n + 1) * 100 + i,
+                        "spec_no": catalog[(n + i) % len(catalog)].number,
+                    }
+                    for i in range(lines)
+                ]
+                page.append(order)
+            envelope = {"status": 0, "data": {"total_count": orders, "order": page}}
+            out.write(dumps_exact(envelope) + "\n")
+
+
+def cpu_worker(path: Path) -> dict[str, float]:
+    """Parse, normalize and map the payload; figures for the parent, as JSON on stdout.
+
+    Dagster runs each asset in its own step, so the parsed orders are released before the
+    mapping starts, as they are in a run.
+    """
+    from decimal import Decimal
+
+    import dagster  # noqa: F401 - a step process has Dagster loaded; count it in the peak
+
+    from wdt_kingdee_assets.mapping import MappingConfig, build_bills
+    from wdt_kingdee_assets.normalize import normalize_orders
+
+    pages = path.read_text(encoding="utf-8").splitlines()
+    floor = math.inf
+    for _ in range(3):  # the first parse also pays for growing the heap
+        started = time.process_time()
+        for page in pages:
+            json.loads(page)
+        floor = min(floor, time.process_time() - started)
+
+    started = time.process_time()
+    orders = [
+        order for page in pages for order in json.loads(page, parse_float=Decimal)["data"]["order"]
+    ]
+    parse = time.process_time() - started
+    del pages
+    started = time.process_time()
+    lines = normalize_orders(orders)
+    normalize = time.process_time() - started
+    order_count = len(orders)
+    del orders
+
+    @dataclass(frozen=True)
+    class Known:
+        base_unit: str
+        usable: bool = True
+
+    materials = {number: Known("Pcs") for number in set(lines["spec_no"].dropna())}
+    started = time.process_time()
+    bills = build_bills(lines, materials, MappingConfig(), "100")
+    mapping = time.process_time() - started
+    return {
+        "orders": order_count,
+        "lines": len(lines),
+        "bills": len(bills),
+        "floor_json_loads": floor,
+        "parse_with_decimals": parse,
+        "normalize": normalize,
+        "map": mapping,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def measure_cpu(orders: int, lines: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        payload = Path(folder) / "payload.json"
+        cpu_payload(orders, lines, payload)
+        output = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench", "--cpu-worker", str(payload)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def measure_backfill(days: int, orders: int, limits: Limits) -> dict[str, float]:
+    """A `days`-day backfill through the daemon with the shipped pools (SQLite instance)."""
+    import dagster as dg
+    import yaml
+
+    sandbox = _sandbox(orders, days, limits, seed=2)
+    keys = [day.isoformat() for day in sandbox.sync_days()]
+    with sandbox, tempfile.TemporaryDirectory() as home:
+        shipped = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text(encoding="utf-8"))
+        instance_yaml = {key: shipped[key] for key in ("concurrency", "telemetry")}
+        Path(home, "dagster.yaml").write_text(yaml.safe_dump(instance_yaml), encoding="utf-8")
+        env = {**os.environ, **_sandbox_env(sandbox, limits), "DAGSTER_HOME": home}
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-m", "wdt_kingdee_assets"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            started = time.time()
+            subprocess.run(
+                [sys.executable, "-m", "dagster", "job", "backfill", "-m", "wdt_kingdee_assets",
+                 "-j", "sync_stockouts", "--from", keys[0], "--to", keys[-1], "--noprompt"],
+                env=env, check=True, capture_output=True,
+            )  # fmt: skip
+            with _environment({"DAGSTER_HOME": home}), dg.DagsterInstance.get() as instance:
+                while True:
+                    runs = [r for r in instance.get_runs() if "dagster/backfill" in r.tags]
+                    if len(runs) == len(keys) and all(run.is_finished for run in runs):
+                        break
+                    time.sleep(1)
+                records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs]))
+                wall = max(r.end_time for r in records) - started
+                succeeded = sum(r.dagster_run.is_success for r in records)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)
+    return {"days": days, "succeeded": succeeded, "wall_seconds": wall}
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}×" if base > 0 else "n/a"
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(
+    day: DayFigures, cpu: dict[str, float], backfill: dict[str, float] | None, limits: Limits
+) -> str:
+    minimum = day.minimums(limits)
+    bound = day.bound_seconds(limits)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    out = [
+        f"Machine: {machine}. Limits: {json.dumps(asdict(limits))}",
+        "",
+        f"API calls for one day ({day.orders} orders, {day.bills} bills, {day.ready} ready, "
+        f"{day.materials} materials, {day.entries} entries in Kingdee):",
+        _table(
+            [
+                (
+                    "WDT queryWithDetail",
+                    str(day.wdt_calls),
+                    str(minimum["wdt"]),
+                    f"{day.wdt_calls - minimum['wdt']:+d}",
+                ),
+                (
+                    "Kingdee ExecuteBillQuery",
+                    str(day.lookup_calls),
+                    str(minimum["lookups"]),
+                    f"{day.lookup_calls - minimum['lookups']:+d}",
+                ),
+                (
+                    "Kingdee BatchSave",
+                    str(day.batch_save_calls),
+                    str(minimum["batch_save"]),
+                    f"{day.batch_save_calls - minimum['batch_save']:+d}",
+                ),
+            ],
+            ("calls", "actual", "minimum", "over"),
+        ),
+        "",
+        "Wall time for one day:",
+        _table(
+            [
+                (
+                    "run (start → end)",
+                    f"{day.wall_seconds:.2f} s",
+                    f"{bound:.2f} s",
+                    _ratio(day.wall_seconds, bound),
+                )
+            ],
+            ("", "actual", "bound", "ratio"),
+        ),
+        "",
+        f"Local work, {cpu['orders']} orders × {cpu['lines'] // max(1, cpu['orders'])} lines (CPU seconds):",
+        _table(
+            [
+                ("json.loads (floor)", f"{cpu['floor_json_loads']:.2f}", "1.00×"),
+                (
+                    "parse with Decimal",
+                    f"{cpu['parse_with_decimals']:.2f}",
+                    _ratio(cpu["parse_with_decimals"], cpu["floor_json_loads"]),
+                ),
+                (
+                    "normalize",
+                    f"{cpu['normalize']:.2f}",
+                    _ratio(cpu["normalize"], cpu["floor_json_loads"]),
+                ),
+                (
+                    "map to bills",
+                    f"{cpu['map']:.2f}",
+                    _ratio(cpu["map"], cpu["floor_json_loads"]),
+                ),
+                (
+                    "normalize + map",
+                    f"{cpu['normalize'] + cpu['map']:.2f}",
+                    _ratio(cpu["normalize"] + cpu["map"], cpu["floor_json_loads"]),
+                ),
+                ("peak RSS", f"{cpu['peak_rss_mb']:.0f} MB", ""),
+            ],
+            ("step", "seconds", "vs floor"),
+        ),
+        "",
+        "Dagster overhead per partition:",
+        _table(
+            [
+                ("run start → first API call", f"{day.first_call_after_start:.2f} s"),
+                ("last API call → run end", f"{day.end_after_last_call:.2f} s"),
+            ],
+            ("", "seconds"),
+        ),
+    ]
+    if backfill:
+        out += [
+            "",
+            f"Backfill of {backfill['days']} days through the daemon (pools from deploy/dagster.yaml), "
+            f"{backfill['succeeded']} succeeded:",
+            _table(
+                [
+                    (
+                        "wall time",
+                        f"{backfill['wall_seconds']:.1f} s",
+                        f"{backfill['bound']:.1f} s",
+                        _ratio(backfill["wall_seconds"], backfill["bound"]),
+                    )
+                ],
+                ("", "actual", "Σ day bounds", "ratio"),
+            ),
+        ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke test)")
+    parser.add_argument("--orders", type=int, default=2000, help="orders in the API day")
+    parser.add_argument("--cpu-orders", type=int, default=100_000, help="orders for the CPU table")
+    parser.add_argument("--backfill-days", type=int, default=30, help="0 = skip the backfill")
+    parser.add_argument(
+        "--backfill-orders", type=int, default=100, help="orders per backfilled day"
+    )
+    parser.add_argument("--cpu-worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cpu_worker:
+        print(json.dumps(cpu_worker(args.cpu_worker)))
+        return 0
+    limits = Limits()
+    if args.quick:
+        args.orders, args.cpu_orders, args.backfill_days = 150, 500, 0
+        limits = Limits(
+            wdt_calls_per_minute=600,
+            wdt_latency=0.0,
+            kingdee_latency=0.0,
+            kingdee_per_bill_latency=0.0,
+        )
+    day = measure_day(args.orders, limits)
+    cpu = measure_cpu(args.cpu_orders, 5)
+    backfill = None
+    if args.backfill_days:
+        backfill = measure_backfill(args.backfill_days, args.backfill_orders, limits)
+        one = measure_day(args.backfill_orders, limits)
+        backfill["bound"] = args.backfill_days * one.bound_seconds(limits)
+    print(report(day, cpu, backfill, limits))
+    print(json.dumps({"day": asdict(day), "minimums": day.minimums(limits)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

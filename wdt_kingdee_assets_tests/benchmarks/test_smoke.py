@@ -1,0 +1,22 @@
+"""The benchmark runs at a tiny size, and its API call counts equal the minimum formula."""
+
+from __future__ import annotations
+
+from benchmarks.bench import QUICK_LIMITS, measure_cpu, measure_day, report
+
+
+def test_a_day_uses_exactly_the_minimum_api_calls():
+    day = measure_day(150, QUICK_LIMITS)
+    minimum = day.minimums(QUICK_LIMITS)
+    assert day.orders > 100 and day.ready > 0
+    assert day.wdt_calls == minimum["wdt"]
+    assert day.lookup_calls == minimum["lookups"]
+    assert day.batch_save_calls == minimum["batch_save"]
+
+
+def test_the_cpu_table_and_report_are_produced():
+    cpu = measure_cpu(200, 5)
+    assert (cpu["orders"], cpu["lines"], cpu["bills"]) == (200, 1000, 200)
+    day = measure_day(20, QUICK_LIMITS)
+    text = report(day, cpu, None, QUICK_LIMITS)
+    assert "WDT queryWithDetail" in text and "normalize + map" in text
