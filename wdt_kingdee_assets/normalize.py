@@ -6,7 +6,7 @@ as a row whose ``reject_reason`` says why, so it shows up in the checks and the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -158,14 +158,18 @@ def _order_rows(
     return rows
 
 
+def _rows(
+    orders: Iterable[Mapping[str, Any]], accepted_statuses: Collection[int]
+) -> Iterator[dict[str, Any]]:
+    for order in orders:
+        if isinstance(order, Mapping):
+            yield from _order_rows(order, accepted_statuses)
+        else:
+            yield {"reject_reason": f"order is not a JSON object: {str(order)[:80]!r}"}
+
+
 def normalize_orders(
     orders: Iterable[Mapping[str, Any]], accepted_statuses: Collection[int] = (COMPLETED,)
 ) -> pd.DataFrame:
     """One row per detail line (NORMALIZED_STOCKOUTS columns); unusable lines carry a reason."""
-    rows: list[dict[str, Any]] = []
-    for order in orders:
-        if isinstance(order, Mapping):
-            rows.extend(_order_rows(order, accepted_statuses))
-        else:
-            rows.append({"reject_reason": f"order is not a JSON object: {str(order)[:80]!r}"})
-    return NORMALIZED_STOCKOUTS.frame(rows)
+    return NORMALIZED_STOCKOUTS.frame(_rows(orders, accepted_statuses))
