@@ -1,0 +1,344 @@
+"""The UI path: `dagster-webserver` + `dagster-daemon` with the shipped dagster.yaml, driven over GraphQL.
+
+A single-partition run, a 7-day backfill and the late-stock-outs sensor, each launched the way
+the UI launches them, against the sandbox running in this test process; then Kingdee's state,
+the checks' results and the sensor's run are read back.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import date
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from wdt_kingdee_assets.instance import install_instance_config
+from wdt_kingdee_assets.normalize import parse_wdt_datetime
+from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
+
+pytestmark = pytest.mark.slow
+
+ASSETS = ["raw_stockouts", "normalized_stockouts", "kingdee_bills", "kingdee_write_results"]
+CHECKS = {
+    "raw_stockouts": ["raw_stockouts_complete"],
+    "normalized_stockouts": ["no_rejected_lines"],
+    "kingdee_bills": [
+        "materials_exist_in_kingdee",
+        "bill_quantities_match_source",
+        "no_held_bills",
+    ],
+    "kingdee_write_results": [
+        "ready_bills_written",
+        "kingdee_quantities_match_bills",
+        "no_duplicate_bills_in_kingdee",
+    ],
+}
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+# The steps in each concurrency pool (step keys of the in-process sync run).
+POOLS = {
+    "wdt_api": {"raw_stockouts", "raw_stockouts_raw_stockouts_complete"},
+    "kingdee_api": {"kingdee_bills", "kingdee_write_results", "kingdee_matches_bills"},
+}
+MODULE = "wdt_kingdee_assets.definitions"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s")
+
+
+def answering(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def dagster_services(home: Path, env: dict[str, str]) -> Iterator[int]:
+    """Webserver and daemon on one DAGSTER_HOME; stopped with SIGTERM, then their groups killed."""
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    commands = {
+        "webserver": [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port), "-m", MODULE],
+        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-m", MODULE],
+    }  # fmt: skip
+    processes: list[subprocess.Popen] = []
+    try:
+        for name, command in commands.items():
+            log = (home / f"{name}.log").open("wb")
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=home,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        wait_for("the webserver", lambda: answering(f"http://127.0.0.1:{port}/server_info"), 90)
+        yield port
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=20)
+            # The group: code servers and run workers the service started go with it.
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+class Dagster:
+    """The few GraphQL calls the UI makes for this test."""
+
+    def __init__(self, port: int) -> None:
+        self.client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+
+    def query(self, text: str, **variables: Any) -> dict[str, Any]:
+        # The client has helpers for jobs and run status only; backfills, sensors and check
+        # results go through its (private) raw executor, as the UI's own queries do.
+        return self.client._execute(text, variables)
+
+    def location(self) -> tuple[str, str] | None:
+        """(location, repository) once the code location has loaded; None before."""
+        data = self.query(
+            "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+        )
+        nodes = data["repositoriesOrError"].get("nodes") or []
+        return (nodes[0]["location"]["name"], nodes[0]["name"]) if nodes else None
+
+    def launch_backfill(self, days: list[str]) -> str:
+        data = self.query(
+            """mutation($params: LaunchBackfillParams!) {
+                 launchPartitionBackfill(backfillParams: $params) {
+                   __typename
+                   ... on LaunchBackfillSuccess { backfillId }
+                   ... on PythonError { message }
+                 }
+               }""",
+            params={"partitionNames": days, "assetSelection": [{"path": [a]} for a in ASSETS]},
+        )["launchPartitionBackfill"]
+        assert data["__typename"] == "LaunchBackfillSuccess", data
+        return data["backfillId"]
+
+    def backfill_status(self, backfill_id: str) -> str:
+        data = self.query(
+            """query($id: String!) {
+                 partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+               }""",
+            id=backfill_id,
+        )
+        return data["partitionBackfillOrError"]["status"]
+
+    def runs(self, tag: str, value: str) -> list[dict[str, Any]]:
+        data = self.query(
+            """query($tags: [ExecutionTag!]) {
+                 runsOrError(filter: {tags: $tags}) {
+                   ... on Runs { results { runId status tags { key value } } }
+                 }
+               }""",
+            tags=[{"key": tag, "value": value}],
+        )
+        return [
+            {**run, "tags": {t["key"]: t["value"] for t in run["tags"]}}
+            for run in data["runsOrError"]["results"]
+        ]
+
+    def step_intervals(self, run_ids: list[str]) -> list[tuple[str, float, float]]:
+        data = self.query(
+            """query($ids: [String!]) {
+                 runsOrError(filter: {runIds: $ids}) {
+                   ... on Runs { results { stepStats { stepKey startTime endTime } } }
+                 }
+               }""",
+            ids=run_ids,
+        )
+        return [
+            (step["stepKey"], step["startTime"], step["endTime"])
+            for run in data["runsOrError"]["results"]
+            for step in run["stepStats"]
+        ]
+
+    def check_executions(self, asset: str, check: str) -> list[dict[str, Any]]:
+        data = self.query(
+            """query($key: AssetKeyInput!, $check: String!) {
+                 assetCheckExecutions(assetKey: $key, checkName: $check, limit: 100) {
+                   partition status evaluation { success severity partition }
+                 }
+               }""",
+            key={"path": [asset]},
+            check=check,
+        )
+        return data["assetCheckExecutions"]
+
+    def start_sensor(self, name: str) -> str:
+        location, repository = self.location() or ("", "")
+        data = self.query(
+            """mutation($selector: SensorSelector!) {
+                 startSensor(sensorSelector: $selector) {
+                   __typename
+                   ... on Sensor { sensorState { status } }
+                   ... on PythonError { message }
+                 }
+               }""",
+            selector={
+                "repositoryLocationName": location,
+                "repositoryName": repository,
+                "sensorName": name,
+            },
+        )["startSensor"]
+        assert data["__typename"] == "Sensor", data
+        return data["sensorState"]["status"]
+
+
+def completed_orders(sandbox: Sandbox, day: str) -> list[dict[str, Any]]:
+    return [
+        order
+        for order in sandbox.wdt.orders_on(date.fromisoformat(day))
+        if order.get("status") == 110 and parse_wdt_datetime(order.get("consign_time"))
+    ]
+
+
+def quantities(lines: list[dict[str, Any]], material: str, qty: str) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for line in lines:
+        totals[line[material]] += Decimal(str(line[qty]))
+    return dict(totals)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    # Eight closed days: one for the single run, seven for the backfill.
+    running = Sandbox(SandboxOptions(seed=5, orders_per_day=5, days=8, missing_ratio=0))
+    running.seed()
+    with running:
+        yield running
+
+
+def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sandbox: Sandbox):
+    home = tmp_path / "dagster_home"
+    install_instance_config(home)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("WDT_", "KINGDEE_", "DAGSTER_"))
+    }
+    env.update(sandbox.env(), DAGSTER_HOME=str(home), WDT_CALLS_PER_MINUTE="0")
+    days = [day.isoformat() for day in sandbox.sync_days()]
+    single, backfilled = days[0], days[1:]
+
+    with dagster_services(home, env) as port:
+        dagster = Dagster(port)
+        # The webserver answers before it has loaded the code location.
+        wait_for("the code location", dagster.location, 90)
+        run_id = dagster.client.submit_job_execution(
+            "sync_stockouts", tags={"dagster/partition": single}
+        )
+        backfill_id = dagster.launch_backfill(backfilled)
+
+        wait_for(
+            "the single-partition run",
+            lambda: dagster.client.get_run_status(run_id).value in FINISHED,
+            120,
+        )
+        assert dagster.client.get_run_status(run_id).value == "SUCCESS"
+        runs = wait_for(
+            "the backfill's runs",
+            lambda: (r := dagster.runs("dagster/backfill", backfill_id)) and len(r) == len(backfilled) and all(x["status"] in FINISHED for x in r) and r,
+            150,
+        )  # fmt: skip
+        # One run per day (the backfill policy), every one successful.
+        assert sorted(r["tags"]["dagster/partition"] for r in runs) == backfilled
+        assert {r["status"] for r in runs} == {"SUCCESS"}
+
+        # Across the eight runs, the steps of each pool never overlapped: one API caller at a time.
+        steps = dagster.step_intervals([run_id, *(r["runId"] for r in runs)])
+        for pool, keys in POOLS.items():
+            intervals = sorted((start, end) for key, start, end in steps if key in keys)
+            assert len(intervals) == len(keys) * len(days), pool
+            overlapping = [(a, b) for a, b in pairwise(intervals) if b[0] < a[1]]
+            assert not overlapping, (pool, overlapping)
+
+        # Kingdee holds each completed stock-out of the eight days once, with its quantities.
+        bills = {bill["FBillNo"]: bill for bill in sandbox.kingdee.bills()}
+        assert not [
+            n for n, c in Counter(b["FBillNo"] for b in sandbox.kingdee.bills()).items() if c > 1
+        ]
+        orders = [order for day in days for order in completed_orders(sandbox, day)]
+        assert sorted(bills) == sorted(order["stockout_no"] for order in orders)
+        for order in orders:
+            assert quantities(bills[order["stockout_no"]]["entries"], "material", "qty") == (
+                quantities(order["detail_list"], "spec_no", "num")
+            ), order["stockout_no"]
+
+        # Every check ran for every day, partition by partition, and passed.
+        for asset, names in CHECKS.items():
+            for name in names:
+                executions = dagster.check_executions(asset, name)
+                passed = {
+                    e["partition"]: e["evaluation"]["success"]
+                    for e in executions
+                    if e["evaluation"]
+                }
+                assert passed == dict.fromkeys(days, True), (asset, name, executions)
+
+        # A stock-out of an already synced day reaches WDT late; the sensor, switched on from
+        # the UI, re-syncs exactly that day.
+        late_day = backfilled[3]
+        late = copy.deepcopy(completed_orders(sandbox, late_day)[0])
+        late.update(stockout_id=880001, stockout_no="LATE-E2E-1")
+        sandbox.wdt.add_orders([late])
+        assert dagster.start_sensor("late_stockouts_sensor") == "RUNNING"
+        [sensor_run] = wait_for(
+            "the sensor's run",
+            lambda: [
+                r
+                for r in dagster.runs("dagster/sensor_name", "late_stockouts_sensor")
+                if r["status"] in FINISHED
+            ],
+            120,
+        )
+        assert sensor_run["tags"]["dagster/partition"] == late_day
+        assert sensor_run["status"] == "SUCCESS"
+        assert [b["FBillNo"] for b in sandbox.kingdee.bills()].count("LATE-E2E-1") == 1
+        assert len(sandbox.kingdee.bills()) == len(orders) + 1
+
+        # The backfill daemon marks the backfill done on its next pass over it.
+        status = wait_for(
+            "the backfill's status",
+            lambda: (s := dagster.backfill_status(backfill_id)) not in {"REQUESTED", "CANCELING", "FAILING"} and s,
+            60,
+        )  # fmt: skip
+        assert status == "COMPLETED_SUCCESS"
