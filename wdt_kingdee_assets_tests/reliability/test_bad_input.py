@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdt_kingdee_assets.kingdee.client import MaterialInfo
+from wdt_kingdee_assets.kingdee.errors import KingdeeProtocolError
 from wdt_kingdee_assets.mapping import (
     MappingConfig,
     MappingConfigError,
@@ -24,7 +25,12 @@ from wdt_kingdee_assets.mapping import (
     load_mapping,
 )
 from wdt_kingdee_assets.normalize import normalize_orders
+from wdt_kingdee_assets.partitions import day_window
 from wdt_kingdee_assets.sandbox.datagen import MALFORMED_KINDS
+from wdt_kingdee_assets.sandbox.faults import FaultRule
+from wdt_kingdee_assets.wdt.client import StockoutQuery
+from wdt_kingdee_assets.wdt.errors import WdtProtocolError
+from wdt_kingdee_assets.wdt.pull import pull_stockouts
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
 from wdt_kingdee_assets_tests.reliability.invariant import (
     assert_pipeline_invariant,
@@ -266,11 +272,11 @@ def step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
 def test_a_missing_environment_variable_fails_naming_it_and_writes_nothing(
     make_pipeline, monkeypatch, variable
 ):
+    """Dagster refuses to launch the run at all, and says which variable is unset."""
     pipeline = make_pipeline(missing_ratio=0, orders_per_day=5)
     monkeypatch.delenv(variable)
-    result = pipeline.run(pipeline.days[-1])
-    assert not result.success
-    assert any(variable in error for error in step_errors(result)), step_errors(result)
+    with pytest.raises(dg.DagsterInvalidConfigError, match=f'"{variable}" which is not set'):
+        pipeline.run(pipeline.days[-1])
     assert pipeline.sandbox.kingdee.bills() == []
 
 
@@ -287,36 +293,38 @@ def test_an_appsecret_without_salt_fails_saying_what_form_is_expected(make_pipel
 # -- malformed envelopes and records through the pipeline ----------------------------------
 
 
+GARBAGE = {
+    "html_error": "<!DOCTYPE html>",
+    "empty_body": "0 bytes",
+    "truncated_json": '{"status": 0',
+}
+
+
+@pytest.mark.parametrize("kind", list(GARBAGE))
+def test_a_wdt_answering_garbage_raises_an_error_quoting_the_answer(wdt_sim, wdt_client, kind):
+    """Retried (bounded), then a protocol error that says what came back; never an empty page."""
+    wdt_sim.add_faults(f"{kind},times=99")
+    window = day_window("2025-06-09")
+    with pytest.raises(WdtProtocolError, match="not a WDT envelope") as raised:
+        pull_stockouts(wdt_client, StockoutQuery(window.query_start, window.query_end))
+    assert GARBAGE[kind] in str(raised.value)
+
+
 @pytest.mark.parametrize(
-    ("wdt_fault", "named"),
+    ("kind", "named"),
     [
-        ("html_error,times=99", "not a WDT envelope"),
-        ("empty_body,times=99", "not a WDT envelope"),
-        ("truncated_json,times=99", "not a WDT envelope"),
+        ("html_error", "<!DOCTYPE html>"),
+        ("empty_body", "empty body"),
+        ("truncated_json", "not JSON"),
     ],
 )
-def test_a_wdt_that_keeps_answering_garbage_fails_the_day_loudly_and_a_rerun_recovers(
-    make_pipeline, wdt_fault, named
+def test_kingdee_queries_answering_garbage_raise_an_error_quoting_the_answer(
+    kingdee_sim, kingdee_client, kind, named
 ):
-    pipeline = make_pipeline(missing_ratio=0, orders_per_day=5, wdt_faults=[wdt_fault])
-    day = pipeline.days[-1]
-    failed = pipeline.run(day)
-    assert not failed.success
-    assert any(named in error for error in step_errors(failed)), step_errors(failed)
-    assert pipeline.sandbox.kingdee.bills() == []
-    pipeline.sandbox.wdt.faults.clear()
-    assert pipeline.run(day).success
-    assert_pipeline_invariant(pipeline, day)
-
-
-def test_kingdee_queries_answering_garbage_fail_the_day_naming_the_answer(make_pipeline):
-    pipeline = make_pipeline(
-        missing_ratio=0, orders_per_day=5, kingdee_faults=["html_error@ExecuteBillQuery,times=99"]
-    )
-    failed = pipeline.run(pipeline.days[-1])
-    assert not failed.success
-    assert any("not JSON" in e and "html" in e.lower() for e in step_errors(failed))
-    assert pipeline.sandbox.kingdee.bills() == []
+    kingdee_sim.app.faults.add(FaultRule.parse(f"{kind}@ExecuteBillQuery,times=99"))
+    with pytest.raises(KingdeeProtocolError) as raised:
+        kingdee_client.find_bills("STK_MisDelivery", ["CK1"])
+    assert named in str(raised.value)
 
 
 def test_batchsave_answering_garbage_leaves_each_bill_failed_with_the_answer(make_pipeline):

@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -260,6 +261,7 @@ def _without_crash(scenario: Scenario) -> Scenario:
     return Scenario(**{**scenario.__dict__, "crash_after_batches": None})
 
 
+@pytest.mark.timeout(max(300, 5 * EXAMPLES))  # the long run is long by design
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -279,6 +281,7 @@ def test_random_fault_schedules_lose_and_duplicate_nothing(scenario: Scenario):
         )
 
 
+@pytest.mark.timeout(max(300, 60 * DAGSTER_EXAMPLES))
 @settings(
     max_examples=DAGSTER_EXAMPLES,
     deadline=None,
