@@ -9,6 +9,13 @@
 Every run targets the ``sync_stockouts`` job (all four assets and their checks) for one partition:
 the writer is idempotent against Kingdee, so a re-sync sends only what Kingdee does not hold yet.
 
+Backfills use Dagster's default policy for these assets: one run per partition (day), which the
+end-to-end test asserts. Not one run for a whole range: a day is then retried, inspected and
+alerted on by itself, a bad day neither redoes nor hides the good ones, and the per-partition
+JSON Lines storage takes one day per output. Days run side by side up to the run queue's limits,
+and the API-bound steps wait for the ``wdt_api`` / ``kingdee_api`` pools of the shipped
+``dagster.yaml`` (one step per API at a time), so a backfill never adds API callers.
+
 The sensors keep their state in the cursor (JSON) and give every run request a versioned
 ``run_key``: Dagster remembers a run key forever, so a key names the exact evidence that justified
 the run (the sync it follows, the count or the attempt) and a later change gets a new key.
