@@ -189,23 +189,26 @@ def build_bills(
         if number is not None and (number not in materials or not materials[number].usable)
     }
 
-    def entry(k: int, unit: str, stock: str) -> dict[str, Any]:
+    status, owner, keeper = ref(config.stock_status), ref(owner_org), ref(stock_org)
+    lot_numbers, rec_ids, quantities = column["batch_no"], column["rec_id"], column["num"]
+
+    def entry(k: int, unit: dict[str, str], stock: dict[str, str]) -> dict[str, Any]:
         item: dict[str, Any] = {
             "FMaterialId": ref(spec[k]),
-            "FUnitID": ref(unit),
-            "FQty": column["num"][k],
-            "FBaseUnitId": ref(unit),
-            "FStockId": ref(stock),
-            "FStockStatusId": ref(config.stock_status),
+            "FUnitID": unit,
+            "FQty": quantities[k],
+            "FBaseUnitId": unit,
+            "FStockId": stock,
+            "FStockStatusId": status,
             "FOwnerTypeId": "BD_OwnerOrg",
-            "FOwnerId": ref(owner_org),
+            "FOwnerId": owner,
             "FKeeperTypeId": "BD_KeeperOrg",
-            "FKeeperId": ref(stock_org),
+            "FKeeperId": keeper,
         }
-        if config.lot_from_batch_no and column["batch_no"][k]:
-            item["FLot"] = ref(column["batch_no"][k])
-        if not pd.isna(column["rec_id"][k]):
-            item["FEntryNote"] = f"WDT rec_id {column['rec_id'][k]}"
+        if config.lot_from_batch_no and lot_numbers[k]:
+            item["FLot"] = ref(lot_numbers[k])
+        if rec_ids[k] is not None and rec_ids[k] is not pd.NA:
+            item["FEntryNote"] = f"WDT rec_id {rec_ids[k]}"
         return item
 
     def bill(first: int, end: int) -> dict[str, Any]:
@@ -258,7 +261,9 @@ def build_bills(
                 "FOwnerIdHead": ref(owner_org),
                 "FBaseCurrId": ref(config.base_currency),
                 "FNote": _format(config.note_template, header),
-                "FEntity": [entry(k, materials[spec[k]].base_unit, stock) for k in usable],
+                "FEntity": [
+                    entry(k, ref(materials[spec[k]].base_unit), ref(stock)) for k in usable
+                ],
             }
         return {
             **header,
