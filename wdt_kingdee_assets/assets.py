@@ -21,7 +21,7 @@ from wdt_kingdee_assets.storage import column_schema
 from wdt_kingdee_assets.wdt.client import StockoutQuery
 from wdt_kingdee_assets.wdt.errors import IncompletePullError
 from wdt_kingdee_assets.wdt.pull import pull_stockouts
-from wdt_kingdee_assets.writer import BillToWrite, BillWriter
+from wdt_kingdee_assets.writer import MAX_IN_FLIGHT, BillToWrite, BillWriter
 
 GROUP = "wdt_to_kingdee"
 WDT_POOL = "wdt_api"
@@ -208,6 +208,12 @@ class WriteConfig(dg.Config):
     max_sends: int = Field(
         default=3, ge=1, le=10, description="BatchSave attempts per bill when calls go unanswered"
     )
+    max_in_flight: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_IN_FLIGHT,
+        description="BatchSave calls at once (Kingdee advises at most 5 server threads)",
+    )
 
 
 @dg.asset(
@@ -246,6 +252,7 @@ def kingdee_write_results(
         mapping.form_id,
         batch_size=config.batch_size,
         max_sends=config.max_sends,
+        max_in_flight=config.max_in_flight,
         log=context.log,
         on_batch=lambda done, total: context.log.info("BatchSave %d/%d done", done, total),
     )

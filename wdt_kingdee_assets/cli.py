@@ -61,6 +61,12 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--kingdee-per-bill-latency", type=float, default=0.0, help="seconds per bill in BatchSave"
     )
     limits.add_argument(
+        "--kingdee-concurrency",
+        type=int,
+        default=0,
+        help="Kingdee calls served at once; others wait (0 = no limit)",
+    )
+    limits.add_argument(
         "--wdt-fault",
         action="append",
         default=[],
@@ -91,6 +97,7 @@ def _options(args: argparse.Namespace) -> SandboxOptions:
         wdt_latency=args.wdt_latency,
         kingdee_latency=args.kingdee_latency,
         kingdee_per_bill_latency=args.kingdee_per_bill_latency,
+        kingdee_concurrency=args.kingdee_concurrency,
         wdt_faults=args.wdt_fault,
         kingdee_faults=args.kingdee_fault,
         org_number=os.environ.get("KINGDEE_ORG_NUMBER") or "100",

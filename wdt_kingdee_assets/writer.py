@@ -10,7 +10,9 @@ previous one committed.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ CREATED = "created"
 ALREADY = "already_in_kingdee"
 FAILED = "failed"
 HELD = "held"
+MAX_IN_FLIGHT = 5
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,13 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 class BillWriter:
-    """Writes one partition's bills; ``max_sends`` bounds how often one bill may be sent."""
+    """Writes one partition's bills; ``max_sends`` bounds how often one bill may be sent.
+
+    ``max_in_flight`` BatchSave calls may run at once (default 1). Kingdee queues WebAPI calls
+    and advises at most 5 server threads (BatchCount ≤ 5), so the bound is 5; the
+    ``kingdee_api`` pool still keeps other runs' Kingdee steps out while these are in flight.
+    Batches never share a bill, so they settle independently.
+    """
 
     def __init__(
         self,
@@ -70,9 +79,16 @@ class BillWriter:
         max_sends: int = 3,
         log: logging.Logger | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        max_in_flight: int = 1,
     ) -> None:
         if not 1 <= batch_size <= 200:
             raise ValueError(f"batch_size must be between 1 and 200, got {batch_size}")
+        if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(
+                f"max_in_flight must be between 1 and {MAX_IN_FLIGHT}, got {max_in_flight}"
+            )
+        self.max_in_flight = max_in_flight
+        self._counters = threading.Lock()
         self.client = client
         self.form_id = form_id
         self.batch_size = batch_size
@@ -106,10 +122,14 @@ class BillWriter:
                 outcomes[bill.bill_no] = outcome
 
         batches = list(_chunks(pending, self.batch_size))
-        for number, batch in enumerate(batches, start=1):
-            self._write_batch(batch, outcomes, summary)
-            if self.on_batch:
-                self.on_batch(number, len(batches))
+        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="batch-save") as pool:
+            futures = [
+                pool.submit(self._write_batch, batch, outcomes, summary) for batch in batches
+            ]
+            for number, future in enumerate(as_completed(futures), start=1):
+                future.result()
+                if self.on_batch:
+                    self.on_batch(number, len(batches))
         return summary
 
     def _write_batch(
@@ -119,7 +139,8 @@ class BillWriter:
         while to_send:
             for bill in to_send:
                 outcomes[bill.bill_no].attempts += 1
-            summary.batch_calls += 1
+            with self._counters:
+                summary.batch_calls += 1
             try:
                 result = self.client.batch_save(
                     self.form_id, [wire_model(bill.model) for bill in to_send]
@@ -162,7 +183,8 @@ class BillWriter:
         """
         if not unknown and not rejected:
             return []
-        summary.reconciliations += 1
+        with self._counters:
+            summary.reconciliations += 1
         bills = [*unknown, *rejected]
         try:
             found = self.client.find_bills(self.form_id, [bill.bill_no for bill in bills])

@@ -46,6 +46,7 @@ class SandboxOptions:
     wdt_latency: float = 0.0
     kingdee_latency: float = 0.0
     kingdee_per_bill_latency: float = 0.0
+    kingdee_concurrency: int = 0  # server threads: calls beyond it wait their turn; 0 = no limit
     kingdee_unique_bill_no: bool = True  # False: Kingdee accepts a duplicate FBillNo (coding rules)
     wdt_faults: list[str] = field(default_factory=list)
     kingdee_faults: list[str] = field(default_factory=list)
@@ -92,6 +93,7 @@ class Sandbox:
             orgs=(opts.org_number,),
             latency=opts.kingdee_latency,
             per_bill_latency=opts.kingdee_per_bill_latency,
+            max_concurrency=opts.kingdee_concurrency,
             unique_bill_no=opts.kingdee_unique_bill_no,
         )
         for rule in opts.wdt_faults:

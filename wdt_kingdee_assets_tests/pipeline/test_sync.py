@@ -162,3 +162,23 @@ def test_stockouts_at_midnight_and_one_second_before_land_in_their_own_days(make
     assert "EDGE-SECOND-START" in second_bills and "EDGE-SECOND-START" not in first_bills
     assert not {"EDGE-FIRST-START", "EDGE-FIRST-END"} & second_bills
     assert Counter(pipeline.kingdee_bill_numbers())["EDGE-SECOND-START"] == 1
+
+
+def test_batches_in_flight_together_still_write_each_bill_once(make_pipeline):
+    pipeline = make_pipeline(
+        missing_ratio=0,
+        orders_per_day=60,
+        kingdee_per_bill_latency=0.005,
+        kingdee_faults=[
+            "5xx_after_commit@BatchSave,times=1,skip=1",
+            "timeout@BatchSave,times=1,skip=3,seconds=0.2",
+        ],
+    )
+    day = pipeline.days[-1]
+    config = {"ops": {"kingdee_write_results": {"config": {"batch_size": 5, "max_in_flight": 4}}}}
+    result = pipeline.run(day, run_config=config)
+    assert result.success
+    assert pipeline.sandbox.kingdee.state()["peak_concurrency"] > 1
+    orders = pipeline.completed_orders(day)
+    assert len(pipeline.kingdee_bill_numbers()) == len(orders)
+    assert_exactly_once_with_equal_quantities(pipeline, day, orders)
