@@ -107,6 +107,12 @@ def _sandbox_env(sandbox: Any, limits: Limits) -> dict[str, str]:
     }
 
 
+def _write_config(limits: Limits) -> dict[str, Any]:
+    """As many BatchSave calls in flight as the server has threads: what a perfect client uses."""
+    write = {"batch_size": limits.batch_size, "max_in_flight": limits.kingdee_concurrency}
+    return {"ops": {"kingdee_write_results": {"config": write}}}
+
+
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """The job reads its settings from the environment; restore it afterwards."""
@@ -132,6 +138,7 @@ def _sandbox(orders: int, days: int, limits: Limits, seed: int = 1) -> Any:
             wdt_latency=limits.wdt_latency,
             kingdee_latency=limits.kingdee_latency,
             kingdee_per_bill_latency=limits.kingdee_per_bill_latency,
+            kingdee_concurrency=limits.kingdee_concurrency,
         )
     )
     sandbox.seed()
@@ -157,9 +164,7 @@ def measure_day(orders: int, limits: Limits) -> DayFigures:
                 partition_key=day,
                 resources=build_resources(data_dir),
                 instance=instance,
-                run_config={
-                    "ops": {"kingdee_write_results": {"config": {"batch_size": limits.batch_size}}}
-                },
+                run_config=_write_config(limits),
             )
             started = instance.get_run_record_by_id(result.run_id).start_time
             ended = instance.get_run_record_by_id(result.run_id).end_time

@@ -66,9 +66,13 @@ def postgres_server(bin_dir: Path) -> Iterator[PostgresServer]:
     port = free_port()
 
     def run(*command: str) -> None:
-        result = subprocess.run(_as_service_user(list(command)), capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            _as_service_user(list(command)), capture_output=True, text=True, timeout=120
+        )
         if result.returncode:
-            raise RuntimeError(f"{Path(command[0]).name} failed ({result.returncode}): {result.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{Path(command[0]).name} failed ({result.returncode}): {result.stderr[-2000:]}"
+            )
 
     run(str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8")
     run(
@@ -77,11 +81,22 @@ def postgres_server(bin_dir: Path) -> Iterator[PostgresServer]:
         "start",
     )  # fmt: skip
     try:
-        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster_test")
+        run(
+            str(bin_dir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "dagster",
+            "dagster_test",
+        )
         yield PostgresServer("127.0.0.1", port, "dagster", "dagster_test")
     finally:
         subprocess.run(
-            _as_service_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            _as_service_user(
+                [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
+            ),
             capture_output=True,
             timeout=60,
         )

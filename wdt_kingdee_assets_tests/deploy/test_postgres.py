@@ -6,6 +6,7 @@ log's timestamps never to run two steps of the same API pool at once.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -20,7 +21,11 @@ import dagster as dg
 import pytest
 
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
-from wdt_kingdee_assets_tests.deploy.postgres import PostgresServer, postgres_server, server_binaries
+from wdt_kingdee_assets_tests.deploy.postgres import (
+    PostgresServer,
+    postgres_server,
+    server_binaries,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 WDT_POOL_STEPS = {"raw_stockouts", "raw_stockouts_raw_stockouts_complete"}
@@ -43,7 +48,11 @@ def deployment(postgres, tmp_path) -> Iterator[tuple[Sandbox, dict[str, str]]]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    sandbox = Sandbox(SandboxOptions(seed=5, orders_per_day=12, days=4, missing_ratio=0, kingdee_per_bill_latency=0.02))
+    sandbox = Sandbox(
+        SandboxOptions(
+            seed=5, orders_per_day=12, days=4, missing_ratio=0, kingdee_per_bill_latency=0.02
+        )
+    )
     sandbox.seed()
     with sandbox:
         env = {
@@ -58,7 +67,11 @@ def deployment(postgres, tmp_path) -> Iterator[tuple[Sandbox, dict[str, str]]]:
 
 def dagster_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dagster", *args], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "dagster", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -75,7 +88,9 @@ def postgres_instance(env: dict[str, str]) -> dg.DagsterInstance:
 def test_a_day_syncs_on_postgres_storage(deployment):
     sandbox, env = deployment
     day = sandbox.sync_days()[0].isoformat()
-    result = dagster_cli(env, "asset", "materialize", "-m", "wdt_kingdee_assets", "--select", "*", "--partition", day)
+    result = dagster_cli(
+        env, "asset", "materialize", "-m", "wdt_kingdee_assets", "--select", "*", "--partition", day
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     with postgres_instance(env) as instance:
@@ -83,11 +98,17 @@ def test_a_day_syncs_on_postgres_storage(deployment):
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert instance.get_materialized_partitions(dg.AssetKey("kingdee_write_results")) == {day}
     numbers = [bill["FBillNo"] for bill in sandbox.kingdee.bills()]
-    expected = {o["stockout_no"] for o in sandbox.wdt.orders_on(sandbox.sync_days()[0]) if o["status"] == 110}
+    expected = {
+        o["stockout_no"]
+        for o in sandbox.wdt.orders_on(sandbox.sync_days()[0])
+        if o["status"] == 110
+    }
     assert sorted(numbers) == sorted(expected)
 
 
-def step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, list[tuple[float, float, str]]]:
+def step_intervals(
+    instance: dg.DagsterInstance, run_ids: list[str]
+) -> dict[str, list[tuple[float, float, str]]]:
     """Step key → [(start, end, run_id)] from the runs' event logs."""
     intervals: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for run_id in run_ids:
@@ -98,14 +119,17 @@ def step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str
                 continue
             if event.event_type == dg.DagsterEventType.STEP_START:
                 started[event.step_key] = entry.timestamp
-            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            elif event.event_type in (
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            ):
                 intervals[event.step_key].append((started[event.step_key], entry.timestamp, run_id))
     return intervals
 
 
 def overlapping(intervals: list[tuple[float, float, str]]) -> list[tuple]:
     ordered = sorted(intervals)
-    return [(a, b) for a, b in zip(ordered, ordered[1:], strict=False) if b[0] < a[1]]
+    return [(a, b) for a, b in itertools.pairwise(ordered) if b[0] < a[1]]
 
 
 def test_backfill_never_runs_two_steps_of_one_api_pool_at_once(deployment):
@@ -134,9 +158,13 @@ def test_backfill_never_runs_two_steps_of_one_api_pool_at_once(deployment):
                 ]
                 if len(runs) == len(days) and all(run.is_finished for run in runs):
                     break
-                assert time.monotonic() < deadline, [(r.tags.get("dagster/partition"), r.status) for r in runs]
+                assert time.monotonic() < deadline, [
+                    (r.tags.get("dagster/partition"), r.status) for r in runs
+                ]
                 time.sleep(1)
-            assert all(run.is_success for run in runs), [(r.tags.get("dagster/partition"), r.status) for r in runs]
+            assert all(run.is_success for run in runs), [
+                (r.tags.get("dagster/partition"), r.status) for r in runs
+            ]
             assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(days)
             intervals = step_intervals(instance, [run.run_id for run in runs])
             records = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id for run in runs]))
