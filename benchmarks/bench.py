@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -486,8 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     backfill = None
     if args.backfill_days:
         backfill = measure_backfill(args.backfill_days, args.backfill_orders, limits)
-        one = measure_day(args.backfill_orders, limits)
-        backfill["bound"] = args.backfill_days * one.bound_seconds(limits)
+        # Backfill runs use the job's default config: one BatchSave in flight.
+        serial = replace(limits, kingdee_concurrency=1)
+        one = measure_day(args.backfill_orders, serial)
+        backfill["bound"] = args.backfill_days * one.bound_seconds(serial)
     print(report(day, cpu, backfill, limits))
     print(json.dumps({"day": asdict(day), "minimums": day.minimums(limits)}))
     return 0
