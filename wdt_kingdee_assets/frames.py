@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from wdt_kingdee_assets.bulk import gc_paused
 from wdt_kingdee_assets.partitions import BEIJING
 
 Kind = Literal["int", "str", "decimal", "datetime", "bool", "json"]
@@ -66,7 +67,8 @@ class FrameSchema:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def from_jsonl(self, text: str) -> pd.DataFrame:
-        return self.frame(json.loads(line) for line in text.splitlines() if line.strip())
+        with gc_paused():
+            return self.frame(json.loads(line) for line in text.splitlines() if line.strip())
 
 
 def _is_missing(value: Any) -> bool:

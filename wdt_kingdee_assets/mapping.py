@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from wdt_kingdee_assets.bulk import gc_paused
 from wdt_kingdee_assets.frames import KINGDEE_BILLS
 
 MAPPING_ENV = "WDT_KINGDEE_MAPPING"
@@ -276,10 +277,11 @@ def build_bills(
 
     bills = []
     first = 0
-    while first < len(ids):
-        end = first + 1
-        while end < len(ids) and ids[end] == ids[first]:
-            end += 1
-        bills.append(bill(first, end))
-        first = end
-    return KINGDEE_BILLS.frame(bills)
+    with gc_paused():
+        while first < len(ids):
+            end = first + 1
+            while end < len(ids) and ids[end] == ids[first]:
+                end += 1
+            bills.append(bill(first, end))
+            first = end
+        return KINGDEE_BILLS.frame(bills)

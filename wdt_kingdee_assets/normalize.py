@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from wdt_kingdee_assets.bulk import gc_paused
 from wdt_kingdee_assets.frames import NORMALIZED_STOCKOUTS
 from wdt_kingdee_assets.partitions import BEIJING
 
@@ -172,4 +173,5 @@ def normalize_orders(
     orders: Iterable[Mapping[str, Any]], accepted_statuses: Collection[int] = (COMPLETED,)
 ) -> pd.DataFrame:
     """One row per detail line (NORMALIZED_STOCKOUTS columns); unusable lines carry a reason."""
-    return NORMALIZED_STOCKOUTS.frame(_rows(orders, accepted_statuses))
+    with gc_paused():
+        return NORMALIZED_STOCKOUTS.frame(_rows(orders, accepted_statuses))
