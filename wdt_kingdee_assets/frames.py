@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import pandas as pd
 
@@ -48,27 +48,28 @@ class FrameSchema:
         for row in records:
             for name, values in data.items():
                 values.append(row.get(name))
+        # Each source list is released as soon as its column is built.
         return pd.DataFrame(
-            {column.name: _coerce(data[column.name], column.kind) for column in self.columns}
+            {column.name: _coerce(data.pop(column.name), column.kind) for column in self.columns}
         )
 
-    def to_jsonl(self, frame: pd.DataFrame) -> str:
+    def write_jsonl(self, frame: pd.DataFrame, stream: TextIO) -> None:
+        """One JSON object per row, written as it is made: a day is never one string in memory."""
         missing = [name for name in self.names if name not in frame.columns]
         if missing:
             raise ValueError(f"{self.name}: DataFrame lacks columns {missing}")
         columns = [(column, frame[column.name].tolist()) for column in self.columns]
-        lines = []
         for index in range(len(frame)):
             record = {
                 column.name: _to_json_value(values[index], column.kind)
                 for column, values in columns
             }
-            lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-        return "\n".join(lines) + ("\n" if lines else "")
+            stream.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
 
-    def from_jsonl(self, text: str) -> pd.DataFrame:
+    def read_jsonl(self, stream: Iterable[str]) -> pd.DataFrame:
+        """The frame from JSON Lines, parsed one line at a time."""
         with gc_paused():
-            return self.frame(json.loads(line) for line in text.splitlines() if line.strip())
+            return self.frame(json.loads(line) for line in stream if line.strip())
 
 
 def _is_missing(value: Any) -> bool:

@@ -74,7 +74,7 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
         with tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
         ) as handle:
-            handle.write(schema.to_jsonl(obj))
+            schema.write_jsonl(obj, handle)
             temporary = handle.name
         os.replace(temporary, path)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
@@ -87,4 +87,5 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
                 f"{schema.name} has no stored value for partition {context.asset_partition_key} "
                 f"(expected {path}); materialize it first"
             )
-        return schema.from_jsonl(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as stream:
+            return schema.read_jsonl(stream)

@@ -1,3 +1,4 @@
+import io
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,9 +22,11 @@ def test_jsonl_round_trip_keeps_decimals_times_and_chinese():
             }
         ]
     )
-    text = NORMALIZED_STOCKOUTS.to_jsonl(lines)
+    stream = io.StringIO()
+    NORMALIZED_STOCKOUTS.write_jsonl(lines, stream)
+    text = stream.getvalue()
     assert '"num":"0.0001"' in text and "螺丝'A" in text
-    back = NORMALIZED_STOCKOUTS.from_jsonl(text)
+    back = NORMALIZED_STOCKOUTS.read_jsonl(io.StringIO(text))
     assert back["num"].iloc[0] == Decimal("0.0001")
     assert back["consign_time"].iloc[0] == datetime(2024, 3, 1, tzinfo=BEIJING)
     assert back["spec_no"].iloc[0] == "螺丝'A"
@@ -41,7 +44,9 @@ def test_nested_messages_round_trip():
             }
         ]
     )
-    back = WRITE_RESULTS.from_jsonl(WRITE_RESULTS.to_jsonl(frame))
+    stream = io.StringIO()
+    WRITE_RESULTS.write_jsonl(frame, stream)
+    back = WRITE_RESULTS.read_jsonl(io.StringIO(stream.getvalue()))
     assert back["messages"].iloc[0] == ["字段“物料编码”不存在"]
     assert back["fid"].isna().iloc[0]
 
