@@ -48,7 +48,13 @@ class FrameSchema:
         for row in records:
             for name, values in data.items():
                 values.append(row.get(name))
-        # Each source list is released as soon as its column is built.
+        return self.from_columns(data)
+
+    def from_columns(self, data: dict[str, list[Any]]) -> pd.DataFrame:
+        """The frame from one list per column (all of them, equally long); consumes ``data``.
+
+        Each source list is released as soon as its column is built.
+        """
         return pd.DataFrame(
             {column.name: _coerce(data.pop(column.name), column.kind) for column in self.columns}
         )
