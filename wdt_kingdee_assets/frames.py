@@ -8,7 +8,7 @@ exact decimal strings on disk: never floats.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -73,9 +73,29 @@ class FrameSchema:
             stream.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
 
     def read_jsonl(self, stream: Iterable[str]) -> pd.DataFrame:
-        """The frame from JSON Lines, parsed one line at a time."""
+        """The frame from JSON Lines, parsed a chunk of lines at a time."""
         with gc_paused():
-            return self.frame(json.loads(line) for line in stream if line.strip())
+            return self.frame(_records(stream))
+
+
+READ_CHUNK_LINES = 1000
+
+
+def _records(stream: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Parse JSON Lines as arrays of READ_CHUNK_LINES objects.
+
+    The decoder shares one string object per distinct key within a call only: a call per line
+    would give each of 100k orders its own copies of ~45 keys (hundreds of MB for a large day).
+    """
+    chunk: list[str] = []
+    for line in stream:
+        if line.strip():
+            chunk.append(line)
+        if len(chunk) == READ_CHUNK_LINES:
+            yield from json.loads("[" + ",".join(chunk) + "]")
+            chunk = []
+    if chunk:
+        yield from json.loads("[" + ",".join(chunk) + "]")
 
 
 def _is_missing(value: Any) -> bool:

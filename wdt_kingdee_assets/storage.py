@@ -87,5 +87,11 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
                 f"{schema.name} has no stored value for partition {context.asset_partition_key} "
                 f"(expected {path}); materialize it first"
             )
-        with path.open(encoding="utf-8") as stream:
-            return schema.read_jsonl(stream)
+        try:
+            with path.open(encoding="utf-8") as stream:
+                return schema.read_jsonl(stream)
+        except ValueError as exc:  # JSONDecodeError, or a value its column cannot hold
+            raise dg.Failure(
+                f"{schema.name} for partition {context.asset_partition_key}: {path} is not a "
+                f"valid stored day ({exc}); re-materialize the partition"
+            ) from exc
