@@ -14,7 +14,7 @@ from wdt_kingdee_assets.frames import (
     WRITE_RESULTS,
 )
 from wdt_kingdee_assets.mapping import build_bills, load_mapping
-from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
+from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
 from wdt_kingdee_assets.partitions import BEIJING, daily_partitions, day_window
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import column_schema
@@ -90,7 +90,8 @@ def raw_stockouts(
             kept.append(order)
     frame = RAW_STOCKOUTS.frame(
         {
-            "stockout_id": order.get("stockout_id"),
+            # kept even when WDT's id is not an integer: the normalizer rejects it with the reason
+            "stockout_id": parse_int(order.get("stockout_id")),
             "stockout_no": order.get("stockout_no"),
             "consign_time": order.get("consign_time"),
             "order": order,

@@ -6,6 +6,7 @@ as a row whose ``reject_reason`` says why, so it shows up in the checks and the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -19,6 +20,7 @@ from wdt_kingdee_assets.partitions import BEIJING
 
 WDT_STATUSES = {5: "已取消", 48: "未确认", 50: "待审核", 77: "拣货中", 110: "已完成"}
 COMPLETED = 110
+WDT_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 # Ids and statuses are stored as 64-bit integers: a larger value is garbage, not an id.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -37,9 +39,9 @@ def parse_wdt_datetime(value: Any) -> datetime | None:
         return datetime.fromtimestamp(millis / 1000, tz=BEIJING)
     if isinstance(value, str):
         text = value.strip()
-        # fromisoformat is many times faster than strptime; the length and the space at 10
-        # hold it to exactly `yyyy-MM-dd HH:mm:ss`.
-        if len(text) != len("yyyy-MM-dd HH:mm:ss") or text[10] != " ":
+        # fromisoformat is many times faster than strptime, but also reads other ISO forms
+        # (offsets, "T", fractions): the pattern holds it to exactly `yyyy-MM-dd HH:mm:ss`.
+        if not WDT_DATETIME.fullmatch(text):
             return None
         try:
             return datetime.fromisoformat(text).replace(tzinfo=BEIJING)
@@ -68,7 +70,8 @@ def parse_quantity(value: Any) -> tuple[Decimal | None, str | None]:
     return quantity, None
 
 
-def _parse_int(value: Any) -> int | None:
+def parse_int(value: Any) -> int | None:
+    """An integer id or status as WDT may send it (number or text); None if it is not one."""
     if type(value) is int:  # the usual case, and bool (a subclass) stays out
         return value if INT64_MIN <= value <= INT64_MAX else None
     if isinstance(value, bool):
@@ -119,7 +122,7 @@ class _Lines:
 
     def add_order(self, order: Mapping[str, Any], accepted_statuses: Collection[int]) -> None:
         order_problems: list[str] = []
-        stockout_id = _parse_int(order.get("stockout_id"))
+        stockout_id = parse_int(order.get("stockout_id"))
         if stockout_id is None:
             order_problems.append(
                 f"stockout_id is missing or not an integer: {order.get('stockout_id')!r}"
@@ -132,7 +135,7 @@ class _Lines:
             order_problems.append(
                 f"consign_time is not a WDT date-time: {order.get('consign_time')!r}"
             )
-        status = _parse_int(order.get("status"))
+        status = parse_int(order.get("status"))
         if status not in WDT_STATUSES:
             order_problems.append(f"unknown WDT status: {order.get('status')!r}")
         elif status not in accepted_statuses:
@@ -172,7 +175,7 @@ class _Lines:
             if num_problem:
                 problems.append(num_problem)
             line = (
-                _parse_int(detail.get("rec_id")),
+                parse_int(detail.get("rec_id")),
                 spec_no,
                 _text(detail.get("goods_no")),
                 _text(detail.get("goods_name")),
