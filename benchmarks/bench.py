@@ -21,7 +21,6 @@ import os
 import platform
 import random
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -329,6 +328,12 @@ def measure_backfill(days: int, orders: int, limits: Limits) -> dict[str, float]
     import dagster as dg
     import yaml
 
+    from wdt_kingdee_assets_tests.fixtures.daemon import (
+        daemon_running,
+        finished_backfill_runs,
+        launch_backfill,
+    )
+
     sandbox = _sandbox(orders, days, limits, seed=2)
     keys = [day.isoformat() for day in sandbox.sync_days()]
     with sandbox, tempfile.TemporaryDirectory() as home:
@@ -336,32 +341,13 @@ def measure_backfill(days: int, orders: int, limits: Limits) -> dict[str, float]
         instance_yaml = {key: shipped[key] for key in ("concurrency", "telemetry")}
         Path(home, "dagster.yaml").write_text(yaml.safe_dump(instance_yaml), encoding="utf-8")
         env = {**os.environ, **_sandbox_env(sandbox, limits), "DAGSTER_HOME": home}
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-m", "wdt_kingdee_assets"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
+        with daemon_running(env):
             started = time.time()
-            subprocess.run(
-                [sys.executable, "-m", "dagster", "job", "backfill", "-m", "wdt_kingdee_assets",
-                 "-j", "sync_stockouts", "--from", keys[0], "--to", keys[-1], "--noprompt"],
-                env=env, check=True, capture_output=True,
-            )  # fmt: skip
+            launch_backfill(env, keys)
             with _environment({"DAGSTER_HOME": home}), dg.DagsterInstance.get() as instance:
-                while True:
-                    runs = [r for r in instance.get_runs() if "dagster/backfill" in r.tags]
-                    if len(runs) == len(keys) and all(run.is_finished for run in runs):
-                        break
-                    time.sleep(1)
-                records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs]))
-                wall = max(r.end_time for r in records) - started
-                succeeded = sum(r.dagster_run.is_success for r in records)
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(timeout=60)
+                records = finished_backfill_runs(instance, keys, timeout=3600)
+        wall = max(record.end_time for record in records) - started
+        succeeded = sum(record.dagster_run.is_success for record in records)
     return {"days": days, "succeeded": succeeded, "wall_seconds": wall}
 
 

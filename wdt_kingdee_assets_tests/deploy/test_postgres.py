@@ -9,10 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,11 @@ from wdt_kingdee_assets_tests.deploy.postgres import (
     PostgresServer,
     postgres_server,
     server_binaries,
+)
+from wdt_kingdee_assets_tests.fixtures.daemon import (
+    daemon_running,
+    finished_backfill_runs,
+    launch_backfill,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,46 +138,17 @@ def overlapping(intervals: list[tuple[float, float, str]]) -> list[tuple]:
 def test_backfill_never_runs_two_steps_of_one_api_pool_at_once(deployment):
     sandbox, env = deployment
     days = [day.isoformat() for day in sandbox.sync_days()[1:]]
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "dagster._daemon", "run", "-m", "wdt_kingdee_assets"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        launched = dagster_cli(
-            env, "job", "backfill", "-m", "wdt_kingdee_assets", "-j", "sync_stockouts",
-            "--partitions", ",".join(days), "--noprompt",
-        )  # fmt: skip
-        assert launched.returncode == 0, launched.stderr[-3000:]
+    with daemon_running(env):
+        launch_backfill(env, days)
         with postgres_instance(env) as instance:
-            deadline = time.monotonic() + 240
-            while True:
-                runs = [
-                    run
-                    for run in instance.get_runs()
-                    if "dagster/backfill" in run.tags and run.tags.get("dagster/partition") in days
-                ]
-                if len(runs) == len(days) and all(run.is_finished for run in runs):
-                    break
-                assert time.monotonic() < deadline, [
-                    (r.tags.get("dagster/partition"), r.status) for r in runs
-                ]
-                time.sleep(1)
+            records = finished_backfill_runs(instance, days, timeout=240)
+            runs = [record.dagster_run for record in records]
             assert all(run.is_success for run in runs), [
-                (r.tags.get("dagster/partition"), r.status) for r in runs
+                (r.tags["dagster/partition"], r.status) for r in runs
             ]
             assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(days)
             intervals = step_intervals(instance, [run.run_id for run in runs])
-            records = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id for run in runs]))
             run_spans = [(r.start_time, r.end_time, r.dagster_run.run_id) for r in records]
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
 
     # The runs themselves did overlap (the queue allows several at once), so it is the pools,
     # not a serial queue, that kept the API-bound steps apart.
