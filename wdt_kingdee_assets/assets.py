@@ -21,7 +21,7 @@ from wdt_kingdee_assets.storage import column_schema
 from wdt_kingdee_assets.wdt.client import StockoutQuery
 from wdt_kingdee_assets.wdt.errors import IncompletePullError
 from wdt_kingdee_assets.wdt.pull import pull_stockouts
-from wdt_kingdee_assets.writer import MAX_IN_FLIGHT, BillToWrite, BillWriter
+from wdt_kingdee_assets.writer import MAX_IN_FLIGHT, BillWriter, bills_to_write, results_frame
 
 GROUP = "wdt_to_kingdee"
 WDT_POOL = "wdt_api"
@@ -238,16 +238,7 @@ def kingdee_write_results(
     started = time.monotonic()
     client = kingdee.client()
     mapping = load_mapping()
-    bills = [
-        BillToWrite(
-            bill_no=row.bill_no,
-            stockout_id=int(row.stockout_id),
-            ready=row.readiness == "ready",
-            model=row.model,
-            hold_reason=row.hold_reason,
-        )
-        for row in kingdee_bills.itertuples(index=False)
-    ]
+    bills = bills_to_write(kingdee_bills)
     writer = BillWriter(
         client,
         mapping.form_id,
@@ -258,19 +249,7 @@ def kingdee_write_results(
         on_batch=lambda done, total: context.log.info("BatchSave %d/%d done", done, total),
     )
     summary = writer.write(bills)
-    settled_at = datetime.now(BEIJING)
-    results = WRITE_RESULTS.frame(
-        {
-            "bill_no": item.bill_no,
-            "stockout_id": item.stockout_id,
-            "outcome": item.outcome,
-            "fid": item.fid,
-            "messages": item.messages,
-            "attempts": item.attempts,
-            "written_at": settled_at,
-        }
-        for item in summary.outcomes
-    )
+    results = results_frame(summary, settled_at=datetime.now(BEIJING))
     trouble = results[results["outcome"].isin(["failed", "held"])].assign(
         reason=lambda frame: frame["messages"].map(lambda messages: " | ".join(messages)[:300])
     )

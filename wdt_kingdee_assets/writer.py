@@ -14,8 +14,12 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import pandas as pd
+
+from wdt_kingdee_assets.frames import WRITE_RESULTS
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
 from wdt_kingdee_assets.mapping import wire_model
@@ -54,6 +58,36 @@ class WriteSummary:
 
     def count(self, outcome: str) -> int:
         return sum(1 for item in self.outcomes if item.outcome == outcome)
+
+
+def bills_to_write(bills: pd.DataFrame) -> list[BillToWrite]:
+    """The writer's view of a ``kingdee_bills`` frame."""
+    return [
+        BillToWrite(
+            bill_no=row.bill_no,
+            stockout_id=int(row.stockout_id),
+            ready=row.readiness == "ready",
+            model=row.model,
+            hold_reason=row.hold_reason,
+        )
+        for row in bills.itertuples(index=False)
+    ]
+
+
+def results_frame(summary: WriteSummary, settled_at: datetime) -> pd.DataFrame:
+    """The ``kingdee_write_results`` frame: one row per bill, as the writer settled it."""
+    return WRITE_RESULTS.frame(
+        {
+            "bill_no": item.bill_no,
+            "stockout_id": item.stockout_id,
+            "outcome": item.outcome,
+            "fid": item.fid,
+            "messages": item.messages,
+            "attempts": item.attempts,
+            "written_at": settled_at,
+        }
+        for item in summary.outcomes
+    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
@@ -25,18 +25,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wdt_kingdee_assets.frames import WRITE_RESULTS
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.mapping import MappingConfig, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
-from wdt_kingdee_assets.partitions import day_window
+from wdt_kingdee_assets.partitions import BEIJING, day_window
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 from wdt_kingdee_assets.wdt.client import StockoutQuery, WdtClient
 from wdt_kingdee_assets.wdt.errors import WdtError
 from wdt_kingdee_assets.wdt.pull import pull_stockouts
-from wdt_kingdee_assets.writer import BillToWrite, BillWriter
+from wdt_kingdee_assets.writer import BillWriter, bills_to_write, results_frame
 from wdt_kingdee_assets_tests.fixtures.kingdee import fast_backoff as kingdee_backoff
 from wdt_kingdee_assets_tests.fixtures.pipeline import TODAY
 from wdt_kingdee_assets_tests.fixtures.wdt import fast_backoff as wdt_backoff
@@ -205,31 +204,7 @@ def sync_once(sandbox: Sandbox, scenario: Scenario) -> pd.DataFrame:
         max_sends=scenario.max_sends,
         on_batch=crash_between_batches,
     )
-    summary = writer.write(
-        [
-            BillToWrite(
-                row.bill_no,
-                int(row.stockout_id),
-                row.readiness == "ready",
-                row.model,
-                row.hold_reason,
-            )
-            for row in bills.itertuples(index=False)
-        ]
-        if len(bills)
-        else []
-    )
-    return WRITE_RESULTS.frame(
-        {
-            "bill_no": item.bill_no,
-            "stockout_id": item.stockout_id,
-            "outcome": item.outcome,
-            "fid": item.fid,
-            "messages": item.messages,
-            "attempts": item.attempts,
-        }
-        for item in summary.outcomes
-    )
+    return results_frame(writer.write(bills_to_write(bills)), settled_at=datetime.now(BEIJING))
 
 
 def sync_until_clean(sandbox: Sandbox, scenario: Scenario) -> pd.DataFrame:
