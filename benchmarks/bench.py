@@ -40,10 +40,13 @@ DAY = date(2025, 6, 10)
 class Limits:
     """The limits a perfect client would also have to live with (the sandbox enforces them)."""
 
-    wdt_calls_per_minute: float = 120
-    wdt_latency: float = 0.05
-    kingdee_latency: float = 0.15
-    kingdee_per_bill_latency: float = 0.01
+    # No quota is documented for WDT (reference §6); 60 calls a minute is a cautious account.
+    wdt_calls_per_minute: float = 60
+    wdt_latency: float = 0.2  # a page of 100 orders with their lines
+    # Kingdee replays UI events for every field and runs its validators per bill (§7), and
+    # queues WebAPI calls: 0.3 s a call plus 50 ms a bill is a fast, unloaded data center.
+    kingdee_latency: float = 0.3
+    kingdee_per_bill_latency: float = 0.05
     kingdee_concurrency: int = 4  # server threads; Kingdee advises BatchCount ≤ 5
     page_size: int = 100
     batch_size: int = 20
@@ -98,9 +101,9 @@ class DayFigures:
         return wdt + lookups + writes
 
 
-def _sandbox_env(sandbox: Any, limits: Limits) -> dict[str, str]:
+def _client_env(limits: Limits) -> dict[str, str]:
+    """The client settings a user would set to match the limits."""
     return {
-        **sandbox.env(),
         "WDT_PAGE_SIZE": str(limits.page_size),
         "WDT_CALLS_PER_MINUTE": str(limits.wdt_calls_per_minute),
     }
@@ -144,50 +147,66 @@ def _sandbox(orders: int, days: int, limits: Limits, seed: int = 1) -> Any:
     return sandbox
 
 
+def _sandbox_arguments(orders: int, limits: Limits, seed: int) -> list[str]:
+    return [
+        "--days", "1", "--orders-per-day", str(orders), "--seed", str(seed),
+        "--wdt-calls-per-minute", str(limits.wdt_calls_per_minute),
+        "--wdt-latency", str(limits.wdt_latency),
+        "--kingdee-latency", str(limits.kingdee_latency),
+        "--kingdee-per-bill-latency", str(limits.kingdee_per_bill_latency),
+        "--kingdee-concurrency", str(limits.kingdee_concurrency),
+    ]  # fmt: skip
+
+
 def measure_day(orders: int, limits: Limits) -> DayFigures:
-    """Sync one sandbox day in process (Dagster materialize) and read the figures off both sides."""
+    """Sync yesterday from a `wdt-kingdee sandbox` process (Dagster materialize in this one).
+
+    The simulators run in their own process, as real servers do on their own machines: their
+    work must not share this process's interpreter with the pipeline it is measured against.
+    """
     import dagster as dg
 
     from wdt_kingdee_assets.definitions import ASSETS, CHECKS, build_resources
+    from wdt_kingdee_assets.partitions import BEIJING
+    from wdt_kingdee_assets_tests.fixtures.sandbox_process import admin, clean_env, running_sandbox
 
-    sandbox = _sandbox(orders, 1, limits)
-    day = sandbox.sync_days()[-1].isoformat()
+    day = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
     with (
-        sandbox,
+        running_sandbox(*_sandbox_arguments(orders, limits, seed=1), env=clean_env()) as exported,
         tempfile.TemporaryDirectory() as data_dir,
-        _environment(_sandbox_env(sandbox, limits)),
+        _environment({**exported, **_client_env(limits)}),
+        dg.instance_for_test() as instance,
     ):
-        with dg.instance_for_test() as instance:
-            result = dg.materialize(
-                [*ASSETS, *CHECKS],
-                partition_key=day,
-                resources=build_resources(data_dir),
-                instance=instance,
-                run_config=_write_config(limits),
-            )
-            started = instance.get_run_record_by_id(result.run_id).start_time
-            ended = instance.get_run_record_by_id(result.run_id).end_time
-        meta = {
-            event.asset_key.path[-1]: {
-                k: v.value for k, v in event.materialization.metadata.items()
-            }
-            for event in result.get_asset_materialization_events()
-        }
-        calls = sandbox.wdt_server.api_calls + sandbox.kingdee_server.api_calls
-        kingdee_paths = [path.lower() for _, path in sandbox.kingdee_server.api_calls]
-        return DayFigures(
-            orders=meta["raw_stockouts"]["distinct_orders_pulled"],
-            bills=meta["kingdee_bills"]["bills"],
-            ready=meta["kingdee_bills"]["ready"],
-            materials=meta["kingdee_bills"]["materials_looked_up"],
-            entries=sum(len(bill["entries"]) for bill in sandbox.kingdee.bills()),
-            wdt_calls=len(sandbox.wdt_server.api_calls),
-            lookup_calls=sum("executebillquery" in path for path in kingdee_paths),
-            batch_save_calls=sum("batchsave" in path for path in kingdee_paths),
-            wall_seconds=ended - started,
-            first_call_after_start=min(t for t, _ in calls) - started,
-            end_after_last_call=ended - max(t for t, _ in calls),
+        result = dg.materialize(
+            [*ASSETS, *CHECKS],
+            partition_key=day,
+            resources=build_resources(data_dir),
+            instance=instance,
+            run_config=_write_config(limits),
         )
+        record = instance.get_run_record_by_id(result.run_id)
+        wdt_calls = admin(exported["WDT_BASE_URL"], "calls")
+        kingdee_calls = admin(exported["KINGDEE_BASE_URL"], "calls")
+        bills = admin(exported["KINGDEE_BASE_URL"], "state")["bills"]
+    meta = {
+        event.asset_key.path[-1]: {k: v.value for k, v in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+    }
+    moments = [moment for moment, _ in wdt_calls + kingdee_calls]
+    kingdee_paths = [path.lower() for _, path in kingdee_calls]
+    return DayFigures(
+        orders=meta["raw_stockouts"]["distinct_orders_pulled"],
+        bills=meta["kingdee_bills"]["bills"],
+        ready=meta["kingdee_bills"]["ready"],
+        materials=meta["kingdee_bills"]["materials_looked_up"],
+        entries=sum(len(bill["entries"]) for bill in bills),
+        wdt_calls=len(wdt_calls),
+        lookup_calls=sum("executebillquery" in path for path in kingdee_paths),
+        batch_save_calls=sum("batchsave" in path for path in kingdee_paths),
+        wall_seconds=record.end_time - record.start_time,
+        first_call_after_start=min(moments) - record.start_time,
+        end_after_last_call=record.end_time - max(moments),
+    )
 
 
 PAGE_ORDERS = 1000  # orders per WDT answer in the CPU payload (the API allows up to 2000)
@@ -340,7 +359,7 @@ def measure_backfill(days: int, orders: int, limits: Limits) -> dict[str, float]
         shipped = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text(encoding="utf-8"))
         instance_yaml = {key: shipped[key] for key in ("concurrency", "telemetry")}
         Path(home, "dagster.yaml").write_text(yaml.safe_dump(instance_yaml), encoding="utf-8")
-        env = {**os.environ, **_sandbox_env(sandbox, limits), "DAGSTER_HOME": home}
+        env = {**os.environ, **sandbox.env(), **_client_env(limits), "DAGSTER_HOME": home}
         with daemon_running(env):
             started = time.time()
             launch_backfill(env, keys)

@@ -95,7 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not request.path.startswith("/__admin__/"):
             self.server.api_calls.append((time.time(), request.path))
         try:
-            response = self.server.app.handle(request)
+            if request.path == "/__admin__/calls":
+                # When each API request arrived: for a benchmark in another process.
+                response = SimResponse.json(self.server.api_calls)
+            else:
+                response = self.server.app.handle(request)
         except ResetConnection:
             self._reset()
             return

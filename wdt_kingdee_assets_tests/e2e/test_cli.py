@@ -2,69 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from wdt_kingdee_assets.partitions import BEIJING
-
-SPEC_VARIABLES = {
-    "WDT_BASE_URL", "WDT_SID", "WDT_APPKEY", "WDT_APPSECRET",
-    "KINGDEE_BASE_URL", "KINGDEE_ACCT_ID", "KINGDEE_USERNAME", "KINGDEE_APP_ID", "KINGDEE_APP_SECRET",
-    "KINGDEE_LCID", "KINGDEE_ORG_NUMBER",
-}  # fmt: skip
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES and k != "DAGSTER_HOME"}
-    return {**env, **extra}
-
-
-@contextmanager
-def running_sandbox(*args: str, env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
-    """Start `wdt-kingdee sandbox`, read its `export` lines, stop it with SIGTERM afterwards."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wdt_kingdee_assets.cli", "sandbox", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env or clean_env(),
-        start_new_session=True,
-    )
-    try:
-        exported: dict[str, str] = {}
-        deadline = time.monotonic() + 60
-        while len(exported) < len(SPEC_VARIABLES) and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            assert line.startswith("export "), line
-            name, _, value = line.removeprefix("export ").strip().partition("=")
-            exported[name] = value.strip("'")
-        yield exported
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=20) == 0
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-def admin_state(base_url: str) -> dict:
-    root = base_url.split("/k3cloud")[0].split("/openapi")[0]
-    with urllib.request.urlopen(f"{root}/__admin__/state", timeout=10) as response:
-        return json.load(response)
+from wdt_kingdee_assets_tests.fixtures.sandbox_process import (
+    SPEC_VARIABLES,
+    admin_state,
+    clean_env,
+    running_sandbox,
+)
 
 
 def test_sandbox_prints_every_variable_and_serves_until_interrupted():
