@@ -6,7 +6,7 @@ import json
 import time
 
 from wdt_kingdee_assets.automation import build_held_and_failed_bills_sensor
-from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
+from wdt_kingdee_assets.sandbox.runtime import kingdee_material
 from wdt_kingdee_assets_tests.automation.conftest import late_order, tick
 
 MINUTE = 60.0
@@ -28,14 +28,7 @@ class Clock:
 def add_missing_materials(pipeline) -> None:
     for material in pipeline.sandbox.catalog:
         if not material.in_kingdee:
-            pipeline.sandbox.kingdee.add_material(
-                KingdeeMaterial(
-                    material.number,
-                    material.name,
-                    material.base_unit,
-                    batch_managed=material.batch_managed,
-                )
-            )
+            pipeline.sandbox.kingdee.add_material(kingdee_material(material, "100"))
 
 
 def test_held_bills_are_retried_with_growing_delays_and_dropped_once_they_clear(make_pipeline):

@@ -6,7 +6,7 @@ from collections import Counter
 
 import dagster as dg
 
-from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
+from wdt_kingdee_assets.sandbox.runtime import kingdee_material
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results, source_quantities
 
 
@@ -78,14 +78,7 @@ def test_missing_materials_hold_only_their_bills_until_the_material_exists(make_
 
     for material in pipeline.sandbox.catalog:
         if material.number in reported:
-            pipeline.sandbox.kingdee.add_material(
-                KingdeeMaterial(
-                    material.number,
-                    material.name,
-                    material.base_unit,
-                    batch_managed=material.batch_managed,
-                )
-            )
+            pipeline.sandbox.kingdee.add_material(kingdee_material(material, "100"))
     rerun = pipeline.run(day)
     assert rerun.success
     after = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
