@@ -35,7 +35,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from wdt_kingdee_assets.kingdee.signing import api_signature, app_data, kd_signature, login_sign
 from wdt_kingdee_assets.sandbox.credentials import KingdeeCredentials
@@ -117,7 +118,9 @@ _LABELS = {
 }
 
 
-@dataclass(frozen=True)
+# A pydantic dataclass: the admin API validates its material payload with the same class
+# (unknown fields refused), so the two cannot drift apart.
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class KingdeeMaterial:
     """One material as used by one org (BD_MATERIAL has one row per use-org)."""
 
@@ -130,18 +133,7 @@ class KingdeeMaterial:
     batch_managed: bool = False
 
 
-class _MaterialBody(BaseModel):
-    """The admin API's material payload: the fields of :class:`KingdeeMaterial`, validated."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    number: str
-    name: str
-    base_unit: str
-    use_org: str = "100"
-    forbidden: bool = False
-    document_status: str = "C"
-    batch_managed: bool = False
+_MATERIAL_BODY = TypeAdapter(KingdeeMaterial)
 
 
 @dataclass
@@ -1229,10 +1221,9 @@ class KingdeeSimulator:
             return SimResponse.json({"ok": True})
         if route == ("POST", "/__admin__/materials"):
             try:
-                body = _MaterialBody.model_validate_json(request.body or b"{}")
+                material = _MATERIAL_BODY.validate_json(request.body or b"{}")
             except ValidationError as invalid:
                 return SimResponse.json({"error": str(invalid)}, 400)
-            material = KingdeeMaterial(**body.model_dump())
             self.add_material(material)
             return SimResponse.json({"ok": True, "material": asdict(material)})
         if route == ("POST", "/__admin__/faults"):
