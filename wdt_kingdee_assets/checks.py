@@ -314,14 +314,21 @@ def kingdee_matches_bills(
         kingdee_write_results["outcome"].isin(["created", "already_in_kingdee"])
     ]
     bill_nos = sorted(set(in_kingdee["bill_no"]))
-    entries = kingdee.client().bill_entries(load_mapping().form_id, bill_nos) if bill_nos else []
-
     sent = kingdee_bills[kingdee_bills["bill_no"].isin(bill_nos) & kingdee_bills["model"].notna()]
+    sent_entries = {
+        bill_no: len(model["FEntity"])
+        for bill_no, model in zip(sent["bill_no"], sent["model"], strict=True)
+    }
+    entries = (
+        kingdee.client().bill_entries(load_mapping().form_id, bill_nos, sent_entries)
+        if bill_nos
+        else []
+    )
     expected = _model_quantities(sent)
     actual = _quantities(
         (entry.bill_no, entry.material_number, entry.qty)
         for entry in entries
-        if entry.bill_no in set(sent["bill_no"])
+        if entry.bill_no in sent_entries
     )
     differences = _differences(expected, actual)
     yield dg.AssetCheckResult(

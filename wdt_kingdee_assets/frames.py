@@ -64,13 +64,13 @@ class FrameSchema:
         missing = [name for name in self.names if name not in frame.columns]
         if missing:
             raise ValueError(f"{self.name}: DataFrame lacks columns {missing}")
-        columns = [(column, frame[column.name].tolist()) for column in self.columns]
-        for index in range(len(frame)):
-            record = {
-                column.name: _to_json_value(values[index], column.kind)
-                for column, values in columns
-            }
-            stream.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        names = self.names
+        columns = [
+            _json_column(frame[column.name].tolist(), column.kind) for column in self.columns
+        ]
+        encode = _ENCODER.encode
+        for row in zip(*columns, strict=True):
+            stream.write(encode(dict(zip(names, row, strict=True))) + "\n")
 
     def read_jsonl(self, stream: Iterable[str]) -> pd.DataFrame:
         """The frame from JSON Lines, parsed a chunk of lines at a time."""
@@ -136,38 +136,36 @@ def _coerce(values: list[Any], kind: Kind) -> pd.Series:
     )
 
 
-def _to_json_value(value: Any, kind: Kind) -> Any:
-    if kind == "json":
-        return _jsonable(value)
-    if _is_missing(value):
-        return None
+def _json_column(values: list[Any], kind: Kind) -> list[Any]:
+    """One column's cells as the encoder takes them: missing → None, each kind as stored.
+
+    Whole columns at a time, so that a frame of millions of cells costs no Python call per cell;
+    Decimals and datetimes, top-level or nested, are left to the encoder's ``default``.
+    """
     if kind == "int":
-        return int(value)
+        return [v if type(v) is int else (None if _is_missing(v) else int(v)) for v in values]
     if kind == "bool":
-        return bool(value)
+        return [v if type(v) is bool else (None if _is_missing(v) else bool(v)) for v in values]
+    if kind == "str":
+        return [v if type(v) is str else (None if _is_missing(v) else str(v)) for v in values]
     if kind == "decimal":
-        return str(value)
-    if kind == "datetime":
-        return pd.Timestamp(value).isoformat()
-    return str(value)
+        return [None if _is_missing(v) else str(v) for v in values]
+    return [None if _is_missing(v) else v for v in values]
 
 
-def _jsonable(value: Any) -> Any:
-    """JSON-ready copy of nested data: Decimals become exact strings, datetimes ISO text."""
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+def _json_default(value: Any) -> Any:
+    """What the encoder cannot write itself: Decimals as exact strings, datetimes as ISO text."""
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, datetime):
+    if isinstance(value, datetime):  # pandas' Timestamp included
         return value.isoformat()
-    return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} cannot be stored as JSON: {value!r}")
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON for nested data with Decimals (kept exact, as strings) and Chinese text intact."""
-    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 RAW_STOCKOUTS = FrameSchema(

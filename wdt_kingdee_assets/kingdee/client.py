@@ -150,10 +150,30 @@ def _short(service: str) -> str:
     return service.rsplit(".", 1)[-1]
 
 
-def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
-    unique = list(dict.fromkeys(values))
-    for start in range(0, len(unique), size):
-        yield unique[start : start + size]
+def _chunks(
+    values: Iterable[str],
+    size: int,
+    *,
+    weights: Mapping[str, int] | None = None,
+    capacity: int = 0,
+) -> Iterator[list[str]]:
+    """The distinct values in order, at most ``size`` to a chunk.
+
+    With ``weights``, a chunk also closes before its total weight would pass ``capacity`` (a
+    value heavier than that gets a chunk of its own): how read-backs keep each IN-list's
+    expected rows within one page.
+    """
+    chunk: list[str] = []
+    load = 0
+    for value in dict.fromkeys(values):
+        weight = weights.get(value, 0) if weights else 0
+        if chunk and (len(chunk) >= size or (weights and load + weight > capacity)):
+            yield chunk
+            chunk, load = [], 0
+        chunk.append(value)
+        load += weight
+    if chunk:
+        yield chunk
 
 
 def _as_int(value: Any) -> int | None:
@@ -397,11 +417,25 @@ class KingdeeClient:
                     found[info.number] = info
         return found
 
-    def bill_entries(self, form_id: str, bill_nos: Iterable[str]) -> list[SavedEntry]:
-        """Every entry line of the named bills, ordered so paging cannot skip or repeat a line."""
+    def bill_entries(
+        self,
+        form_id: str,
+        bill_nos: Iterable[str],
+        expected_entries: Mapping[str, int] | None = None,
+    ) -> list[SavedEntry]:
+        """Every entry line of the named bills, ordered so paging cannot skip or repeat a line.
+
+        ``expected_entries`` (bill → entry lines sent) packs the IN-lists so that each one's
+        rows fit in a single page, short of ``page_limit`` by one so that the short page itself
+        proves the list complete: the fewest calls for the read-back. A bill holding more lines
+        than expected (a duplicate) only costs a further page.
+        """
         keys = ["FID", "FBillNo", "FMaterialId.FNumber", "FQty", "FEntity_FEntryId"]
         entries: list[SavedEntry] = []
-        for chunk in _chunks(bill_nos, self.in_list_size):
+        chunks = _chunks(
+            bill_nos, self.in_list_size, weights=expected_entries, capacity=self.page_limit - 1
+        )
+        for chunk in chunks:
             rows = self.execute_bill_query(
                 form_id, keys, field_in("FBillNo", chunk), order_string="FID,FEntity_FEntryId"
             )

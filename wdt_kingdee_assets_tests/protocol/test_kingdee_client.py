@@ -123,6 +123,26 @@ def test_bill_entries_read_back_quantities(kingdee_client: KingdeeClient) -> Non
     assert all(isinstance(entry.qty, Decimal) for entry in entries)
 
 
+def test_read_back_packs_in_lists_to_one_page_each(kingdee_sim: KingdeeSandbox) -> None:
+    """Six bills of two lines, pages of five rows: lists of two bills (four rows, a short page
+    that proves the list complete) read everything in three calls, where fixed lists of three
+    bills would need two pages each."""
+    writer = client_for(kingdee_sim)
+    bills = [f"PK-{n}" for n in range(6)]
+    lines = [("MAT-001", "Pcs", 1), ("MAT-003", "Pcs", 2)]
+    assert writer.batch_save(FORM, [mis_delivery_bill(no, lines) for no in bills]).is_success
+
+    packed = client_for(kingdee_sim, in_list_size=3, page_limit=5)
+    entries = packed.bill_entries(FORM, bills, dict.fromkeys(bills, 2))
+    assert packed.stats.calls == 3
+    fixed = client_for(kingdee_sim, in_list_size=3, page_limit=5)
+    assert fixed.bill_entries(FORM, bills) == entries
+    assert fixed.stats.calls == 4
+    assert sorted((entry.bill_no, entry.qty) for entry in entries) == sorted(
+        (no, Decimal(qty)) for no in bills for qty in (1, 2)
+    )
+
+
 # -- reads -----------------------------------------------------------------------------------
 
 
