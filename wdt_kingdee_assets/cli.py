@@ -52,13 +52,22 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--wdt-concurrency", type=int, default=0, help="WDT concurrent calls; 0 = no limit"
     )
     limits.add_argument(
-        "--wdt-latency", type=float, default=0.0, help="seconds added to each WDT call"
+        "--wdt-latency",
+        type=float,
+        default=0.0,
+        help="seconds each WDT call takes at least (the simulator's own work counted in it)",
     )
     limits.add_argument(
-        "--kingdee-latency", type=float, default=0.0, help="seconds added to each Kingdee call"
+        "--kingdee-latency",
+        type=float,
+        default=0.0,
+        help="seconds each Kingdee call takes at least (the simulator's own work counted in it)",
     )
     limits.add_argument(
-        "--kingdee-per-bill-latency", type=float, default=0.0, help="seconds per bill in BatchSave"
+        "--kingdee-per-bill-latency",
+        type=float,
+        default=0.0,
+        help="further seconds per bill in a BatchSave call",
     )
     limits.add_argument(
         "--kingdee-concurrency",

@@ -73,15 +73,19 @@ class FrameSchema:
             stream.write(encode(dict(zip(names, row, strict=True))) + "\n")
 
     def read_jsonl(self, stream: Iterable[str]) -> pd.DataFrame:
-        """The frame from JSON Lines, parsed a chunk of lines at a time."""
+        """The frame from JSON Lines, parsed and spread into columns a chunk of lines at a time."""
+        data: dict[str, list[Any]] = {name: [] for name in self.names}
         with gc_paused():
-            return self.frame(_records(stream))
+            for records in _record_chunks(stream):
+                for name, values in data.items():
+                    values.extend([record.get(name) for record in records])
+            return self.from_columns(data)
 
 
 READ_CHUNK_LINES = 1000
 
 
-def _records(stream: Iterable[str]) -> Iterator[dict[str, Any]]:
+def _record_chunks(stream: Iterable[str]) -> Iterator[list[dict[str, Any]]]:
     """Parse JSON Lines as arrays of READ_CHUNK_LINES objects.
 
     The decoder shares one string object per distinct key within a call only: a call per line
@@ -92,10 +96,10 @@ def _records(stream: Iterable[str]) -> Iterator[dict[str, Any]]:
         if line.strip():
             chunk.append(line)
         if len(chunk) == READ_CHUNK_LINES:
-            yield from json.loads("[" + ",".join(chunk) + "]")
+            yield json.loads("[" + ",".join(chunk) + "]")
             chunk = []
     if chunk:
-        yield from json.loads("[" + ",".join(chunk) + "]")
+        yield json.loads("[" + ",".join(chunk) + "]")
 
 
 def _is_missing(value: Any) -> bool:

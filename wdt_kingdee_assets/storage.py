@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from wdt_kingdee_assets.frames import (
     KINGDEE_BILLS,
@@ -50,11 +51,33 @@ def column_schema(schema: FrameSchema) -> dg.TableSchema:
     )
 
 
+FileSignature = tuple[int, int, int]
+
+
 class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
-    """Stores each asset's DataFrame as ``<base_dir>/<asset>/<partition>.jsonl``."""
+    """Stores each asset's DataFrame as ``<base_dir>/<asset>/<partition>.jsonl``.
+
+    A run reads a stored day once: the five checks and the write step all load ``kingdee_bills``,
+    and parsing it again for each would put the same work on the day's critical path five times.
+    Later loads of an unchanged file (same inode, size and modification time) share the frame
+    parsed first, so every step still sees exactly what the file holds, never a step's in-memory
+    output. Steps receive the frame as shared, read-only data (a shallow copy: replacing a column
+    is private to the step; the nested dicts of ``json`` columns are not to be changed).
+    """
 
     base_dir: str | None = Field(
         default=None, description="None: resolved when the run starts (see default_data_dir)"
+    )
+    reuse_bytes: int = Field(
+        default=64 * 2**20,
+        ge=0,
+        description=(
+            "stored files up to this many bytes in all are kept parsed for the rest of the run "
+            "(least recently used dropped first); 0 = parse the file at every load"
+        ),
+    )
+    _parsed: OrderedDict[Path, tuple[FileSignature, pd.DataFrame]] = PrivateAttr(
+        default_factory=OrderedDict
     )
 
     def path_for(self, asset_name: str, partition_key: str) -> Path:
@@ -70,6 +93,7 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         schema = self._schema(context)
         path = self.path_for(schema.name, context.partition_key)
+        self._parsed.pop(path, None)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
@@ -82,16 +106,35 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         schema = self._schema(context)
         path = self.path_for(schema.name, context.asset_partition_key)
-        if not path.exists():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
             raise dg.Failure(
                 f"{schema.name} has no stored value for partition {context.asset_partition_key} "
                 f"(expected {path}); materialize it first"
-            )
+            ) from None
+        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        held = self._parsed.get(path)
+        if held is not None and held[0] == signature:
+            self._parsed.move_to_end(path)
+            return held[1].copy(deep=False)
         try:
             with path.open(encoding="utf-8") as stream:
-                return schema.read_jsonl(stream)
+                frame = schema.read_jsonl(stream)
         except ValueError as exc:  # JSONDecodeError, or a value its column cannot hold
             raise dg.Failure(
                 f"{schema.name} for partition {context.asset_partition_key}: {path} is not a "
                 f"valid stored day ({exc}); re-materialize the partition"
             ) from exc
+        self._keep_parsed(path, signature, frame)
+        return frame.copy(deep=False)
+
+    def _keep_parsed(self, path: Path, signature: FileSignature, frame: pd.DataFrame) -> None:
+        self._parsed.pop(path, None)
+        if signature[1] > self.reuse_bytes:
+            return
+        self._parsed[path] = (signature, frame)
+        while sum(held_signature[1] for held_signature, _ in self._parsed.values()) > (
+            self.reuse_bytes
+        ):
+            self._parsed.popitem(last=False)

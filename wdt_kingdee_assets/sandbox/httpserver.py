@@ -47,6 +47,27 @@ class SimResponse:
         )
 
 
+class ServiceTime(threading.local):
+    """When the call a server thread is answering may be answered (``time.monotonic()``).
+
+    A simulated call takes its stated latency with the simulator's own work inside it, as a
+    real server's answer time includes its processing: work first, then wait out the rest.
+    """
+
+    deadline = 0.0
+
+    def start(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def add(self, seconds: float) -> None:
+        self.deadline += seconds
+
+    def wait(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+
 class ResetConnection(Exception):
     """Close the connection with a TCP reset and no answer."""
 

@@ -44,6 +44,7 @@ from wdt_kingdee_assets.sandbox.faults import FaultPlan, FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import (
     HoldThenClose,
     ResetConnection,
+    ServiceTime,
     SimRequest,
     SimResponse,
 )
@@ -545,6 +546,7 @@ class KingdeeSimulator:
         self._sessions: dict[str, str] = {}  # kdservice-sessionid -> ASP.NET_SessionId
         self._calls: Counter[str] = Counter()
         self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency > 0 else None
+        self._service_time = ServiceTime()
         self._in_flight = 0
         self._peak_in_flight = 0
         for material in materials:
@@ -642,9 +644,10 @@ class KingdeeSimulator:
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         try:
-            if self.latency:
-                time.sleep(self.latency)
-            return self._serve(operation, request)
+            self._service_time.start(self.latency)
+            response = self._serve(operation, request)
+            self._service_time.wait()
+            return response
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -912,8 +915,7 @@ class KingdeeSimulator:
             models = [models]
         if not isinstance(models, list) or not models:
             raise _Rejected(8, "data数据包中的参数Model的值不能为空。")
-        if self.per_bill_latency:
-            time.sleep(self.per_bill_latency * len(models))
+        self._service_time.add(self.per_bill_latency * len(models))
         verify = _truthy(data.get("IsVerifyBaseDataField"), default=False)
         number_search = _truthy(data.get("NumberSearch"), default=True)
         return_fields = [str(name) for name in data.get("NeedReturnFields") or []]

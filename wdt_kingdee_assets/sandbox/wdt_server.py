@@ -38,6 +38,7 @@ from wdt_kingdee_assets.sandbox.faults import FaultPlan, FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import (
     HoldThenClose,
     ResetConnection,
+    ServiceTime,
     SimRequest,
     SimResponse,
 )
@@ -186,6 +187,7 @@ class WdtSimulator:
         self.calls_per_minute = calls_per_minute  # 0 = unlimited
         self.max_concurrency = max_concurrency  # 0 = unlimited
         self.latency = latency
+        self._service_time = ServiceTime()
         self.datetime_format = datetime_format
         self.faults = FaultPlan(SUPPORTED_FAULTS)
         self._clock = clock
@@ -270,28 +272,32 @@ class WdtSimulator:
             self._in_flight += 1
             # Concurrency is judged on arrival: this call and those still being answered.
             concurrent = self._in_flight
+        self._service_time.start(self.latency)
         try:
-            if self.latency:
-                time.sleep(self.latency)
-            fault = self.faults.take(OPERATION)
-            if fault is not None:
-                early = self._fault_before_work(fault)
-                if early is not None:
-                    return early
-            try:
-                query = self._validate(request, concurrent)
-                data, query_window = self._answer(query)
-                body = dumps_exact({"status": 0, "data": data}).encode("utf-8")
-            except _Reply as reply:
-                return SimResponse.json(reply.envelope)
-            if fault is not None and fault.kind == "truncated_json":
-                return SimResponse(200, body[: len(body) // 2], [_JSON_TYPE])
-            if fault is not None and fault.kind == "insert_rows" and query_window is not None:
-                self._insert_rows(fault.rows, query)
-            return SimResponse(200, body, [_JSON_TYPE])
+            response = self._respond(request, concurrent)
+            self._service_time.wait()
+            return response
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _respond(self, request: SimRequest, concurrent: int) -> SimResponse:
+        fault = self.faults.take(OPERATION)
+        if fault is not None:
+            early = self._fault_before_work(fault)
+            if early is not None:
+                return early
+        try:
+            query = self._validate(request, concurrent)
+            data, query_window = self._answer(query)
+            body = dumps_exact({"status": 0, "data": data}).encode("utf-8")
+        except _Reply as reply:
+            return SimResponse.json(reply.envelope)
+        if fault is not None and fault.kind == "truncated_json":
+            return SimResponse(200, body[: len(body) // 2], [_JSON_TYPE])
+        if fault is not None and fault.kind == "insert_rows" and query_window is not None:
+            self._insert_rows(fault.rows, query)
+        return SimResponse(200, body, [_JSON_TYPE])
 
     def _fault_before_work(self, fault: FaultRule) -> SimResponse | None:
         if fault.kind == "delay":

@@ -1,0 +1,65 @@
+"""The JSON Lines IO manager: what a run's steps load is what the file holds, parsed once."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from wdt_kingdee_assets.frames import WRITE_RESULTS
+from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
+
+DAY = "2025-06-09"
+KEY = dg.AssetKey("kingdee_write_results")
+
+
+def _results(*bills: str) -> pd.DataFrame:
+    return WRITE_RESULTS.frame(
+        {"bill_no": bill, "stockout_id": n, "outcome": "created", "messages": [f"保存成功 {bill}"]}
+        for n, bill in enumerate(bills, start=1)
+    )
+
+
+def _store(manager: PartitionedJsonlIOManager, frame: pd.DataFrame) -> None:
+    manager.handle_output(dg.build_output_context(asset_key=KEY, partition_key=DAY), frame)
+
+
+def _load(manager: PartitionedJsonlIOManager) -> pd.DataFrame:
+    return manager.load_input(dg.build_input_context(asset_key=KEY, partition_key=DAY))
+
+
+def test_loads_of_an_unchanged_day_share_one_parse(tmp_path):
+    manager = PartitionedJsonlIOManager(base_dir=str(tmp_path))
+    _store(manager, _results("B1", "B2"))
+    first, second = _load(manager), _load(manager)
+    assert first["messages"].iloc[0] is second["messages"].iloc[0], "parsed once"
+    assert list(second["bill_no"]) == ["B1", "B2"]
+    first["outcome"] = "failed"
+    assert list(second["outcome"]) == ["created", "created"], "a step's column change is its own"
+    assert list(_load(manager)["outcome"]) == ["created", "created"]
+
+
+def test_a_changed_file_is_read_again(tmp_path):
+    manager = PartitionedJsonlIOManager(base_dir=str(tmp_path))
+    _store(manager, _results("B1"))
+    assert list(_load(manager)["bill_no"]) == ["B1"]
+    _store(manager, _results("B1", "B2"))
+    assert list(_load(manager)["bill_no"]) == ["B1", "B2"]
+
+    other = PartitionedJsonlIOManager(base_dir=str(tmp_path))
+    other.handle_output(
+        dg.build_output_context(asset_key=KEY, partition_key=DAY), _results("B3", "B4", "B5")
+    )
+    assert list(_load(manager)["bill_no"]) == ["B3", "B4", "B5"], "written by another process"
+
+
+def test_reuse_is_bounded_and_can_be_turned_off(tmp_path):
+    manager = PartitionedJsonlIOManager(base_dir=str(tmp_path), reuse_bytes=0)
+    _store(manager, _results("B1"))
+    first, second = _load(manager), _load(manager)
+    assert first["messages"].iloc[0] == second["messages"].iloc[0]
+    assert first["messages"].iloc[0] is not second["messages"].iloc[0], "parsed at every load"
+
+
+def test_a_missing_day_names_what_to_materialize(tmp_path):
+    manager = PartitionedJsonlIOManager(base_dir=str(tmp_path))
+    with pytest.raises(dg.Failure, match="kingdee_write_results has no stored value for partition"):
+        _load(manager)
