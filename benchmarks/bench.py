@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
@@ -274,17 +274,32 @@ def store_raw(pages_path: Path, raw_path: Path) -> float:
     return parse
 
 
+def _best_of(runs: int, work: Callable[[], Any]) -> tuple[float, Any]:
+    """The least CPU seconds of ``runs`` runs of ``work`` (a busy machine only ever adds), and
+    the last run's result (the one before it is released first, so memory peaks as in one run)."""
+    best, result = math.inf, None
+    for _ in range(runs):
+        result = None
+        started = time.process_time()
+        result = work()
+        best = min(best, time.process_time() - started)
+    return best, result
+
+
 def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
     """The normalize and map steps in one process, as a run executes them; figures as JSON.
 
-    The input is what the normalize step reads: the stored raw day. The floor is `json.loads`
-    of WDT's answers for the same orders, one page at a time as the client receives them.
+    The input is what the normalize step reads: the stored raw day, streamed as the step reads
+    it, so its parsing counts in the normalize figure. The floor is `json.loads` of WDT's
+    answers for the same orders, one page at a time as the client receives them.
     """
     import dagster  # noqa: F401 - a step process has Dagster loaded; count it in the peak
 
+    from wdt_kingdee_assets.bulk import gc_paused
     from wdt_kingdee_assets.frames import RAW_STOCKOUTS
     from wdt_kingdee_assets.mapping import MappingConfig, build_bills
     from wdt_kingdee_assets.normalize import normalize_orders
+    from wdt_kingdee_assets.storage import StoredDay
 
     floor = math.inf
     for _ in range(3):  # the first pass also pays for growing the heap
@@ -296,15 +311,14 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
                 spent += time.process_time() - started
         floor = min(floor, spent)
 
-    started = time.process_time()
-    with raw_path.open(encoding="utf-8") as stream:
-        raw = RAW_STOCKOUTS.read_jsonl(stream)
-    load = time.process_time() - started
-    started = time.process_time()
-    lines = normalize_orders(raw["order"])
-    normalize = time.process_time() - started
-    order_count = len(raw)
-    del raw
+    stored = StoredDay(RAW_STOCKOUTS, raw_path, "benchmark")
+
+    def parse_alone() -> int:
+        with gc_paused():  # as inside the normalizer
+            return sum(1 for _ in stored.values("order"))
+
+    parse_stored, order_count = _best_of(2, parse_alone)
+    normalize, lines = _best_of(2, lambda: normalize_orders(stored.values("order")))
 
     @dataclass(frozen=True)
     class Known:
@@ -312,15 +326,13 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
         usable: bool = True
 
     materials = {number: Known("Pcs") for number in set(lines["spec_no"].dropna())}
-    started = time.process_time()
-    bills = build_bills(lines, materials, MappingConfig(), "100")
-    mapping = time.process_time() - started
+    mapping, bills = _best_of(2, lambda: build_bills(lines, materials, MappingConfig(), "100"))
     return {
         "orders": order_count,
         "lines": len(lines),
         "bills": len(bills),
         "floor_json_loads": floor,
-        "load_raw": load,
+        "parse_stored": parse_stored,
         "normalize": normalize,
         "map": mapping,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -435,10 +447,17 @@ def report(
                 for label, seconds in (
                     ("json.loads of WDT's answers (the floor)", cpu["floor_json_loads"]),
                     ("raw step: parse with exact decimals (client)", cpu["parse_with_decimals"]),
-                    ("normalize step: load the stored raw day", cpu["load_raw"]),
-                    ("normalize", cpu["normalize"]),
+                    ("parse the stored raw day alone (streamed)", cpu["parse_stored"]),
+                    ("normalize step, streaming that parse", cpu["normalize"]),
                     ("map to bills", cpu["map"]),
-                    ("normalize + map", cpu["normalize"] + cpu["map"]),
+                    (
+                        "normalize + map, the parse of the stored day included",
+                        cpu["normalize"] + cpu["map"],
+                    ),
+                    (
+                        "normalize + map, without that parse",
+                        cpu["normalize"] - cpu["parse_stored"] + cpu["map"],
+                    ),
                 )
             ]
             + [

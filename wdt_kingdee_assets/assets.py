@@ -17,7 +17,7 @@ from wdt_kingdee_assets.mapping import build_bills, load_mapping
 from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
 from wdt_kingdee_assets.partitions import BEIJING, daily_partitions, day_window
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
-from wdt_kingdee_assets.storage import column_schema
+from wdt_kingdee_assets.storage import StoredDay, column_schema
 from wdt_kingdee_assets.wdt.client import StockoutQuery
 from wdt_kingdee_assets.wdt.errors import IncompletePullError
 from wdt_kingdee_assets.wdt.pull import pull_stockouts
@@ -142,10 +142,12 @@ class NormalizeConfig(dg.Config):
     metadata={"dagster/column_schema": column_schema(NORMALIZED_STOCKOUTS)},
 )
 def normalized_stockouts(
-    config: NormalizeConfig, raw_stockouts: pd.DataFrame
+    config: NormalizeConfig, raw_stockouts: StoredDay
 ) -> dg.Output[pd.DataFrame]:
     started = time.monotonic()
-    lines = normalize_orders(raw_stockouts["order"], accepted_statuses=config.accepted_statuses)
+    # Streamed: a large day's nested orders are never all in memory at once.
+    orders = raw_stockouts.values("order")
+    lines = normalize_orders(orders, accepted_statuses=config.accepted_statuses)
     rejected = lines[lines["reject_reason"].notna()]
     return dg.Output(
         lines,

@@ -77,9 +77,22 @@ class FrameSchema:
         data: dict[str, list[Any]] = {name: [] for name in self.names}
         with gc_paused():
             for records in _record_chunks(stream):
-                for name, values in data.items():
-                    values.extend([record.get(name) for record in records])
+                self._extend(data, records)
             return self.from_columns(data)
+
+    def read_jsonl_column(self, stream: Iterable[str], name: str) -> Iterator[Any]:
+        """One column's values as :meth:`read_jsonl` would hold them, parsed a chunk of lines at
+        a time: for a step that goes through a large day once and keeps none of it."""
+        kinds = {column.name: column.kind for column in self.columns}
+        if name not in kinds:
+            raise KeyError(f"{self.name} has no column {name!r}")
+        for records in _record_chunks(stream):
+            yield from _coerce([record.get(name) for record in records], kinds[name]).tolist()
+
+    @staticmethod
+    def _extend(data: dict[str, list[Any]], records: list[dict[str, Any]]) -> None:
+        for name, values in data.items():
+            values.extend([record.get(name) for record in records])
 
 
 READ_CHUNK_LINES = 1000

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from wdt_kingdee_assets.frames import WRITE_RESULTS
-from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
+from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, StoredDay
 
 DAY = "2025-06-09"
 KEY = dg.AssetKey("kingdee_write_results")
@@ -22,8 +22,11 @@ def _store(manager: PartitionedJsonlIOManager, frame: pd.DataFrame) -> None:
     manager.handle_output(dg.build_output_context(asset_key=KEY, partition_key=DAY), frame)
 
 
-def _load(manager: PartitionedJsonlIOManager) -> pd.DataFrame:
-    return manager.load_input(dg.build_input_context(asset_key=KEY, partition_key=DAY))
+def _load(manager: PartitionedJsonlIOManager, as_type: type = pd.DataFrame) -> pd.DataFrame:
+    context = dg.build_input_context(
+        asset_key=KEY, partition_key=DAY, dagster_type=dg.PythonObjectDagsterType(as_type)
+    )
+    return manager.load_input(context)
 
 
 def test_loads_of_an_unchanged_day_share_one_parse(tmp_path):
@@ -63,3 +66,29 @@ def test_a_missing_day_names_what_to_materialize(tmp_path):
     manager = PartitionedJsonlIOManager(base_dir=str(tmp_path))
     with pytest.raises(dg.Failure, match="kingdee_write_results has no stored value for partition"):
         _load(manager)
+
+
+def test_a_stored_day_streams_the_values_a_frame_would_hold(tmp_path, monkeypatch):
+    monkeypatch.setattr("wdt_kingdee_assets.frames.READ_CHUNK_LINES", 2)
+    manager = PartitionedJsonlIOManager(base_dir=str(tmp_path))
+    _store(manager, _results("B1", "B2", "B3"))
+    day = _load(manager, StoredDay)
+    assert isinstance(day, StoredDay)
+    frame = _load(manager)
+    for column in ("bill_no", "stockout_id", "messages", "written_at"):
+        assert list(day.values(column)) == list(frame[column])
+    with pytest.raises(KeyError, match="no column 'order'"):
+        next(day.values("order"))
+
+
+def test_a_damaged_stored_day_fails_with_the_path_and_the_remedy(tmp_path):
+    manager = PartitionedJsonlIOManager(base_dir=str(tmp_path))
+    _store(manager, _results("B1"))
+    path = manager.path_for("kingdee_write_results", DAY)
+    path.write_text(path.read_text(encoding="utf-8") + '{"bill_no": "B2", \n', encoding="utf-8")
+    damaged = "is not a valid stored day .*re-materialize the partition"
+    with pytest.raises(dg.Failure, match=damaged):
+        _load(manager)
+    day = _load(manager, StoredDay)
+    with pytest.raises(dg.Failure, match=damaged):
+        list(day.values("bill_no"))
