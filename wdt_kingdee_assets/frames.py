@@ -167,6 +167,8 @@ def _json_column(values: list[Any], kind: Kind) -> list[Any]:
         return [v if type(v) is str else (None if _is_missing(v) else str(v)) for v in values]
     if kind == "decimal":
         return [None if _is_missing(v) else str(v) for v in values]
+    if kind == "datetime":
+        return [None if _is_missing(v) else v.isoformat() for v in values]
     return [None if _is_missing(v) else v for v in values]
 
 

@@ -671,7 +671,7 @@ class KingdeeSimulator:
     def _fault_before(self, rule: FaultRule, operation: str) -> SimResponse | None:
         """The answer for a fault that strikes before any work; None to carry on (delay)."""
         if rule.kind == "delay":
-            time.sleep(rule.seconds)
+            self._service_time.add(rule.seconds)
             return None
         if rule.kind == "timeout":
             raise HoldThenClose(rule.seconds or _DEFAULT_HOLD_SECONDS)

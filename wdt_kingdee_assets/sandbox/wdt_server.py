@@ -301,7 +301,7 @@ class WdtSimulator:
 
     def _fault_before_work(self, fault: FaultRule) -> SimResponse | None:
         if fault.kind == "delay":
-            time.sleep(fault.seconds)
+            self._service_time.add(fault.seconds)
         elif fault.kind == "timeout":
             raise HoldThenClose(fault.seconds)
         elif fault.kind == "reset":

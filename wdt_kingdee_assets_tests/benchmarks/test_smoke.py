@@ -18,5 +18,5 @@ def test_the_cpu_table_and_report_are_produced():
     cpu = measure_cpu(200, 5)
     assert (cpu["orders"], cpu["lines"], cpu["bills"]) == (200, 1000, 200)
     day = measure_day(20, QUICK_LIMITS)
-    text = report(day, cpu, None, QUICK_LIMITS)
+    text = report([day], cpu, None, QUICK_LIMITS)
     assert "WDT queryWithDetail" in text and "normalize + map" in text
