@@ -280,6 +280,18 @@ def store_raw(pages_path: Path, raw_path: Path) -> float:
     return parse
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ``ru_maxrss``: Linux carries
+    ``ru_maxrss`` over fork and exec, so a worker started by a large parent would report the
+    parent's size."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _cpu_seconds(work: Callable[[], Any]) -> tuple[float, Any]:
     started = time.process_time()
     result = work()
@@ -340,7 +352,7 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
             lambda: build_bills(lines, materials, MappingConfig(), "100")  # noqa: B023
         )
         mapping = min(mapping, seconds)
-        peak_rss_mb = peak_rss_mb or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_rss_mb = peak_rss_mb or _peak_rss_mb()
     return {
         "orders": order_count,
         "lines": len(lines),
