@@ -77,7 +77,8 @@ class FrameSchema:
         data: dict[str, list[Any]] = {name: [] for name in self.names}
         with gc_paused():
             for records in _record_chunks(stream):
-                self._extend(data, records)
+                for name, values in data.items():
+                    values.extend([record.get(name) for record in records])
             return self.from_columns(data)
 
     def read_jsonl_column(self, stream: Iterable[str], name: str) -> Iterator[Any]:
@@ -88,11 +89,6 @@ class FrameSchema:
             raise KeyError(f"{self.name} has no column {name!r}")
         for records in _record_chunks(stream):
             yield from _coerce([record.get(name) for record in records], kinds[name]).tolist()
-
-    @staticmethod
-    def _extend(data: dict[str, list[Any]], records: list[dict[str, Any]]) -> None:
-        for name, values in data.items():
-            values.extend([record.get(name) for record in records])
 
 
 READ_CHUNK_LINES = 1000
