@@ -96,7 +96,7 @@ def _java_int(value: str) -> int:
     return int(value)
 
 
-def _parse_stored_time(value: Any) -> datetime | None:
+def parse_stored_time(value: Any) -> datetime | None:
     """A stored order's time as naive Beijing time, from text or epoch ms; None if unusable."""
     if isinstance(value, str):
         try:
@@ -109,7 +109,7 @@ def _parse_stored_time(value: Any) -> datetime | None:
 
 
 def _epoch_ms(value: Any) -> Any:
-    moment = _parse_stored_time(value) if isinstance(value, str) else None
+    moment = parse_stored_time(value) if isinstance(value, str) else None
     if moment is None:
         return value
     return int(moment.replace(tzinfo=BEIJING).timestamp() * 1000)
@@ -150,7 +150,7 @@ class _Row:
 
 def _row(order: dict[str, Any]) -> _Row:
     parsed = {
-        time_type: _parse_stored_time(order.get(name)) for time_type, name in TIME_FIELDS.items()
+        time_type: parse_stored_time(order.get(name)) for time_type, name in TIME_FIELDS.items()
     }
     # A real order always has valid times; sandbox data may carry a broken one on purpose (to
     # reach the normalizer's reject path), so filter such an order by its other times.

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -27,10 +27,9 @@ import pandas as pd
 from wdt_kingdee_assets.sandbox.datagen import WAREHOUSES
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
 from wdt_kingdee_assets.sandbox.runtime import Sandbox
+from wdt_kingdee_assets.sandbox.wdt_server import parse_stored_time
 from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline
 
-WDT_TIME = "%Y-%m-%d %H:%M:%S"
-BEIJING = timezone(timedelta(hours=8))
 WRITTEN = frozenset({"created", "already_in_kingdee"})
 NOT_WRITTEN = frozenset({"held", "failed"})
 
@@ -53,18 +52,6 @@ class KingdeeWorld:
         return cls(usable, frozenset(number for number, _ in WAREHOUSES))
 
 
-def _consign_moment(value: Any) -> datetime | None:
-    """Beijing wall-clock time of a WDT ``consign_time`` (text or epoch ms), or None."""
-    if isinstance(value, str):
-        try:
-            return datetime.strptime(value, WDT_TIME)
-        except ValueError:
-            return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value / 1000, BEIJING).replace(tzinfo=None)
-    return None
-
-
 def _positive(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
@@ -77,7 +64,7 @@ def _positive(value: Any) -> Decimal | None:
 
 def why_not_eligible(order: Mapping[str, Any], world: KingdeeWorld) -> str | None:
     """None when the stock-out must end in Kingdee, else the oracle's reason it cannot."""
-    if _consign_moment(order.get("consign_time")) is None:
+    if parse_stored_time(order.get("consign_time")) is None:
         return "consign_time unreadable"
     if not str(order.get("stockout_no") or "").strip():
         return "no stockout_no"
@@ -113,7 +100,7 @@ def orders_for_day(sandbox: Sandbox, day: date) -> list[dict[str, Any]]:
         for order in sandbox.wdt.orders_on(candidate):
             if str(order.get("status")) != "110":
                 continue
-            moment = _consign_moment(order.get("consign_time"))
+            moment = parse_stored_time(order.get("consign_time"))
             if moment is not None:
                 if start <= moment < end:
                     wanted.append(order)
@@ -125,7 +112,7 @@ def orders_for_day(sandbox: Sandbox, day: date) -> list[dict[str, Any]]:
 def _stand_in_time(order: Mapping[str, Any]) -> datetime:
     """The time the simulator files an order with an unreadable consign time under."""
     for name in ("created", "modified"):
-        moment = _consign_moment(order.get(name))
+        moment = parse_stored_time(order.get(name))
         if moment is not None:
             return moment
     return datetime.min
@@ -183,7 +170,7 @@ def assert_nothing_lost_nothing_duplicated(
                     f"{number}: Kingdee quantities {_kingdee_quantities(bill)} "
                     f"!= WDT {_source_quantities(order)}"
                 )
-            consign_day = _consign_moment(order["consign_time"]).date().isoformat()
+            consign_day = parse_stored_time(order["consign_time"]).date().isoformat()
             if not str(bill["FDate"]).startswith(consign_day):
                 problems.append(f"{number}: dated {bill['FDate']}, consigned {consign_day}")
             if [row["outcome"] for row in rows] not in (["created"], ["already_in_kingdee"]):
