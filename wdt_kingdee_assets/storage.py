@@ -70,8 +70,9 @@ class StoredDay:
 
     For a step that goes through a large day once, in order: the normalizer holds one chunk of
     nested WDT orders instead of all of them (as a frame they cost about three times the file).
-    A step gets this instead of a DataFrame by annotating its input ``StoredDay``. The rows are
-    those of the file when the step opened it, even if the day is re-materialized meanwhile.
+    A step gets this instead of a DataFrame by annotating its input ``StoredDay``. Each
+    :meth:`values` call reads the file as it was when that call opened it, even if the day is
+    re-materialized meanwhile (a new file is renamed into place; the open one is unchanged).
     """
 
     schema: FrameSchema

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from benchmarks.bench import QUICK_LIMITS, measure_cpu, measure_day, report
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_day_uses_exactly_the_minimum_api_calls():
@@ -20,3 +26,16 @@ def test_the_cpu_table_and_report_are_produced():
     day = measure_day(20, QUICK_LIMITS)
     text = report([day], cpu, None, QUICK_LIMITS)
     assert "WDT queryWithDetail" in text and "normalize + map" in text
+
+
+def test_a_workers_peak_memory_is_its_own_not_its_parents():
+    """Linux carries ru_maxrss over fork and exec: a small worker started by a large parent
+    must still report its own small peak."""
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+    code = "from benchmarks.bench import _peak_rss_mb; print(_peak_rss_mb())"
+    output = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert float(output) < 200, output
+    del ballast
