@@ -1,5 +1,13 @@
 """Shared pytest fixtures: the simulators run as real HTTP servers on 127.0.0.1."""
 
+import os
+
+# The partitions start at the go-live day, which has no default (partitions.start_date); the
+# tests' days all fall after this one. Set before any test module imports the definitions.
+os.environ.setdefault("WDT_KINGDEE_START_DATE", "2024-01-01")
+# Dagster's retries of a failed API step, a tenth of a second apart instead of a minute.
+os.environ.setdefault("WDT_KINGDEE_STEP_RETRY_DELAY_SECONDS", "0.1")
+
 pytest_plugins = [
     "wdt_kingdee_assets_tests.fixtures.wdt",
     "wdt_kingdee_assets_tests.fixtures.kingdee",

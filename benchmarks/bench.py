@@ -76,10 +76,11 @@ class DayFigures:
 
     def minimums(self, limits: Limits) -> dict[str, int]:
         in_list = limits.in_list_size
+        # Existence: the bills by number, the day's bills (by reference) riding on the first
+        # IN-list; the materials by number.
         reads = math.ceil(self.bills / in_list) + math.ceil(self.materials / in_list)
-        read_back = max(
-            math.ceil(self.bills / in_list), math.ceil(self.entries / limits.page_limit)
-        )
+        # The read-back of the day's entries in pages; a page short of the limit ends it.
+        read_back = (self.entries + limits.page_limit) // limits.page_limit
         return {
             # the pages, plus the completeness check's one-order re-count (part of every run)
             "wdt": max(1, math.ceil(self.orders / limits.page_size)) + 1,

@@ -1,7 +1,10 @@
 """The four daily assets: WDT stock-outs in, Kingdee 其他出库单 out, each step with its evidence."""
 
+import os
 import time
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
 
 import dagster as dg
 import pandas as pd
@@ -13,20 +16,78 @@ from wdt_kingdee_assets.frames import (
     RAW_STOCKOUTS,
     WRITE_RESULTS,
 )
-from wdt_kingdee_assets.mapping import build_bills, load_mapping
+from wdt_kingdee_assets.kingdee.client import material_state
+from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryError
+from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
+from wdt_kingdee_assets.locator import BillScope
+from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills, load_mapping
 from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
 from wdt_kingdee_assets.partitions import BEIJING, daily_partitions, day_window
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import StoredDay, column_schema
 from wdt_kingdee_assets.wdt.client import StockoutQuery
-from wdt_kingdee_assets.wdt.errors import IncompletePullError
+from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError, WdtRejectedError
 from wdt_kingdee_assets.wdt.pull import pull_stockouts
-from wdt_kingdee_assets.writer import MAX_IN_FLIGHT, BillWriter, bills_to_write, results_frame
+from wdt_kingdee_assets.writer import (
+    MAX_IN_FLIGHT,
+    PERMANENT,
+    TRANSIENT,
+    BillWriter,
+    bills_to_write,
+    results_frame,
+)
 
 GROUP = "wdt_to_kingdee"
 WDT_POOL = "wdt_api"
 KINGDEE_POOL = "kingdee_api"
 PREVIEW_ROWS = 20
+
+
+def _step_retry_policy() -> dg.RetryPolicy:
+    """The API-bound steps are retried by Dagster when they fail for a reason that may pass (an
+    outage of minutes, a quota outlasting the client's own rests, a day's lease still held): 3
+    retries, 60 s apart and doubling. A failure no retry can fix is raised as a Failure that
+    forbids retries (see api_step). ``WDT_KINGDEE_STEP_RETRIES`` and
+    ``WDT_KINGDEE_STEP_RETRY_DELAY_SECONDS`` change them."""
+    retries = os.environ.get("WDT_KINGDEE_STEP_RETRIES") or "3"
+    delay = os.environ.get("WDT_KINGDEE_STEP_RETRY_DELAY_SECONDS") or "60"
+    try:
+        return dg.RetryPolicy(
+            max_retries=int(retries),
+            delay=float(delay),
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
+        )
+    except ValueError as exc:
+        raise ValueError(
+            "WDT_KINGDEE_STEP_RETRIES must be a whole number and WDT_KINGDEE_STEP_RETRY_DELAY_SECONDS"
+            f" a number of seconds, got {retries!r} and {delay!r}"
+        ) from exc
+
+
+API_RETRY = _step_retry_policy()
+# Refused credentials or permissions, a query Kingdee calls wrong, a WDT business error, a bad
+# mapping file or setting: the same call fails the same way until a person changes something.
+PERMANENT_ERRORS = (
+    WdtRejectedError,
+    WdtBusinessError,
+    KingdeeAuthError,
+    KingdeeQueryError,
+    MappingConfigError,
+    ValueError,
+)
+
+
+@contextmanager
+def api_step(partition_key: str) -> Iterator[None]:
+    """Turn an error no retry can fix into a Failure that says so and forbids the step's retries."""
+    try:
+        yield
+    except PERMANENT_ERRORS as exc:
+        raise dg.Failure(
+            description=f"partition {partition_key}: {exc} (not retried: fix the cause, then re-run)",
+            allow_retries=False,
+        ) from exc
 
 
 def preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
@@ -52,6 +113,7 @@ class RawStockoutsConfig(dg.Config):
     partitions_def=daily_partitions,
     group_name=GROUP,
     pool=WDT_POOL,
+    retry_policy=API_RETRY,
     kinds={"api", "pandas"},
     description=(
         "旺店通生产出库单 (WDT production stock-outs) whose stock-out time (出库时间) falls on the "
@@ -65,7 +127,8 @@ def raw_stockouts(
 ) -> dg.Output[pd.DataFrame]:
     started = time.monotonic()
     window = day_window(context.partition_key)
-    client = wdt.client()
+    with api_step(context.partition_key):
+        client = wdt.client(context.log.warning)
     query = StockoutQuery(
         start_time=window.query_start,
         end_time=window.query_end,
@@ -74,7 +137,8 @@ def raw_stockouts(
         warehouse_no=config.warehouse_no or None,
     )
     try:
-        pulled = pull_stockouts(client, query, max_passes=config.max_passes)
+        with api_step(context.partition_key):
+            pulled = pull_stockouts(client, query, max_passes=config.max_passes)
     except IncompletePullError as exc:
         raise dg.Failure(
             description=f"partition {context.partition_key}: {exc}",
@@ -169,6 +233,7 @@ def normalized_stockouts(
     partitions_def=daily_partitions,
     group_name=GROUP,
     pool=KINGDEE_POOL,
+    retry_policy=API_RETRY,
     kinds={"api", "pandas"},
     description=(
         "其他出库单 (misc. delivery bills, STK_MisDelivery): one bill per stock-out built by the "
@@ -181,12 +246,13 @@ def kingdee_bills(
     context: dg.AssetExecutionContext, normalized_stockouts: pd.DataFrame, kingdee: KingdeeResource
 ) -> dg.Output[pd.DataFrame]:
     started = time.monotonic()
-    mapping = load_mapping()
-    client = kingdee.client()
-    usable = normalized_stockouts[normalized_stockouts["reject_reason"].isna()]
-    numbers = sorted(set(usable["spec_no"]))
-    stock_org = mapping.orgs(kingdee.org_number)[0]
-    materials = client.find_materials(numbers, use_org=stock_org) if numbers else {}
+    with api_step(context.partition_key):
+        mapping = load_mapping()
+        client = kingdee.client()
+        usable = normalized_stockouts[normalized_stockouts["reject_reason"].isna()]
+        numbers = sorted(set(usable["spec_no"]))
+        stock_org = mapping.orgs(kingdee.org_number)[0]
+        materials = client.find_materials(numbers, use_org=stock_org) if numbers else {}
     bills = build_bills(normalized_stockouts, materials, mapping, kingdee.org_number)
     held = bills[bills["readiness"] == "held"]
     missing = sorted({number for numbers in bills["missing_materials"] for number in numbers})
@@ -208,6 +274,16 @@ def kingdee_bills(
 
 class WriteConfig(dg.Config):
     batch_size: int = Field(default=20, ge=1, le=200, description="bills per BatchSave call")
+    lease_wait_seconds: float = Field(
+        default=1800,
+        ge=0,
+        description="how long to wait while another run writes the same day before stopping",
+    )
+    lease_ttl_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="a day's lease not renewed for this long belongs to a dead run and is taken over",
+    )
     max_sends: int = Field(
         default=3, ge=1, le=10, description="BatchSave attempts per bill when calls go unanswered"
     )
@@ -226,15 +302,39 @@ def _log_progress(context: dg.AssetExecutionContext, done: int, total: int) -> N
         context.log.info("BatchSave %d/%d done", done, total)
 
 
+def bill_scope(mapping: MappingConfig, kingdee: KingdeeResource, day: str) -> BillScope:
+    """Where the day's bills live in Kingdee: form, date, stock org, bill type, reference field."""
+    return BillScope(
+        form_id=mapping.form_id,
+        day=date.fromisoformat(day),
+        org=mapping.orgs(kingdee.org_number)[0],
+        bill_type=mapping.bill_type,
+        reference_field=mapping.source_ref_field,
+    )
+
+
+def write_lease(context: dg.AssetExecutionContext, config: WriteConfig) -> WriteLease:
+    return WriteLease(
+        context.instance,
+        f"{GROUP}/{context.partition_key}",
+        context.run.run_id,
+        ttl_seconds=config.lease_ttl_seconds,
+    )
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
     pool=KINGDEE_POOL,
+    retry_policy=API_RETRY,
     kinds={"api", "pandas"},
     description=(
         "金蝶写入结果 (what Kingdee now holds), one row per 其他出库单: created, already_in_kingdee, "
-        "held or failed, with the FID and Kingdee's own messages. Idempotent: bills Kingdee already "
-        "holds are never sent again, and unanswered calls are reconciled before any resend."
+        "held or failed (permanent or transient), with the FID, the number Kingdee gave the bill "
+        "and Kingdee's own messages. Idempotent: bills Kingdee already holds (found by the source "
+        "reference they carry, or by number) are never sent again, unanswered calls are "
+        "reconciled before any resend, and one run at a time writes a day (a lease in Dagster's "
+        "storage)."
     ),
     metadata={"dagster/column_schema": column_schema(WRITE_RESULTS)},
 )
@@ -245,23 +345,57 @@ def kingdee_write_results(
     kingdee: KingdeeResource,
 ) -> dg.Output[pd.DataFrame]:
     started = time.monotonic()
-    client = kingdee.client()
-    mapping = load_mapping()
-    bills = bills_to_write(kingdee_bills)
-    writer = BillWriter(
-        client,
-        mapping.form_id,
-        batch_size=config.batch_size,
-        max_sends=config.max_sends,
-        max_in_flight=config.max_in_flight,
-        log=context.log,
-        on_batch=lambda done, total: _log_progress(context, done, total),
-    )
-    summary = writer.write(bills)
+    with api_step(context.partition_key):
+        client = kingdee.client()
+
+    def waiting(holder: LeaseHolder) -> None:
+        context.log.info(
+            "%s is being written by run %s; waiting for it (at most %.0f s)",
+            context.partition_key,
+            holder.run_id,
+            config.lease_wait_seconds,
+        )
+
+    try:
+        with (
+            api_step(context.partition_key),
+            holding(
+                write_lease(context, config),
+                wait_seconds=config.lease_wait_seconds,
+                poll_seconds=min(5.0, config.lease_ttl_seconds / 3),
+                on_wait=waiting,
+            ) as lease,
+        ):
+            writer = BillWriter(
+                client,
+                bill_scope(load_mapping(), kingdee, context.partition_key),
+                batch_size=config.batch_size,
+                max_sends=config.max_sends,
+                max_in_flight=config.max_in_flight,
+                log=context.log,
+                on_batch=lambda done, total: _log_progress(context, done, total),
+                before_send=lease.check,
+            )
+            bills = bills_to_write(kingdee_bills)
+            summary = writer.write(bills)
+            # What each blocking material is now: the retry sensor re-syncs the day once one
+            # of them changes (created, enabled, audited), not on a timer. Those holding bills
+            # back were looked up with the bills; only those a refusal named are asked now.
+            blockers = summary.blocker_states(bills)
+            unknown = [number for number, state in blockers.items() if state is None]
+            if unknown:
+                found = client.find_materials(unknown, use_org=writer.scope.org)
+                blockers.update({number: material_state(found.get(number)) for number in unknown})
+    except LeaseBusy as exc:
+        raise dg.Failure(
+            description=f"partition {context.partition_key}: {exc}",
+            metadata={"lease_holder_run": exc.holder.run_id},
+        ) from exc
     results = results_frame(summary, settled_at=datetime.now(BEIJING))
     trouble = results[results["outcome"].isin(["failed", "held"])].assign(
         reason=lambda frame: frame["messages"].map(lambda messages: " | ".join(messages)[:300])
     )
+    in_kingdee = results[results["kingdee_bill_no"].notna()]
     return dg.Output(
         results,
         metadata={
@@ -269,10 +403,18 @@ def kingdee_write_results(
             "already_in_kingdee": summary.count("already_in_kingdee"),
             "held": summary.count("held"),
             "failed": summary.count("failed"),
+            "failed_permanent": summary.failed(PERMANENT),
+            "failed_transient": summary.failed(TRANSIENT),
+            "renumbered_by_kingdee": int(
+                (in_kingdee["kingdee_bill_no"] != in_kingdee["bill_no"]).sum()
+            ),
+            "blocking_materials": dg.MetadataValue.json(blockers),
             "batch_save_calls": summary.batch_calls,
+            "call_failures": summary.call_failures,
             "reconciliations": summary.reconciliations,
             "api_calls": client.stats.calls,
+            "lease_waited_seconds": round(lease.waited, 3),
             "duration_seconds": round(time.monotonic() - started, 3),
-            "held_and_failed": preview(trouble, ["bill_no", "outcome", "reason"]),
+            "held_and_failed": preview(trouble, ["bill_no", "outcome", "failure", "reason"]),
         },
     )

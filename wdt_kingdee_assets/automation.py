@@ -26,22 +26,27 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
+from wdt_kingdee_assets.kingdee.client import material_state
+from wdt_kingdee_assets.kingdee.errors import KingdeeError
+from wdt_kingdee_assets.mapping import MappingConfigError, load_mapping
 from wdt_kingdee_assets.partitions import BEIJING, day_window, start_date
-from wdt_kingdee_assets.resources import WdtResource
+from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.wdt.client import StockoutQuery
+from wdt_kingdee_assets.wdt.errors import WdtError
 
 SYNC_JOB = "sync_stockouts"
 RAW_STOCKOUTS = dg.AssetKey("raw_stockouts")
 WRITE_RESULTS = dg.AssetKey("kingdee_write_results")
 TRIGGER_TAG = "wdt_kingdee/trigger"
 ATTEMPT_TAG = "wdt_kingdee/retry_attempt"
+RELEASED_TAG = "wdt_kingdee/released_by"
 PARTITION_TAG = "dagster/partition"
 
 # Shortly after midnight, not at it: the open-day read lags "now" by a couple of minutes and the
@@ -224,7 +229,7 @@ def build_late_stockouts_sensor(
             for n in range(lookback_days)
             if yesterday - timedelta(days=n) >= _first_day()
         ]
-        client = wdt.client()
+        client = wdt.client(context.log.warning, patient=False)
         requests: list[dg.RunRequest] = []
         for day in days:
             record = _latest_pull(context.instance, day)
@@ -234,7 +239,11 @@ def build_late_stockouts_sensor(
             synced = pulled.get("total_count")
             if synced is None or "window_start" not in pulled:
                 continue
-            count = client.count(recount_query(day, pulled))
+            try:
+                count = client.count(recount_query(day, pulled))
+            except WdtError as exc:  # throttled or down: the next tick counts again
+                context.log.warning("%s: WDT could not re-count the day now: %s", day, exc)
+                continue
             previous = cursor.requested.get(day)
             if count <= synced or (
                 previous and previous.sync == record.storage_id and previous.count >= count
@@ -275,8 +284,11 @@ class OpenDay:
     at: float  # its timestamp
     held: int
     failed: int
-    attempts: int = 0  # re-syncs requested by this sensor
+    transient: int = 0  # failed bills a retry may fix (no usable answer, a passing refusal)
+    blockers: dict[str, str] = field(default_factory=dict)  # material → its state when written
+    attempts: int = 0  # re-syncs requested by this sensor for transient failures
     requested_at: float = 0.0
+    released_for: str = ""  # the material states a re-sync was last requested for
     gave_up: bool = False
 
 
@@ -320,6 +332,25 @@ def _in_flight(instance: dg.DagsterInstance, day: str) -> bool:
     return bool(runs)
 
 
+def _open_day(record: dg.EventLogRecord, previous: OpenDay | None) -> OpenDay | None:
+    """The day as its latest write results leave it; None when nothing is held or failed."""
+    written = _metadata(record)
+    held, failed = int(written.get("held", 0)), int(written.get("failed", 0))
+    if not held and not failed:
+        return None
+    entry = previous or OpenDay(result=0, at=0.0, held=0, failed=0)
+    entry.result, entry.at, entry.held, entry.failed = (
+        record.storage_id,
+        record.timestamp,
+        held,
+        failed,
+    )
+    entry.transient = int(written.get("failed_transient", 0))
+    blockers = written.get("blocking_materials")
+    entry.blockers = dict(blockers) if isinstance(blockers, Mapping) else {}
+    return entry
+
+
 def build_held_and_failed_bills_sensor(
     *,
     base_delay_minutes: float = 15,
@@ -331,12 +362,20 @@ def build_held_and_failed_bills_sensor(
     """The held-and-failed-bills sensor.
 
     A day enters the cursor when its latest write results have ``held`` or ``failed`` bills and
-    leaves it when a later result has none. Attempt *n* (1-based) is due ``base_delay × 2^(n-1)``
-    after the later of its latest result and the previous request, and never while a run of that
-    day is queued or running; after ``max_attempts`` the day is left to people (the checks and
-    the alert name its bills). Days older than ``max_age_days`` are not retried, so a backfill of
-    months with a missing material does not turn into months of re-syncs. ``clock`` is the time
-    source for those delays (tests pass their own).
+    leaves it when a later result has none. What happens next depends on why they are open:
+
+    * **transient** failures (no usable answer, a refusal of the moment): attempt *n* (1-based)
+      is due ``base_delay × 2^(n-1)`` after the later of the latest result and the previous
+      request; after ``max_attempts`` the day is left to people (the checks and the alert name
+      its bills);
+    * **permanent** ones that hinge on materials (missing, disabled, refused by Kingdee): no
+      timer. Each tick asks Kingdee for those materials (one query for every open day) and
+      re-syncs a day as soon as one of them is no longer as it was when the day was written;
+    * other permanent ones (a wrong mapping, bad WDT data) are left to people at once.
+
+    Never while a run of that day is queued or running. Days older than ``max_age_days`` are not
+    retried, so a backfill of months with a missing material does not turn into months of
+    re-syncs. ``clock`` is the time source for the delays (tests pass their own).
     """
 
     @dg.sensor(
@@ -346,12 +385,16 @@ def build_held_and_failed_bills_sensor(
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
             "暂挂/失败单据重试 / held and failed bills: re-syncs a Beijing day whose latest write "
-            "results still hold held or failed 其他出库单 (misc. delivery bills) — e.g. once a "
-            f"missing material is created in Kingdee — after {base_delay_minutes:g} min, then "
-            f"twice as long each time, at most {max_attempts} times; stops once they clear."
+            "results still hold held or failed 其他出库单 (misc. delivery bills). A bill waiting "
+            "on a material is re-synced as soon as Kingdee shows the material changed (created, "
+            "enabled, audited); a transient failure after "
+            f"{base_delay_minutes:g} min, then twice as long each time, at most {max_attempts} "
+            "times; a refusal no retry can fix is left to people."
         ),
     )
-    def held_and_failed_bills_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def held_and_failed_bills_sensor(
+        context: dg.SensorEvaluationContext, kingdee: KingdeeResource
+    ) -> dg.SensorResult:
         cursor = HeldBillsCursor.parse(context.cursor)
         now = clock()
         oldest = (
@@ -362,48 +405,24 @@ def build_held_and_failed_bills_sensor(
             day = record.partition_key
             if day is None or day < oldest:
                 continue
-            written = _metadata(record)
-            held, failed = int(written.get("held", 0)), int(written.get("failed", 0))
-            if not held and not failed:
+            entry = _open_day(record, cursor.days.get(day))
+            if entry is None:
                 if cursor.days.pop(day, None):
                     context.log.info("%s: no held or failed bills any more", day)
                 continue
-            entry = cursor.days.get(day) or OpenDay(result=0, at=0.0, held=0, failed=0)
-            entry.result, entry.at, entry.held, entry.failed = (
-                record.storage_id,
-                record.timestamp,
-                held,
-                failed,
-            )
             cursor.days[day] = entry
+        cursor.days = {day: entry for day, entry in cursor.days.items() if day >= oldest}
 
+        states = _material_states(context, kingdee, cursor.days.values())
         requests: list[dg.RunRequest] = []
         for day, entry in sorted(cursor.days.items()):
-            if entry.attempts >= max_attempts:
-                if not entry.gave_up:
-                    entry.gave_up = True
-                    context.log.warning(
-                        "%s: still %d held and %d failed bills after %d re-syncs; leaving it to "
-                        "people (see the day's checks)",
-                        day,
-                        entry.held,
-                        entry.failed,
-                        entry.attempts,
-                    )
+            if _in_flight(context.instance, day):
                 continue
-            due = max(entry.at, entry.requested_at) + base_delay_minutes * 60 * 2**entry.attempts
-            if now < due or _in_flight(context.instance, day):
-                continue
-            entry.attempts += 1
-            entry.requested_at = now
-            requests.append(
-                dg.RunRequest(
-                    partition_key=day,
-                    run_key=f"bills:{day}:result{entry.result}:attempt{entry.attempts}",
-                    tags={TRIGGER_TAG: "held_and_failed_bills", ATTEMPT_TAG: str(entry.attempts)},
-                )
+            request = _released(day, entry, states) or _transient_retry(
+                context, day, entry, now, base_delay_minutes, max_attempts
             )
-        cursor.days = {day: entry for day, entry in cursor.days.items() if day >= oldest}
+            if request is not None:
+                requests.append(request)
         return dg.SensorResult(
             run_requests=requests,
             cursor=cursor.dumps(),
@@ -413,6 +432,77 @@ def build_held_and_failed_bills_sensor(
         )
 
     return held_and_failed_bills_sensor
+
+
+def _material_states(
+    context: dg.SensorEvaluationContext, kingdee: KingdeeResource, days: Iterable[OpenDay]
+) -> dict[str, str] | None:
+    """What Kingdee says of every material an open day waits on; None if it cannot say now."""
+    numbers = sorted({number for entry in days for number in entry.blockers})
+    if not numbers:
+        return {}
+    try:
+        org = load_mapping().orgs(kingdee.org_number)[0]
+        found = kingdee.client().find_materials(numbers, use_org=org)
+    except (KingdeeError, MappingConfigError) as exc:
+        context.log.warning("could not look up the materials held bills wait on: %s", exc)
+        return None
+    return {number: material_state(found.get(number)) for number in numbers}
+
+
+def _released(day: str, entry: OpenDay, states: Mapping[str, str] | None) -> dg.RunRequest | None:
+    """A re-sync once a material the day waits on is no longer as it was when it was written."""
+    if not states or not entry.blockers:
+        return None
+    changed = {
+        number: states[number]
+        for number, was in sorted(entry.blockers.items())
+        if states.get(number, was) != was
+    }
+    fingerprint = ",".join(f"{number}={state}" for number, state in changed.items())
+    if not changed or fingerprint == entry.released_for:
+        return None
+    entry.released_for = fingerprint
+    return dg.RunRequest(
+        partition_key=day,
+        run_key=f"bills:{day}:result{entry.result}:released:{fingerprint}",
+        tags={TRIGGER_TAG: "held_and_failed_bills", RELEASED_TAG: fingerprint[:200]},
+    )
+
+
+def _transient_retry(
+    context: dg.SensorEvaluationContext,
+    day: str,
+    entry: OpenDay,
+    now: float,
+    base_delay_minutes: float,
+    max_attempts: int,
+) -> dg.RunRequest | None:
+    """The next backoff re-sync of a day with transient failures, when it is due."""
+    if not entry.transient:
+        return None
+    if entry.attempts >= max_attempts:
+        if not entry.gave_up:
+            entry.gave_up = True
+            context.log.warning(
+                "%s: still %d held and %d failed bills after %d re-syncs; leaving it to "
+                "people (see the day's checks)",
+                day,
+                entry.held,
+                entry.failed,
+                entry.attempts,
+            )
+        return None
+    due = max(entry.at, entry.requested_at) + base_delay_minutes * 60 * 2**entry.attempts
+    if now < due:
+        return None
+    entry.attempts += 1
+    entry.requested_at = now
+    return dg.RunRequest(
+        partition_key=day,
+        run_key=f"bills:{day}:result{entry.result}:attempt{entry.attempts}",
+        tags={TRIGGER_TAG: "held_and_failed_bills", ATTEMPT_TAG: str(entry.attempts)},
+    )
 
 
 late_stockouts_sensor = build_late_stockouts_sensor(

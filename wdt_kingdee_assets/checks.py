@@ -16,11 +16,16 @@ import dagster as dg
 import pandas as pd
 
 from wdt_kingdee_assets.assets import (
+    API_RETRY,
+    api_step,
+    bill_scope,
     kingdee_bills,
     kingdee_write_results,
     normalized_stockouts,
     raw_stockouts,
 )
+from wdt_kingdee_assets.kingdee.client import BillRecord
+from wdt_kingdee_assets.locator import match_records
 from wdt_kingdee_assets.mapping import load_mapping
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
@@ -89,6 +94,7 @@ def _latest_metadata(
     asset=raw_stockouts,
     partitions_def=daily_partitions,
     pool="wdt_api",
+    retry_policy=API_RETRY,
     description=(
         "拉取完整 / pull complete: the orders pulled equal WDT's total_count for the day's window, "
         "and a fresh re-count at WDT (one order per page) still gives the same number — a larger "
@@ -114,7 +120,8 @@ def raw_stockouts_complete(
         status=pulled.get("status_filter") or None,
         warehouse_no=pulled.get("warehouse_filter") or None,
     )
-    recount = wdt.client().count(query)
+    with api_step(context.partition_key):
+        recount = wdt.client(context.log.warning).count(query)
     total_at_pull = pulled.get("total_count")
     distinct = pulled.get("distinct_orders_pulled")
     passed = total_at_pull is not None and distinct == total_at_pull and recount == total_at_pull
@@ -291,14 +298,19 @@ def ready_bills_written(
             additional_deps=[kingdee_bills],
             description=(
                 "数量一致 (单→金蝶) / Kingdee matches the bills: per bill and material, Σ FQty as "
-                "Kingdee reports it (read back with ExecuteBillQuery) = Σ FQty of the bill sent."
+                "Kingdee reports it (read back with ExecuteBillQuery by FID) = Σ FQty of the bill sent."
             ),
         ),
         dg.AssetCheckSpec(
             "no_duplicate_bills_in_kingdee",
             asset=kingdee_write_results,
             partitions_def=daily_partitions,
-            description="单据不重复 / no duplicates: no FBillNo of the day appears twice (two FIDs) in Kingdee.",
+            description=(
+                "单据不重复 / no duplicates: each source stock-out of the day has at most one bill "
+                "in Kingdee among the day's bills of the form (found by the source reference it "
+                "carries, or by FBillNo when it carries none), whatever numbers Kingdee's coding "
+                "rule gave them."
+            ),
         ),
     ],
     ins={
@@ -306,29 +318,52 @@ def ready_bills_written(
         "kingdee_bills": dg.AssetIn("kingdee_bills"),
     },
     pool="kingdee_api",
+    retry_policy=API_RETRY,
 )
 def kingdee_matches_bills(
-    kingdee_write_results: pd.DataFrame, kingdee_bills: pd.DataFrame, kingdee: KingdeeResource
+    context: dg.AssetCheckExecutionContext,
+    kingdee_write_results: pd.DataFrame,
+    kingdee_bills: pd.DataFrame,
+    kingdee: KingdeeResource,
 ) -> Iterable[dg.AssetCheckResult]:
+    client = kingdee.client()
+    scope = bill_scope(load_mapping(), kingdee, context.partition_key)
     in_kingdee = kingdee_write_results[
         kingdee_write_results["outcome"].isin(["created", "already_in_kingdee"])
+        & kingdee_write_results["fid"].notna()
     ]
-    bill_nos = sorted(set(in_kingdee["bill_no"]))
-    sent = kingdee_bills[kingdee_bills["bill_no"].isin(bill_nos) & kingdee_bills["model"].notna()]
+    bill_of_fid = {
+        int(fid): bill_no
+        for fid, bill_no in zip(in_kingdee["fid"], in_kingdee["bill_no"], strict=True)
+    }
+    sent = kingdee_bills[
+        kingdee_bills["bill_no"].isin(list(bill_of_fid.values())) & kingdee_bills["model"].notna()
+    ]
     sent_entries = {
         bill_no: len(model["FEntity"])
         for bill_no, model in zip(sent["bill_no"], sent["model"], strict=True)
     }
-    entries = (
-        kingdee.client().bill_entries(load_mapping().form_id, bill_nos, sent_entries)
-        if bill_nos
-        else []
-    )
+    # One read-back of the whole day (every bill of the form, org and bill type dated the day,
+    # with the reference each carries) serves both checks; a bill of ours dated otherwise (found
+    # by its number) is read by FID.
+    with api_step(context.partition_key):
+        entries = client.day_entries(
+            scope.form_id,
+            scope.day,
+            org=scope.org,
+            bill_type=scope.bill_type,
+            reference_field=scope.reference_field,
+        )
+        elsewhere = sorted(set(bill_of_fid) - {entry.fid for entry in entries})
+        if elsewhere:
+            entries += client.bill_entries(
+                scope.form_id, elsewhere, reference_field=scope.reference_field
+            )
     expected = _model_quantities(sent)
     actual = _quantities(
-        (entry.bill_no, entry.material_number, entry.qty)
+        (bill_of_fid[entry.fid], entry.material_number, entry.qty)
         for entry in entries
-        if entry.bill_no in sent_entries
+        if bill_of_fid.get(entry.fid) in sent_entries
     )
     differences = _differences(expected, actual)
     yield dg.AssetCheckResult(
@@ -343,18 +378,27 @@ def kingdee_matches_bills(
         },
     )
 
-    fids: dict[str, set[int]] = defaultdict(set)
-    for entry in entries:
-        fids[entry.bill_no].add(entry.fid)
+    headers = {
+        entry.fid: BillRecord(entry.fid, entry.bill_no, entry.reference, "") for entry in entries
+    }
+    found = match_records(
+        [row for row in kingdee_bills.itertuples(index=False) if row.bill_no], headers.values()
+    )
     duplicated = [
-        {"bill": bill, "fids": sorted(ids)} for bill, ids in sorted(fids.items()) if len(ids) > 1
+        {
+            "bill": bill_no,
+            "fids": [record.fid for record in records],
+            "kingdee_bill_nos": [record.number for record in records],
+        }
+        for bill_no, records in sorted(found.items())
+        if len(records) > 1
     ]
     yield dg.AssetCheckResult(
         check_name="no_duplicate_bills_in_kingdee",
         passed=not duplicated,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "bills_checked": len(bill_nos),
+            "bills_checked": int(kingdee_bills["bill_no"].notna().sum()),
             "duplicated": len(duplicated),
             "bills": _table(duplicated),
         },

@@ -11,9 +11,12 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from wdt_kingdee_assets.instance import install_instance_config
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+# Variables the sandbox owns while it runs: a caller's values of these could name a real server.
+SANDBOX_OWNED_PREFIXES = ("WDT_", "KINGDEE_")
 # The per-step event log stays in the instance (and the UI); the terminal gets the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -76,6 +81,13 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         help="Kingdee calls served at once; others wait (0 = no limit)",
     )
     limits.add_argument(
+        "--kingdee-numbering",
+        choices=["keep", "auto"],
+        default="keep",
+        help="keep the FBillNo sent, or number every bill by a coding rule (编码规则) as many "
+        "data centers do (default keep)",
+    )
+    limits.add_argument(
         "--wdt-fault",
         action="append",
         default=[],
@@ -107,6 +119,7 @@ def _options(args: argparse.Namespace) -> SandboxOptions:
         kingdee_latency=args.kingdee_latency,
         kingdee_per_bill_latency=args.kingdee_per_bill_latency,
         kingdee_concurrency=args.kingdee_concurrency,
+        kingdee_numbering=args.kingdee_numbering,
         wdt_faults=args.wdt_fault,
         kingdee_faults=args.kingdee_fault,
         org_number=os.environ.get("KINGDEE_ORG_NUMBER") or "100",
@@ -195,18 +208,39 @@ def _print_summary(summaries: list[DaySummary]) -> None:
         )
 
 
+def sandbox_environment(base: Mapping[str, str], sandbox: Sandbox, home: Path) -> dict[str, str]:
+    """The environment of everything that runs against the sandbox.
+
+    Every WDT_* and KINGDEE_* variable of the caller's environment is dropped first — endpoints,
+    credentials, the data dir, the mapping of a real data center — so that no process of a demo
+    can reach a real server or a production data dir, whatever the shell or a ``.env`` holds.
+    """
+    kept = {
+        name: value for name, value in base.items() if not name.startswith(SANDBOX_OWNED_PREFIXES)
+    }
+    return {
+        **kept,
+        **sandbox.env(),
+        "DAGSTER_HOME": str(home),
+        "WDT_KINGDEE_DATA_DIR": str(home / "wdt_kingdee_data"),
+    }
+
+
 def run_sync(args: argparse.Namespace) -> int:
     home = Path(args.dagster_home).resolve()
+    if args.ui:
+        _port_free_or_exit(args.port)
     # The shipped instance config (pools, run limits, telemetry off); a file already there is the
     # user's and is kept.
     install_instance_config(home)
-    os.environ["DAGSTER_HOME"] = str(home)
 
     sandbox = Sandbox(_options(args))
     sandbox.seed()
     with sandbox:
-        # The job reads its credentials from the environment, as it would for real servers.
-        os.environ.update(sandbox.env())
+        # The job reads its settings from the environment, as it would for real servers.
+        environment = sandbox_environment(os.environ, sandbox, home)
+        os.environ.clear()
+        os.environ.update(environment)
         from dagster import DagsterInstance
 
         from wdt_kingdee_assets.definitions import defs
@@ -229,7 +263,7 @@ def run_sync(args: argparse.Namespace) -> int:
         )
         print(f"Run history and check results are stored in {home}.")
         if args.ui:
-            return _serve_ui(home, sandbox)
+            return _serve_ui(environment, args.port)
         print(
             "Open the UI on the same data:\n"
             f"    DAGSTER_HOME={shlex.quote(str(home))} dagster dev -m wdt_kingdee_assets.definitions\n"
@@ -238,9 +272,17 @@ def run_sync(args: argparse.Namespace) -> int:
     return 0 if all(s.success for s in summaries) else 1
 
 
-def _serve_ui(home: Path, sandbox: Sandbox) -> int:
+def _port_free_or_exit(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            sys.exit(f"port {port} on 127.0.0.1 is in use: pass another with --port")
+
+
+def _serve_ui(environment: Mapping[str, str], port: int) -> int:
     print(
-        "Starting `dagster dev` on http://127.0.0.1:3000 with this sandbox (Ctrl-C to stop) …",
+        f"Starting `dagster dev` on http://127.0.0.1:{port} with this sandbox (Ctrl-C to stop) …",
         flush=True,
     )
     command = [
@@ -252,8 +294,16 @@ def _serve_ui(home: Path, sandbox: Sandbox) -> int:
         "wdt_kingdee_assets.definitions",
         "-h",
         "127.0.0.1",
+        "-p",
+        str(port),
     ]
-    with subprocess.Popen(command, env={**os.environ, "DAGSTER_HOME": str(home)}) as ui:
+    # `dagster dev` loads a `.env` of its working directory over its environment, and passes it
+    # to the code server, daemon and webserver: started from an empty folder, none of them can
+    # pick up a real data center's endpoints or credentials.
+    with (
+        tempfile.TemporaryDirectory(prefix="wdt-kingdee-ui-") as empty,
+        subprocess.Popen(command, env=dict(environment), cwd=empty) as ui,
+    ):
         try:
             return ui.wait()
         except KeyboardInterrupt:
@@ -289,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument(
         "--ui", action="store_true", help="after syncing, serve the Dagster UI on this sandbox"
     )
+    sync.add_argument("--port", type=int, default=3000, help="port of the UI (default 3000)")
     sync.set_defaults(run=run_sync)
     init_home = commands.add_parser(
         "init-home", help="write the shipped dagster.yaml (pools, run limits) into DAGSTER_HOME"

@@ -34,6 +34,8 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
             appsecret=dg.EnvVar("WDT_APPSECRET"),
             page_size=int(_optional("WDT_PAGE_SIZE", "100")),
             calls_per_minute=float(_optional("WDT_CALLS_PER_MINUTE", "60")),
+            throttle_first_wait_seconds=float(_optional("WDT_THROTTLE_FIRST_WAIT_SECONDS", "60")),
+            throttle_max_wait_seconds=float(_optional("WDT_THROTTLE_MAX_WAIT_SECONDS", "900")),
         ),
         "kingdee": KingdeeResource(
             base_url=dg.EnvVar("KINGDEE_BASE_URL"),

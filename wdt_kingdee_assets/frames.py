@@ -218,13 +218,23 @@ NORMALIZED_STOCKOUTS = FrameSchema(
 KINGDEE_BILLS = FrameSchema(
     "kingdee_bills",
     (
-        Column("bill_no", "str", "FBillNo of the 其他出库单 (misc. delivery bill)"),
+        Column("bill_no", "str", "FBillNo sent for the 其他出库单 (misc. delivery bill)"),
+        Column(
+            "source_ref",
+            "str",
+            "what the bill stands for (the stock-out's number); written into it as [WDT:…]",
+        ),
         Column("stockout_id", "int", "WDT stockout_id the bill comes from"),
         Column("stockout_no", "str", "WDT stockout_no"),
         Column("bill_date", "str", "FDate (yyyy-MM-dd)"),
         Column("readiness", "str", "ready | held"),
         Column("hold_reason", "str", "why the bill is held; empty when ready"),
         Column("missing_materials", "json", "spec_no values Kingdee lacks or has disabled"),
+        Column(
+            "missing_states",
+            "json",
+            "what Kingdee said of each missing material (absent, disabled, unaudited:A)",
+        ),
         Column("line_count", "int", "number of FEntity lines"),
         Column("model", "json", "the STK_MisDelivery model sent to BatchSave"),
     ),
@@ -233,10 +243,26 @@ KINGDEE_BILLS = FrameSchema(
 WRITE_RESULTS = FrameSchema(
     "kingdee_write_results",
     (
-        Column("bill_no", "str", "FBillNo"),
+        Column("bill_no", "str", "FBillNo sent"),
+        Column("source_ref", "str", "the source reference the bill carries ([WDT:…])"),
         Column("stockout_id", "int", "WDT stockout_id"),
         Column("outcome", "str", "created | already_in_kingdee | failed | held"),
         Column("fid", "int", "Kingdee FID (internal id) when the bill is in Kingdee"),
+        Column(
+            "kingdee_bill_no",
+            "str",
+            "FBillNo as Kingdee holds it (its coding rule may have renumbered the bill)",
+        ),
+        Column(
+            "failure",
+            "str",
+            "for held and failed bills: permanent (a retry cannot fix it) or transient",
+        ),
+        Column(
+            "blockers",
+            "json",
+            "materials a permanent failure hinges on: it is reconsidered when one of them changes",
+        ),
         Column("messages", "json", "Kingdee's messages or the hold reason, verbatim"),
         Column("attempts", "int", "BatchSave calls that carried this bill in this run"),
         Column("written_at", "datetime", "when this run settled the bill"),

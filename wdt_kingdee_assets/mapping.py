@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -18,17 +19,34 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wdt_kingdee_assets.bulk import gc_paused
 from wdt_kingdee_assets.frames import KINGDEE_BILLS
+from wdt_kingdee_assets.reference import reference_token
 
 MAPPING_ENV = "WDT_KINGDEE_MAPPING"
-NOTE_FIELDS = {"stockout_no", "process_no", "warehouse_no", "stockout_id"}
+BILL_NO_FIELDS = frozenset({"stockout_no", "process_no", "warehouse_no", "stockout_id"})
+REFERENCE_PLACEHOLDER = "source_ref"
+NOTE_FIELDS = BILL_NO_FIELDS | {REFERENCE_PLACEHOLDER}
+# Kingdee's own header field for remarks, and the shape of a customer's extension field (F_xxx_…).
+NOTE_FIELD = "FNote"
+_CUSTOM_FIELD = re.compile(r"F_[A-Za-z0-9]+_[A-Za-z0-9_]+")
 
 
 class MappingConfigError(ValueError):
     """The mapping file is unreadable or invalid; the message names the file and each bad field."""
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+
+
+def _checked_template(template: str, allowed: frozenset[str]) -> str:
+    unknown = _placeholders(template) - allowed
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return template
 
 
 class MappingConfig(BaseModel):
@@ -40,7 +58,7 @@ class MappingConfig(BaseModel):
     form_id: str = "STK_MisDelivery"
     bill_no_template: str = Field(
         default="{stockout_no}",
-        description="FBillNo; placeholders: " + ", ".join(sorted(NOTE_FIELDS)),
+        description="FBillNo; placeholders: " + ", ".join(sorted(BILL_NO_FIELDS)),
     )
     bill_type: str = "QTCKD01_SYS"
     stock_org: str | None = Field(default=None, description="库存组织; None = KINGDEE_ORG_NUMBER")
@@ -50,7 +68,17 @@ class MappingConfig(BaseModel):
     stock_direct: Literal["GENERAL", "RETURN"] = "GENERAL"
     base_currency: str = "PRE001"
     stock_status: str = "KCZT01_SYS"
-    note_template: str = "WDT {stockout_no} / {process_no}"
+    note_template: str = Field(
+        default="{source_ref} / {process_no}",
+        description="FNote; {source_ref} is the token a re-run finds the bill by (see reference.py)",
+    )
+    source_ref_field: str = Field(
+        default=NOTE_FIELD,
+        description=(
+            "header field that carries the source reference: FNote (through note_template), or "
+            "a custom field such as F_PAEZ_SourceRef that the data center has added to the form"
+        ),
+    )
     warehouses: dict[str, str] = Field(
         default_factory=dict, description="WDT warehouse_no → Kingdee FStockId number"
     )
@@ -60,16 +88,37 @@ class MappingConfig(BaseModel):
     )
     lot_from_batch_no: bool = Field(default=True, description="send batch_no as FLot")
 
-    @field_validator("bill_no_template", "note_template")
+    @field_validator("bill_no_template")
     @classmethod
-    def _known_placeholders(cls, template: str) -> str:
-        names = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
-        unknown = names - NOTE_FIELDS
-        if unknown:
+    def _bill_no_placeholders(cls, template: str) -> str:
+        return _checked_template(template, BILL_NO_FIELDS)
+
+    @field_validator("note_template")
+    @classmethod
+    def _note_placeholders(cls, template: str) -> str:
+        return _checked_template(template, NOTE_FIELDS)
+
+    @field_validator("source_ref_field")
+    @classmethod
+    def _reference_field(cls, field: str) -> str:
+        if field != NOTE_FIELD and not _CUSTOM_FIELD.fullmatch(field):
             raise ValueError(
-                f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(NOTE_FIELDS)}"
+                f"must be {NOTE_FIELD} or a custom header field like F_PAEZ_SourceRef, got {field!r}"
             )
-        return template
+        return field
+
+    @model_validator(mode="after")
+    def _note_carries_the_reference(self) -> MappingConfig:
+        # Without the reference a bill renumbered by Kingdee's coding rule cannot be found again,
+        # and every re-run would write it once more.
+        if self.source_ref_field == NOTE_FIELD and REFERENCE_PLACEHOLDER not in _placeholders(
+            self.note_template
+        ):
+            raise ValueError(
+                "note_template must contain {source_ref}: it is how a re-run finds a bill that "
+                "Kingdee renumbered (or name a custom header field in source_ref_field)"
+            )
+        return self
 
     def orgs(self, default_org: str) -> tuple[str, str, str]:
         """(stock, pick, owner) org numbers, falling back to the Kingdee resource's org."""
@@ -113,6 +162,14 @@ class Material(Protocol):
     @property
     def usable(self) -> bool: ...
 
+    @property
+    def state(self) -> str:
+        """What Kingdee says of it, short (``disabled``, ``usable:Pcs`` …): whether it changed."""
+        ...
+
+
+ABSENT = "absent"  # the state of a material Kingdee does not have
+
 
 def wire_quantity(quantity: Decimal | str) -> int | float | str:
     """A quantity as a JSON number when that is exact, else as its decimal string.
@@ -140,6 +197,11 @@ def _format(template: str, values: Mapping[str, Any]) -> str:
     return template.format(
         **{name: "" if values.get(name) is None else values[name] for name in NOTE_FIELDS}
     )
+
+
+def _note_values(header: Mapping[str, Any]) -> dict[str, Any]:
+    """The template values of a bill: its header fields, the source ref as its token."""
+    return {**header, REFERENCE_PLACEHOLDER: reference_token(header["source_ref"])}
 
 
 def _stock_number(warehouse_no: str, config: MappingConfig) -> str | None:
@@ -220,6 +282,8 @@ def build_bills(
             "warehouse_no": column["warehouse_no"][first],
         }
         consign_time = column["consign_time"][first]
+        # One bill per stock-out: the stock-out's number is what the bill stands for.
+        header["source_ref"] = header["stockout_no"]
         header["bill_no"] = (
             _format(config.bill_no_template, header) if header["stockout_no"] else None
         )
@@ -261,7 +325,12 @@ def build_bills(
                 "FOwnerTypeIdHead": "BD_OwnerOrg",
                 "FOwnerIdHead": ref(owner_org),
                 "FBaseCurrId": ref(config.base_currency),
-                "FNote": _format(config.note_template, header),
+                "FNote": _format(config.note_template, _note_values(header)),
+                **(
+                    {}
+                    if config.source_ref_field == NOTE_FIELD
+                    else {config.source_ref_field: reference_token(header["source_ref"])}
+                ),
                 "FEntity": [
                     entry(k, ref(materials[spec[k]].base_unit), ref(stock)) for k in usable
                 ],
@@ -271,6 +340,10 @@ def build_bills(
             "readiness": "ready" if ready else "held",
             "hold_reason": None if ready else "; ".join(reasons),
             "missing_materials": missing,
+            "missing_states": {
+                number: materials[number].state if number in materials else ABSENT
+                for number in missing
+            },
             "line_count": end - first,
             "model": model,
         }

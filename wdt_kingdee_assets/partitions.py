@@ -11,8 +11,7 @@ import dagster as dg
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 
-# Early enough for real backfills; override with WDT_KINGDEE_START_DATE (YYYY-MM-DD).
-DEFAULT_START_DATE = "2024-01-01"
+START_DATE_ENV = "WDT_KINGDEE_START_DATE"
 
 # The open (today's) partition is read up to "now minus this lag": rows still being written at the
 # source must not be half-read, and WDT's own clock may lag ours by a little.
@@ -26,13 +25,21 @@ WINDOW_LEAD = timedelta(seconds=1)
 
 
 def start_date() -> str:
-    value = os.environ.get("WDT_KINGDEE_START_DATE", DEFAULT_START_DATE)
+    """The first partition: the go-live day, which only the person deploying can know.
+
+    No default: a made-up early date would offer years of empty days to a one-click "materialize
+    missing" that writes to a real Kingdee. The sandbox sets it to its own first day.
+    """
+    value = os.environ.get(START_DATE_ENV, "").strip()
+    if not value:
+        raise ValueError(
+            f"{START_DATE_ENV} is not set: set it to the first Beijing day to sync (your go-live "
+            "day, YYYY-MM-DD); every day from it on becomes a partition"
+        )
     try:
         date.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(
-            f"WDT_KINGDEE_START_DATE must be a date like 2024-01-01, got {value!r}"
-        ) from exc
+        raise ValueError(f"{START_DATE_ENV} must be a date like 2025-06-01, got {value!r}") from exc
     return value
 
 

@@ -7,12 +7,14 @@ clients keep secrets out of their repr and exception text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.throttle import ThrottleWait
 from wdt_kingdee_assets.wdt.client import WdtClient
 
 
@@ -28,8 +30,24 @@ class WdtResource(dg.ConfigurableResource):
         default=60.0, ge=0, description="client-side budget per process; 0 = unlimited"
     )
     timeout_seconds: float = Field(default=30.0, gt=0)
+    throttle_first_wait_seconds: float = Field(
+        default=60.0, ge=0, description="first rest when WDT says its quota is used up (doubles)"
+    )
+    throttle_max_wait_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description="rest at most this long in all before a throttled call fails (WDT asks 5-10 min)",
+    )
 
-    def client(self) -> WdtClient:
+    def client(
+        self, log: Callable[[str], None] | None = None, *, patient: bool = True
+    ) -> WdtClient:
+        """A client; ``patient=False`` fails a throttled call at once (for sensors, whose ticks
+        must stay short: the next tick asks again)."""
+        throttle = ThrottleWait(
+            first_seconds=self.throttle_first_wait_seconds,
+            max_total_seconds=self.throttle_max_wait_seconds if patient else 0.0,
+        )
         return WdtClient(
             self.base_url,
             self.sid,
@@ -38,6 +56,8 @@ class WdtResource(dg.ConfigurableResource):
             page_size=self.page_size,
             calls_per_minute=self.calls_per_minute,
             timeout=self.timeout_seconds,
+            throttle_wait=throttle,
+            log=log,
         )
 
 

@@ -1,4 +1,5 @@
-"""Client-side pacing shared by both API clients: a calls-per-minute limiter and a retry backoff.
+"""Client-side pacing shared by both API clients: a calls-per-minute limiter, a retry backoff and
+the patience a throttled API asks for.
 
 The limiter is per *process* and per API account (see :func:`shared_limiter`): when Dagster runs
 several steps in one process they share one budget, and concurrency pools in the instance
@@ -95,3 +96,32 @@ class Backoff:
         """Delay before retry ``retry_number`` (1 = first retry)."""
         ceiling = min(self.cap_seconds, self.base_seconds * (2 ** (retry_number - 1)))
         return self.rng.uniform(0, ceiling)
+
+
+@dataclass(frozen=True)
+class ThrottleWait:
+    """How long to rest when the server says its per-minute quota is used up.
+
+    WDT's own text for that answer asks for 5–10 minutes of rest ("请静置接口5-10分钟后重试"), so
+    a few seconds of backoff only spends more of the quota. Waits double from ``first_seconds``
+    up to ``cap_seconds``, each stretched by up to 20 % (so that runs throttled together do not
+    come back together), and stop once another would pass ``max_total_seconds``: the defaults rest
+    up to 12 minutes (60 + 120 + 240 + 300 s) before the call fails.
+    """
+
+    first_seconds: float = 60.0
+    cap_seconds: float = 300.0
+    max_total_seconds: float = 900.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def waits(self) -> list[float]:
+        """The planned rests, in order, before jitter (what a log line can announce)."""
+        planned, total, wait = [], 0.0, self.first_seconds
+        while wait > 0 and total + wait <= self.max_total_seconds:
+            planned.append(wait)
+            total += wait
+            wait = min(self.cap_seconds, wait * 2)
+        return planned
+
+    def jittered(self, wait: float) -> float:
+        return wait * self.rng.uniform(1.0, 1.2)

@@ -1,10 +1,15 @@
-"""Idempotent writes of 其他出库单 to Kingdee: ask first, send in batches, reconcile the unknown.
+"""Idempotent writes of 其他出库单 to Kingdee: find first, send in batches, reconcile the unknown.
 
 Kingdee's BatchSave is not idempotent (reference §7), so Kingdee itself is the record of what was
-written: every run starts by asking which FBillNo already exist, and any call that ends without a
-usable answer (timeout, 5xx, reset, session lost) is followed by the same question before a bill
-is sent again. A crash between batches therefore costs nothing: the next run finds what the
-previous one committed.
+written: every run starts by asking which of its bills Kingdee already holds (``locator.py``: by
+the source reference each bill carries, and by FBillNo), and any call that ends without a usable
+answer (timeout, 5xx, reset, session lost) is followed by the same question before a bill is sent
+again. A crash between batches therefore costs nothing: the next run finds what the previous one
+committed, whatever number Kingdee's coding rule gave it.
+
+Every bill that does not reach Kingdee says why and whether a retry can help: ``permanent``
+(Kingdee refused its content, or it is held by the mapping; ``blockers`` names the materials it
+hinges on, if any) or ``transient`` (no usable answer, a call-level failure that may pass).
 """
 
 from __future__ import annotations
@@ -20,34 +25,69 @@ from typing import Any
 import pandas as pd
 
 from wdt_kingdee_assets.frames import WRITE_RESULTS
-from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.kingdee.client import BatchSaveResult, KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
+from wdt_kingdee_assets.locator import BillLocator, BillScope, first_of
 from wdt_kingdee_assets.mapping import wire_model
 
 CREATED = "created"
 ALREADY = "already_in_kingdee"
 FAILED = "failed"
 HELD = "held"
+PERMANENT = "permanent"
+TRANSIENT = "transient"
 MAX_IN_FLIGHT = 5
+
+# Call-level refusals about the account itself (没有权限, 许可错误, 禁止管理员登录): every further
+# batch would be refused the same way, so the write stops sending until someone fixes the user.
+ACCOUNT_REFUSALS = frozenset({2, 7, 15})
+# Call-level failures that may pass by themselves (异常, 数据库操作失败, 不可操作) [G: the MsgCode
+# table names them, not their causes]; any other call-level code is taken as permanent.
+TRANSIENT_CALL_CODES = frozenset({4, 6, 12})
+# A per-bill refusal is about the bill's content, which a retry sends unchanged; these phrases
+# mark the few that are about the moment instead (network control, lock, timeout) [G].
+TRANSIENT_MARKERS = ("网络控制", "网控", "死锁", "deadlock", "超时", "timeout", "繁忙")
 
 
 @dataclass(frozen=True)
 class BillToWrite:
     bill_no: str | None  # None only for a held bill whose stock-out has no number
+    source_ref: str | None
     stockout_id: int
     ready: bool
     model: Mapping[str, Any] | None
     hold_reason: str | None = None
+    missing_states: Mapping[str, str] = field(default_factory=dict)  # missing material → state
+
+    @property
+    def materials(self) -> list[str]:
+        """The material numbers on the bill's entries, in order, once each."""
+        entries = (self.model or {}).get("FEntity") or []
+        return list(dict.fromkeys(entry["FMaterialId"]["FNumber"] for entry in entries))
 
 
 @dataclass
 class BillOutcome:
     bill_no: str | None
+    source_ref: str | None
     stockout_id: int
     outcome: str
     fid: int | None = None
+    kingdee_bill_no: str | None = None
+    failure: str | None = None
+    blockers: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     attempts: int = 0
+
+    def settle(self, outcome: str, fid: int, kingdee_bill_no: str) -> None:
+        """The bill is in Kingdee as ``fid`` / ``kingdee_bill_no``."""
+        self.outcome, self.fid, self.kingdee_bill_no = outcome, fid, kingdee_bill_no
+        self.failure, self.blockers = None, []
+
+    def fail(self, failure: str, message: str, blockers: Iterable[str] = ()) -> None:
+        self.outcome, self.failure = FAILED, failure
+        self.blockers = list(blockers)
+        self.messages.append(message)
 
 
 @dataclass
@@ -55,9 +95,27 @@ class WriteSummary:
     outcomes: list[BillOutcome]
     batch_calls: int = 0
     reconciliations: int = 0
+    call_failures: int = 0
 
     def count(self, outcome: str) -> int:
         return sum(1 for item in self.outcomes if item.outcome == outcome)
+
+    def failed(self, failure: str) -> int:
+        """Failed bills of one kind (``permanent`` or ``transient``)."""
+        return sum(
+            1 for item in self.outcomes if item.outcome == FAILED and item.failure == failure
+        )
+
+    @property
+    def blockers(self) -> list[str]:
+        """Every material a held or permanently failed bill hinges on."""
+        return sorted({material for item in self.outcomes for material in item.blockers})
+
+    def blocker_states(self, bills: Iterable[BillToWrite]) -> dict[str, str | None]:
+        """Each blocking material → what Kingdee said of it when the bills were built; None for
+        one only a refusal named (the caller asks Kingdee)."""
+        known = {number: state for bill in bills for number, state in bill.missing_states.items()}
+        return {number: known.get(number) for number in self.blockers}
 
 
 def bills_to_write(bills: pd.DataFrame) -> list[BillToWrite]:
@@ -65,10 +123,12 @@ def bills_to_write(bills: pd.DataFrame) -> list[BillToWrite]:
     return [
         BillToWrite(
             bill_no=row.bill_no,
+            source_ref=row.source_ref,
             stockout_id=int(row.stockout_id),
             ready=row.readiness == "ready",
             model=row.model,
             hold_reason=row.hold_reason,
+            missing_states=dict(row.missing_states or {}),
         )
         for row in bills.itertuples(index=False)
     ]
@@ -79,9 +139,13 @@ def results_frame(summary: WriteSummary, settled_at: datetime) -> pd.DataFrame:
     return WRITE_RESULTS.frame(
         {
             "bill_no": item.bill_no,
+            "source_ref": item.source_ref,
             "stockout_id": item.stockout_id,
             "outcome": item.outcome,
             "fid": item.fid,
+            "kingdee_bill_no": item.kingdee_bill_no,
+            "failure": item.failure,
+            "blockers": item.blockers,
             "messages": item.messages,
             "attempts": item.attempts,
             "written_at": settled_at,
@@ -93,6 +157,15 @@ def results_frame(summary: WriteSummary, settled_at: datetime) -> pd.DataFrame:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _refusal(bill: BillToWrite, messages: Sequence[str]) -> tuple[str, list[str]]:
+    """(failure, blockers) of a bill Kingdee refused with ``messages``."""
+    text = " ".join(messages)
+    if any(marker in text for marker in TRANSIENT_MARKERS):
+        return TRANSIENT, []
+    # Kingdee names the value it refused; a material mentioned is what the bill hinges on.
+    return PERMANENT, [material for material in bill.materials if material in text]
 
 
 class BillWriter:
@@ -107,12 +180,13 @@ class BillWriter:
     def __init__(
         self,
         client: KingdeeClient,
-        form_id: str,
+        scope: BillScope,
         *,
         batch_size: int = 20,
         max_sends: int = 3,
         log: logging.Logger | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        before_send: Callable[[], None] | None = None,
         max_in_flight: int = 1,
     ) -> None:
         if not 1 <= batch_size <= 200:
@@ -124,32 +198,36 @@ class BillWriter:
         self.max_in_flight = max_in_flight
         self._counters = threading.Lock()
         self.client = client
-        self.form_id = form_id
+        self.scope = scope
+        self.locator = BillLocator(client, scope)
         self.batch_size = batch_size
         self.max_sends = max_sends
         self.log = log or logging.getLogger(__name__)
         self.on_batch = on_batch
+        # Called before every BatchSave; raising stops the write (the day's lease was lost).
+        self.before_send = before_send
+        self._stopped: str | None = None  # why no further batch is sent
 
     def write(self, bills: Sequence[BillToWrite]) -> WriteSummary:
         summary = WriteSummary(outcomes=[])
-        existing = self.client.find_bills(
-            self.form_id, [bill.bill_no for bill in bills if bill.bill_no]
-        )
+        existing = self.locator.locate(bills)
         outcomes: dict[str, BillOutcome] = {}
         pending: list[BillToWrite] = []
         for bill in bills:
-            outcome = BillOutcome(bill.bill_no, bill.stockout_id, FAILED)
-            fids = existing.get(bill.bill_no) if bill.bill_no else None
-            if fids:
+            outcome = BillOutcome(bill.bill_no, bill.source_ref, bill.stockout_id, FAILED)
+            found = first_of(existing, bill.bill_no)
+            if found is not None:
                 # A held bill that is already in Kingdee (written earlier, or by hand) is reported
                 # as there: holding it again would hide what Kingdee holds.
-                outcome.outcome, outcome.fid = ALREADY, min(fids)
+                outcome.settle(ALREADY, found.fid, found.number)
             elif not bill.ready:
-                outcome.outcome = HELD
+                outcome.outcome, outcome.failure = HELD, PERMANENT
+                outcome.blockers = list(bill.missing_states)
                 outcome.messages.append(bill.hold_reason or "held")
             elif bill.bill_no in outcomes:
-                outcome.messages.append(f"FBillNo {bill.bill_no} is used by two bills of this day")
+                outcome.fail(PERMANENT, f"FBillNo {bill.bill_no} is used by two bills of this day")
             else:
+                outcome.failure = TRANSIENT  # until Kingdee answers for it
                 pending.append(bill)
             summary.outcomes.append(outcome)
             if bill.bill_no and bill.bill_no not in outcomes:
@@ -171,13 +249,19 @@ class BillWriter:
     ) -> None:
         to_send = list(batch)
         while to_send:
+            if self._stopped:
+                for bill in to_send:
+                    outcomes[bill.bill_no].fail(PERMANENT, f"not sent: {self._stopped}")
+                return
+            if self.before_send:
+                self.before_send()
             for bill in to_send:
                 outcomes[bill.bill_no].attempts += 1
             with self._counters:
                 summary.batch_calls += 1
             try:
                 result = self.client.batch_save(
-                    self.form_id, [wire_model(bill.model) for bill in to_send]
+                    self.scope.form_id, [wire_model(bill.model) for bill in to_send]
                 )
             except KingdeeUnknownOutcome as exc:
                 self.log.warning(
@@ -190,17 +274,69 @@ class BillWriter:
                 to_send = self._settle(to_send, [], outcomes, summary)
                 continue
             for saved in result.saved:
-                outcome = outcomes[to_send[saved.dindex].bill_no]
-                outcome.outcome, outcome.fid = CREATED, saved.fid
+                outcomes[to_send[saved.dindex].bill_no].settle(CREATED, saved.fid, saved.number)
+            if result.call_failed:
+                self._call_failed(to_send, result, outcomes, summary)
+                return
             rejected = []
             for dindex, messages in sorted(result.errors.items()):
                 outcomes[to_send[dindex].bill_no].messages.extend(messages)
                 rejected.append(to_send[dindex])
-            answered = {saved.dindex for saved in result.saved} | set(result.errors)
-            unanswered = [bill for index, bill in enumerate(to_send) if index not in answered]
+            unanswered = [to_send[index] for index in result.unanswered(len(to_send))]
             for bill in unanswered:
                 outcomes[bill.bill_no].messages.append("BatchSave answer did not mention this bill")
             to_send = self._settle(unanswered, rejected, outcomes, summary)
+
+    def _call_failed(
+        self,
+        sent: Sequence[BillToWrite],
+        result: BatchSaveResult,
+        outcomes: dict[str, BillOutcome],
+        summary: WriteSummary,
+    ) -> None:
+        """Kingdee refused the call itself: no bill is blamed, none is sent again in this run.
+
+        Bills it saved anyway are kept; the others are asked after once (a refusal after a
+        partial commit would otherwise leave them unknown) and fail with Kingdee's own message.
+        """
+        with self._counters:
+            summary.call_failures += 1
+        message = f"BatchSave refused the call (MsgCode {result.msg_code}): " + (
+            "; ".join(result.call_errors) or "(no message)"
+        )
+        self.log.error("%s; %d bill(s) not written", message, len(sent) - len(result.saved))
+        failure = TRANSIENT if result.msg_code in TRANSIENT_CALL_CODES else PERMANENT
+        if result.msg_code in ACCOUNT_REFUSALS:
+            self._stopped = message
+        unsaved = [bill for bill in sent if outcomes[bill.bill_no].outcome != CREATED]
+        for bill in unsaved:
+            outcomes[bill.bill_no].messages.append(message)
+        found = self._locate(unsaved, outcomes, summary)
+        if found is None:
+            return  # failed as unconfirmed (transient): the next run asks again
+        for bill in unsaved:
+            outcome = outcomes[bill.bill_no]
+            record = first_of(found, bill.bill_no)
+            if record is not None:
+                outcome.settle(CREATED, record.fid, record.number)
+            else:
+                outcome.outcome, outcome.failure = FAILED, failure
+
+    def _locate(
+        self,
+        bills: Sequence[BillToWrite],
+        outcomes: dict[str, BillOutcome],
+        summary: WriteSummary,
+    ) -> Mapping[str, list[Any]] | None:
+        """What Kingdee holds for ``bills`` now; None (with a message on each) if it cannot say."""
+        with self._counters:
+            summary.reconciliations += 1
+        try:
+            return self.locator.locate(bills)
+        except KingdeeError as exc:
+            for bill in bills:
+                outcomes[bill.bill_no].fail(TRANSIENT, f"could not confirm in Kingdee: {exc}")
+            return None
 
     def _settle(
         self,
@@ -213,32 +349,33 @@ class BillWriter:
 
         An unanswered bill that Kingdee holds was created by us; one it lacks is sent again while
         sends remain. A rejected bill that Kingdee nevertheless holds (a duplicate FBillNo: it was
-        written by another run or by hand) is reported as already there, never sent again.
+        written by another run or by hand) is reported as already there, never sent again; one it
+        lacks fails, permanently unless Kingdee's words say the refusal was about the moment.
         """
         if not unknown and not rejected:
             return []
-        with self._counters:
-            summary.reconciliations += 1
-        bills = [*unknown, *rejected]
-        try:
-            found = self.client.find_bills(self.form_id, [bill.bill_no for bill in bills])
-        except KingdeeError as exc:
-            for bill in bills:
-                outcomes[bill.bill_no].messages.append(f"could not confirm in Kingdee: {exc}")
+        found = self._locate([*unknown, *rejected], outcomes, summary)
+        if found is None:
             return []
         for bill in rejected:
-            if found.get(bill.bill_no):
-                outcome = outcomes[bill.bill_no]
-                outcome.outcome, outcome.fid = ALREADY, min(found[bill.bill_no])
+            outcome = outcomes[bill.bill_no]
+            record = first_of(found, bill.bill_no)
+            if record is not None:
+                outcome.settle(ALREADY, record.fid, record.number)
+            else:
+                failure, blockers = _refusal(bill, outcome.messages)
+                outcome.outcome, outcome.failure, outcome.blockers = FAILED, failure, blockers
         resend = []
         for bill in unknown:
             outcome = outcomes[bill.bill_no]
-            if found.get(bill.bill_no):
-                outcome.outcome, outcome.fid = CREATED, min(found[bill.bill_no])
+            record = first_of(found, bill.bill_no)
+            if record is not None:
+                outcome.settle(CREATED, record.fid, record.number)
             elif outcome.attempts < self.max_sends:
                 resend.append(bill)
             else:
-                outcome.messages.append(
-                    f"not in Kingdee after {outcome.attempts} BatchSave attempt(s) without answer"
+                outcome.fail(
+                    TRANSIENT,
+                    f"not in Kingdee after {outcome.attempts} BatchSave attempt(s) without answer",
                 )
         return resend

@@ -5,6 +5,7 @@ Nothing here imports Dagster; the pipeline wraps :class:`KingdeeClient` in a res
 
 from wdt_kingdee_assets.kingdee.client import (
     BatchSaveResult,
+    BillRecord,
     ClientStats,
     KingdeeClient,
     MaterialInfo,
@@ -20,10 +21,11 @@ from wdt_kingdee_assets.kingdee.errors import (
     KingdeeTransientError,
     KingdeeUnknownOutcome,
 )
-from wdt_kingdee_assets.kingdee.filters import all_of, field_eq, field_in, quote
+from wdt_kingdee_assets.kingdee.filters import all_of, field_cmp, field_eq, field_in, quote
 
 __all__ = [
     "BatchSaveResult",
+    "BillRecord",
     "ClientStats",
     "KingdeeAuthError",
     "KingdeeClient",
@@ -37,6 +39,7 @@ __all__ = [
     "SavedBill",
     "SavedEntry",
     "all_of",
+    "field_cmp",
     "field_eq",
     "field_in",
     "quote",

@@ -30,7 +30,7 @@ from wdt_kingdee_assets.kingdee.errors import (
     KingdeeTransientError,
     KingdeeUnknownOutcome,
 )
-from wdt_kingdee_assets.kingdee.filters import all_of, field_eq, field_in
+from wdt_kingdee_assets.kingdee.filters import all_of, field_cmp, field_eq, field_in
 from wdt_kingdee_assets.kingdee.signing import login_sign, sdk_headers
 from wdt_kingdee_assets.throttle import Backoff, shared_limiter
 
@@ -43,6 +43,10 @@ SESSION_COOKIE = "kdservice-sessionid"
 MSG_CONTEXT_LOST = 1
 # 13 网控冲突 and 14 调用限制 say "not now", so a read may try again later.
 _TRANSIENT_MSG_CODES = frozenset({13, 14})
+# A BatchSave answer judges bills one by one with MsgCode 0 or 11 (验证失败). Any other code is
+# about the call itself (2 没有权限, 4 异常, 6 数据库操作失败, 7 许可错误, 12 不可操作, ...): its
+# errors arrive with DIndex 0, which then names no bill (real-servers-vs-ours #6).
+_PER_BILL_MSG_CODES = frozenset({0, 11})
 # Documented Limit caps are 2000 (older docs) and 10000 (newer); the server may cap silently.
 _OLD_LIMIT_CAP = 2000
 _NEW_LIMIT_CAP = 10000
@@ -71,8 +75,9 @@ class BatchSaveResult:
     """A BatchSave answer, matched to the sent models by DIndex (reference §4).
 
     ``errors`` holds each failed bill's messages, prefixed with the FieldName when Kingdee gave
-    one. ``call_errors`` holds messages that name no bill in range (a whole-call failure).
-    A bill in neither ``saved`` nor ``errors`` got no answer: see :meth:`unanswered`.
+    one. ``call_errors`` holds messages about the call rather than a bill: a call-level MsgCode
+    (see :attr:`call_failed`) or an error whose DIndex is out of range. A bill in neither
+    ``saved`` nor ``errors`` got no answer: see :meth:`unanswered`.
     """
 
     saved: list[SavedBill]
@@ -87,6 +92,11 @@ class BatchSaveResult:
         answered = {bill.dindex for bill in self.saved} | set(self.errors)
         return [index for index in range(model_count) if index not in answered]
 
+    @property
+    def call_failed(self) -> bool:
+        """Kingdee refused the call as a whole (permission, licence, exception, database …)."""
+        return self.msg_code is not None and self.msg_code not in _PER_BILL_MSG_CODES
+
 
 @dataclass(frozen=True)
 class MaterialInfo:
@@ -98,11 +108,28 @@ class MaterialInfo:
     forbidden: bool
     document_status: str
     material_id: int
+    batch_managed: bool = False  # FIsBatchManage: Kingdee wants a lot (FLot) on every line
 
     @property
     def usable(self) -> bool:
         """Kingdee only accepts a material that is enabled (FForbidStatus A) and audited (C)."""
         return not self.forbidden and self.document_status == "C"
+
+    @property
+    def state(self) -> str:
+        return material_state(self)
+
+
+def material_state(info: MaterialInfo | None) -> str:
+    """A material's state as a short text, to tell later whether it has changed: ``absent``,
+    ``disabled``, ``unaudited:<status>`` or ``usable:<base unit>``."""
+    if info is None:
+        return "absent"
+    if info.forbidden:
+        return "disabled"
+    if info.document_status != "C":
+        return f"unaudited:{info.document_status}"
+    return f"usable:{info.base_unit or ''}" + (":lots" if info.batch_managed else "")
 
 
 @dataclass(frozen=True)
@@ -113,6 +140,17 @@ class SavedEntry:
     bill_no: str
     material_number: str
     qty: Decimal
+    reference: str = ""  # the reference field of the entry's bill
+
+
+@dataclass(frozen=True)
+class BillRecord:
+    """One bill header as Kingdee holds it: its identity and the reference text it carries."""
+
+    fid: int
+    number: str
+    reference: str  # the reference field's text ('' when empty)
+    document_status: str
 
 
 class ClientStats:
@@ -181,6 +219,13 @@ def _as_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _is_true(value: Any) -> bool:
+    """A Kingdee boolean cell: true, 1 or the strings "true"/"1" (builds differ)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return value is True or value == 1
 
 
 def _is_false(value: Any) -> bool:
@@ -365,27 +410,71 @@ class KingdeeClient:
             if not page or (short_page_ends and len(page) < self.page_limit):
                 return rows
 
-    def find_bills(self, form_id: str, bill_nos: Iterable[str]) -> dict[str, list[int]]:
-        """Requested FBillNo → its distinct FIDs in Kingdee (several = a duplicate to report).
+    def find_bills(
+        self,
+        form_id: str,
+        bill_nos: Iterable[str],
+        *,
+        org: str,
+        reference_field: str = "FNote",
+        day: date | None = None,
+        bill_type: str | None = None,
+    ) -> list[BillRecord]:
+        """Bills of stock org ``org`` numbered one of ``bill_nos`` and, given ``day`` and
+        ``bill_type``, every bill of that type dated ``day``: in FID order, each once.
 
-        Bills not in Kingdee are absent from the result. Kingdee's database collation is usually
-        case-insensitive, so a row whose FBillNo differs from a request only by case is mapped
-        back to the request when there is no exact match.
+        Scoped to the org: a bill with the same number in another org is not ours
+        (real-servers-vs-ours #11). The day's bills are how a bill is found whatever number
+        Kingdee's coding rule gave it (by the reference it carries); they come with the first
+        IN-list's query (an OR), so looking by reference costs no call more than by number.
+        Kingdee's collation is usually case-insensitive, so a row may differ from the number
+        asked for by case; callers compare numbers case-insensitively.
         """
-        found: dict[str, list[int]] = {}
-        for chunk in _chunks(bill_nos, self.in_list_size):
-            rows = self.execute_bill_query(form_id, ["FID", "FBillNo"], field_in("FBillNo", chunk))
-            by_number: dict[str, set[int]] = {}
-            for fid, number in ((row[0], row[1]) for row in rows):
-                by_number.setdefault(str(number), set()).add(int(fid))
-            folded: dict[str, set[int]] = {}
-            for number, fids in by_number.items():
-                folded.setdefault(number.casefold(), set()).update(fids)
-            for requested in chunk:
-                fids = by_number.get(requested) or folded.get(requested.casefold())
-                if fids:
-                    found[requested] = sorted(fids)
-        return found
+        on_day = ""
+        if day is not None:
+            if bill_type is None:
+                raise ValueError("a day's bills are looked up with their bill type")
+            on_day = self._day_filter(day, bill_type)
+        chunks = list(_chunks(bill_nos, self.in_list_size)) or [[]]
+        found: dict[int, BillRecord] = {}
+        for index, chunk in enumerate(chunks):
+            clauses = [field_in("FBillNo", chunk)] if chunk else []
+            if on_day and index == 0:
+                clauses.append(on_day)
+            if not clauses:
+                break
+            either = clauses[0] if len(clauses) == 1 else " or ".join(f"({c})" for c in clauses)
+            for record in self._bill_records(
+                form_id, all_of(field_eq("FStockOrgId.FNumber", org), either), reference_field
+            ):
+                found.setdefault(record.fid, record)
+        return [found[fid] for fid in sorted(found)]
+
+    @staticmethod
+    def _day_filter(day: date, bill_type: str) -> str:
+        """One bill type's bills dated ``day``; FDate compared as a range, so a date stored with a
+        time of day is inside too."""
+        return all_of(
+            field_cmp("FDate", ">=", day.isoformat()),
+            field_cmp("FDate", "<", date.fromordinal(day.toordinal() + 1).isoformat()),
+            field_eq("FBillTypeID.FNumber", bill_type),
+        )
+
+    def _bill_records(
+        self, form_id: str, filter_string: str, reference_field: str
+    ) -> list[BillRecord]:
+        keys = ["FID", "FBillNo", reference_field, "FDocumentStatus"]
+        # Ordered by the key: a page boundary cannot skip or repeat a row (#13).
+        rows = self.execute_bill_query(form_id, keys, filter_string, order_string="FID")
+        return [
+            BillRecord(
+                fid=int(row[0]),
+                number=str(row[1] or ""),
+                reference=str(row[2] or ""),
+                document_status=str(row[3] or "").strip().upper(),
+            )
+            for row in rows
+        ]
 
     def find_materials(self, numbers: Iterable[str], use_org: str) -> dict[str, MaterialInfo]:
         """FNumber → material in ``use_org``; a number missing from the result is not in Kingdee."""
@@ -396,13 +485,17 @@ class KingdeeClient:
             "FForbidStatus",
             "FDocumentStatus",
             "FBaseUnitId.FNumber",
+            "FIsBatchManage",
         ]
         found: dict[str, MaterialInfo] = {}
         for chunk in _chunks(numbers, self.in_list_size):
             filter_string = all_of(
                 field_in("FNumber", chunk), field_eq("FUseOrgId.FNumber", use_org)
             )
-            for row in self.execute_bill_query("BD_MATERIAL", keys, filter_string):
+            rows = self.execute_bill_query(
+                "BD_MATERIAL", keys, filter_string, order_string="FMATERIALID"
+            )
+            for row in rows:
                 unit = str(row[5] or "").strip()
                 info = MaterialInfo(
                     number=str(row[1]),
@@ -411,6 +504,7 @@ class KingdeeClient:
                     forbidden=str(row[3]).strip().upper() == "B",
                     document_status=str(row[4] or "").strip().upper(),
                     material_id=int(row[0]),
+                    batch_managed=_is_true(row[6]),
                 )
                 current = found.get(info.number)
                 if current is None or (info.usable and not current.usable):
@@ -420,35 +514,56 @@ class KingdeeClient:
     def bill_entries(
         self,
         form_id: str,
-        bill_nos: Iterable[str],
-        expected_entries: Mapping[str, int] | None = None,
+        fids: Iterable[int],
+        expected_entries: Mapping[int, int] | None = None,
+        *,
+        reference_field: str = "FNote",
     ) -> list[SavedEntry]:
-        """Every entry line of the named bills, ordered so paging cannot skip or repeat a line.
+        """Every entry line of the bills with these FIDs, ordered so paging cannot skip a line.
 
-        ``expected_entries`` (bill → entry lines sent) packs the IN-lists so that each one's
-        rows fit in a single page, short of ``page_limit`` by one so that the short page itself
-        proves the list complete: the fewest calls for the read-back. A bill holding more lines
-        than expected (a duplicate) only costs a further page.
+        By FID, not FBillNo: Kingdee's coding rule may have renumbered the bill.
+        ``expected_entries`` (FID → entry lines sent) packs the IN-lists so that each one's rows
+        fit in a single page, short of ``page_limit`` by one so that the short page itself proves
+        the list complete: the fewest calls for the read-back.
         """
-        keys = ["FID", "FBillNo", "FMaterialId.FNumber", "FQty", "FEntity_FEntryId"]
-        entries: list[SavedEntry] = []
+        weights = {str(fid): count for fid, count in (expected_entries or {}).items()}
         chunks = _chunks(
-            bill_nos, self.in_list_size, weights=expected_entries, capacity=self.page_limit - 1
+            (str(fid) for fid in fids),
+            self.in_list_size,
+            weights=weights or None,
+            capacity=self.page_limit - 1,
         )
+        entries: list[SavedEntry] = []
         for chunk in chunks:
-            rows = self.execute_bill_query(
-                form_id, keys, field_in("FBillNo", chunk), order_string="FID,FEntity_FEntryId"
-            )
-            entries.extend(
-                SavedEntry(
-                    fid=int(row[0]),
-                    bill_no=str(row[1]),
-                    material_number=str(row[2] or ""),
-                    qty=Decimal(str(row[3])),
-                )
-                for row in rows
-            )
+            filter_string = field_in("FID", [int(fid) for fid in chunk])
+            entries.extend(self._entries(form_id, filter_string, reference_field))
         return entries
+
+    def day_entries(
+        self, form_id: str, day: date, *, org: str, bill_type: str, reference_field: str = "FNote"
+    ) -> list[SavedEntry]:
+        """Every entry line of every bill of this type and stock org dated ``day``: one read-back
+        of a whole day, each line with the reference its bill carries."""
+        filter_string = all_of(
+            field_eq("FStockOrgId.FNumber", org), self._day_filter(day, bill_type)
+        )
+        return self._entries(form_id, filter_string, reference_field)
+
+    def _entries(self, form_id: str, filter_string: str, reference_field: str) -> list[SavedEntry]:
+        keys = ["FID", "FBillNo", "FMaterialId.FNumber", "FQty", "FEntity_FEntryId"]
+        rows = self.execute_bill_query(
+            form_id, [*keys, reference_field], filter_string, order_string="FID,FEntity_FEntryId"
+        )
+        return [
+            SavedEntry(
+                fid=int(row[0]),
+                bill_no=str(row[1]),
+                material_number=str(row[2] or ""),
+                qty=Decimal(str(row[3])),
+                reference=str(row[5] or ""),
+            )
+            for row in rows
+        ]
 
     # -- reads: retries and re-login ---------------------------------------------------------
 
@@ -646,12 +761,13 @@ class KingdeeClient:
                 saved.append(SavedBill(dindex=dindex, fid=fid, number=str(entity.get("Number"))))
         errors: dict[int, list[str]] = {}
         call_errors: list[str] = []
+        about_the_call = msg_code is not None and msg_code not in _PER_BILL_MSG_CODES
         for error in status.get("Errors") or []:
             if not isinstance(error, dict):
                 continue
             message = self._scrub(_error_text(error))
             dindex = _as_int(error.get("DIndex"))
-            if dindex is not None and 0 <= dindex < model_count:
+            if not about_the_call and dindex is not None and 0 <= dindex < model_count:
                 errors.setdefault(dindex, []).append(message)
             else:
                 call_errors.append(message)
@@ -684,9 +800,11 @@ __all__ = [
     "EXECUTE_BILL_QUERY",
     "LOGIN_BY_SIGN",
     "BatchSaveResult",
+    "BillRecord",
     "ClientStats",
     "KingdeeClient",
     "MaterialInfo",
     "SavedBill",
     "SavedEntry",
+    "material_state",
 ]

@@ -42,9 +42,19 @@ def quote(value: str | int | Decimal) -> str:
     raise ValueError(f"cannot put a {type(value).__name__} into a FilterString")
 
 
+_OPERATORS = frozenset({"=", "<>", "<", "<=", ">", ">="})
+
+
+def field_cmp(field: str, operator: str, value: str | int | Decimal) -> str:
+    """``field <operator> value`` for one of ``= <> < <= > >=``."""
+    if operator not in _OPERATORS:
+        raise ValueError(f"not a FilterString comparison: {operator!r}")
+    return f"{_checked_field(field)} {operator} {quote(value)}"
+
+
 def field_eq(field: str, value: str | int | Decimal) -> str:
     """``field = value``."""
-    return f"{_checked_field(field)} = {quote(value)}"
+    return field_cmp(field, "=", value)
 
 
 def field_in(field: str, values: Iterable[str | int | Decimal]) -> str:

@@ -10,6 +10,8 @@ kinds it supports; an unsupported kind is rejected when the rule is added, not i
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +24,8 @@ FaultKind = Literal[
     "5xx_after_commit",  # do the work, then answer HTTP `status`
     "reset",  # reset the TCP connection without doing the work
     "reset_after_commit",  # do the work, then reset the connection
-    "throttle",  # the API's own rate-limit reply
+    "throttle",  # the API's own rate-limit reply; with `seconds`, every call for that long
+    "call_error",  # Kingdee: the call refused as a whole with MsgCode `code`, nothing saved
     "session_lost",  # Kingdee: MsgCode 1 "会话信息已丢失，请重新登录", session forgotten
     "insert_rows",  # WDT: after answering, insert `rows` new orders into the queried window
     "html_error",  # an HTML error page with HTTP 200 (a proxy in the way)
@@ -41,6 +44,16 @@ class FaultRule(BaseModel):
     seconds: float = Field(default=0.0, ge=0)
     status: int = Field(default=500, ge=400, le=599)
     rows: int = Field(default=1, ge=0)
+    code: int = Field(default=4, ge=1, description="call_error: Kingdee's MsgCode")
+
+    @property
+    def lasts(self) -> float:
+        """Seconds a time-bound rule keeps firing once it has fired (0: counted by ``times``).
+
+        Only a throttle is time-bound: a quota exhausted for minutes is how WDT's per-minute
+        limit looks to a client ("请静置接口5-10分钟后重试").
+        """
+        return self.seconds if self.kind == "throttle" else 0.0
 
     @classmethod
     def parse(cls, text: str) -> FaultRule:
@@ -59,9 +72,11 @@ class FaultRule(BaseModel):
 class FaultPlan:
     """The active rules of one simulator; thread-safe, consumed as calls arrive."""
 
-    def __init__(self, supported: frozenset[str]) -> None:
+    def __init__(self, supported: frozenset[str], clock: Callable[[], float] = time.time) -> None:
         self.supported = supported
+        self._clock = clock
         self._rules: list[tuple[FaultRule, int, int]] = []  # rule, calls seen, times fired
+        self._since: dict[int, float] = {}  # a time-bound rule's first firing, by position
         self._fired: list[dict[str, object]] = []
         self._lock = threading.Lock()
 
@@ -76,19 +91,30 @@ class FaultPlan:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._since.clear()
             self._fired.clear()
 
     def take(self, operation: str) -> FaultRule | None:
         """The rule that fires on this call, if any (the first matching rule wins)."""
         with self._lock:
             for index, (rule, seen, fired) in enumerate(self._rules):
-                if rule.operation not in ("*", operation) or fired >= rule.times:
+                if rule.operation not in ("*", operation):
+                    continue
+                if index in self._since:
+                    if self._clock() - self._since[index] < rule.lasts:
+                        self._rules[index] = (rule, seen + 1, fired + 1)
+                        self._fired.append({"kind": rule.kind, "operation": operation})
+                        return rule
+                    continue
+                if fired >= rule.times:
                     continue
                 seen += 1
                 if seen <= rule.skip:
                     self._rules[index] = (rule, seen, fired)
                     continue
                 self._rules[index] = (rule, seen, fired + 1)
+                if rule.lasts:
+                    self._since[index] = self._clock()
                 self._fired.append({"kind": rule.kind, "operation": operation})
                 return rule
             return None

@@ -9,10 +9,17 @@ a duplicate FBillNo; it compares strings case-insensitively, as Kingdee's SQL Se
 does, so FBillNo ``ab`` duplicates ``AB``). Whether a real data center rejects a duplicate FBillNo
 depends on its coding rules (reference §7), so ``unique_bill_no=False`` accepts duplicates: the
 reliability tests run that way, where nothing but the writer's own guards prevents a duplicate.
+``numbering="auto"`` is a coding rule that numbers every bill itself (编码规则 without manual
+numbers): the FBillNo sent is replaced by ``QTCK000001``… and answered in ``SuccessEntitys``.
+``custom_header_fields`` are the customer's own ``F_…`` fields on the form: stored and queryable;
+any other header key is ignored on save, as an unknown JSON key is [G], and refused in FieldKeys
+with MsgCode 9, as a real server refuses a field its metadata lacks.
 
 Faults (``FaultPlan``, operations ``BatchSave``, ``ExecuteBillQuery``, ``LoginBySign``):
 ``delay``, ``timeout``, ``5xx``, ``reset``, ``throttle`` (MsgCode 14), ``session_lost`` (MsgCode 1,
-every session dropped), ``html_error`` and ``empty_body`` answer *without* doing the work;
+every session dropped), ``call_error`` (the call refused as a whole with MsgCode ``code`` and
+``DIndex: 0``, as 没有权限 / 异常 / 数据库操作失败 / 许可错误 arrive), ``html_error`` and
+``empty_body`` answer *without* doing the work;
 ``timeout_after_commit``, ``5xx_after_commit``, ``reset_after_commit`` and ``truncated_json`` (the
 first half of the real answer) do it first.
 """
@@ -28,12 +35,12 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -52,6 +59,15 @@ from wdt_kingdee_assets.sandbox.httpserver import (
 MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
 MSG_THROTTLED = "调用限制：当前接口调用过于频繁，超过了系统允许的调用次数，请稍后再试。"
 MSG_PASSPORT = "Fail to verify thirty passport"
+# What a call refused as a whole says, by MsgCode (the official table's meaning, in the server's
+# words where one was seen; the exact texts are [G]).
+MSG_CALL_ERRORS = {
+    2: "没有权限：当前用户没有“其他出库单”的“保存”权限。",
+    4: "服务端异常：Object reference not set to an instance of an object.",
+    6: "数据库操作失败：事务（进程 ID 58）与另一个进程被死锁在锁资源上。",
+    7: "许可错误：当前产品许可已过期或用户数超出许可数量。",
+    12: "不可操作：数据中心正在升级，暂不允许此操作。",
+}
 
 _SERVICE_PATH = re.compile(r"/k3cloud/(?P<service>[A-Za-z0-9_.]+)\.common\.kdsvc/?", re.IGNORECASE)
 _SERVICES = {
@@ -61,6 +77,7 @@ _SERVICES = {
 }
 _SUPPORTED_FAULTS = frozenset(
     {
+        "call_error",
         "delay",
         "timeout",
         "timeout_after_commit",
@@ -161,6 +178,7 @@ class _Bill:
     dept: str | None
     direction: str
     entries: list[_Entry] = field(default_factory=list)
+    custom: dict[str, str] = field(default_factory=dict)  # the customer's F_… header fields
 
 
 @dataclass
@@ -502,6 +520,12 @@ _MATERIAL_FIELDS = _fields(
     _Field("FUseOrgId.FNumber", False, lambda row: row.material.use_org),
     _Field("FIsBatchManage", False, lambda row: row.material.batch_managed),
 )
+
+
+def _custom_field(name: str) -> _Field:
+    return _Field(name, False, lambda row: _bill_of(row).custom.get(name) or None)
+
+
 _STOCK_FIELDS = _fields(
     _Field("FStockId", False, lambda row: row[0]),
     _Field("FNumber", False, lambda row: row[1]),
@@ -527,11 +551,25 @@ class KingdeeSimulator:
         per_bill_latency: float = 0.0,
         max_concurrency: int = 0,
         unique_bill_no: bool = True,
+        numbering: Literal["keep", "auto"] = "keep",
+        custom_header_fields: Iterable[str] = (),
     ) -> None:
+        if numbering not in ("keep", "auto"):
+            raise ValueError(f"numbering must be 'keep' or 'auto', got {numbering!r}")
         self.credentials = credentials
         self.latency = latency
         self.per_bill_latency = per_bill_latency
         self.unique_bill_no = unique_bill_no
+        self.numbering = numbering
+        self._custom_fields = tuple(dict.fromkeys(custom_header_fields))
+        self._forms: dict[str, dict[str, _Field]] = {
+            "stk_misdelivery": {
+                **_MIS_DELIVERY_FIELDS,
+                **_fields(*(_custom_field(name) for name in self._custom_fields)),
+            },
+            "bd_material": _MATERIAL_FIELDS,
+            "bd_stock": _STOCK_FIELDS,
+        }
         self.faults = FaultPlan(_SUPPORTED_FAULTS)
         self._lock = threading.RLock()
         self._ids = itertools.count(100001)
@@ -545,6 +583,7 @@ class KingdeeSimulator:
         self._bills: list[_Bill] = []
         self._sessions: dict[str, str] = {}  # kdservice-sessionid -> ASP.NET_SessionId
         self._calls: Counter[str] = Counter()
+        self._query_log: deque[dict[str, Any]] = deque(maxlen=1000)
         self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency > 0 else None
         self._service_time = ServiceTime()
         self._in_flight = 0
@@ -579,7 +618,10 @@ class KingdeeSimulator:
             "FBillNo": bill.bill_no,
             "FDate": _kingdee_date(bill.date),
             "FDocumentStatus": bill.status,
+            "FStockOrgId": bill.stock_org,
+            "FBillTypeID": bill.bill_type,
             "FNote": bill.note,
+            **bill.custom,
             "entries": [
                 {
                     "material": entry.material,
@@ -619,6 +661,7 @@ class KingdeeSimulator:
             self._bills.clear()
             self._sessions.clear()
             self._calls.clear()
+            self._query_log.clear()
             self._peak_in_flight = 0
         self.faults.clear()
 
@@ -681,6 +724,9 @@ class KingdeeSimulator:
             return self._server_error(rule.status)
         if rule.kind == "throttle":
             return self._reject(operation, 14, MSG_THROTTLED)
+        if rule.kind == "call_error":
+            message = MSG_CALL_ERRORS.get(rule.code, f"调用失败（MsgCode {rule.code}）。")
+            return self._reject(operation, rule.code, message)
         if rule.kind == "session_lost":
             with self._lock:
                 self._sessions.clear()
@@ -943,6 +989,7 @@ class KingdeeSimulator:
             "fdate": ("FDate", _kingdee_date(bill.date)),
             "fdocumentstatus": ("FDocumentStatus", bill.status),
             "fnote": ("FNote", bill.note),
+            **{name.casefold(): (name, value) for name, value in bill.custom.items()},
         }
         picked = (header.get(name.casefold()) for name in names)
         return dict(item for item in picked if item is not None)
@@ -1000,6 +1047,8 @@ class KingdeeSimulator:
         if str(fid).strip() not in ("", "0"):
             problems.append(("FID", f"沙箱只模拟新增：内码为“{fid}”的单据不能修改。"))
         bill_no = str(model.get("FBillNo") or "").strip()
+        if self.numbering == "auto":
+            bill_no = ""  # the coding rule numbers the bill, whatever was sent
         if (
             self.unique_bill_no
             and bill_no
@@ -1100,6 +1149,11 @@ class KingdeeSimulator:
             dept=dept,
             direction=(direction or "").upper(),
             entries=entries,
+            custom={
+                name: str(model[name])
+                for name in self._custom_fields
+                if model.get(name) not in (None, "")
+            },
         )
         return [], bill
 
@@ -1122,16 +1176,24 @@ class KingdeeSimulator:
 
     # -- ExecuteBillQuery -------------------------------------------------------------------
 
+    def queries(self) -> list[dict[str, Any]]:
+        """The ExecuteBillQuery requests received (their FormId, FilterString, OrderString, paging),
+        oldest first, the last 1000: what a test checks a client's look-ups by."""
+        with self._lock:
+            return list(self._query_log)
+
     def _query(self, data: dict[str, Any]) -> list[list[Any]]:
+        with self._lock:
+            self._query_log.append(
+                {
+                    key: data.get(key)
+                    for key in ("FormId", "FieldKeys", "FilterString", "OrderString", "StartRow")
+                }
+            )
         form_id = str(data.get("FormId") or "").strip()
         if not form_id:
             raise _Rejected(5, "data数据包中的参数FormId的值不能为空。")
-        forms: dict[str, dict[str, _Field]] = {
-            "stk_misdelivery": _MIS_DELIVERY_FIELDS,
-            "bd_material": _MATERIAL_FIELDS,
-            "bd_stock": _STOCK_FIELDS,
-        }
-        fields = forms.get(form_id.casefold())
+        fields = self._forms.get(form_id.casefold())
         if fields is None:
             raise _Rejected(4, f"标识为“{form_id}”的业务对象不存在，或者被删除。")
         raw_keys = data.get("FieldKeys")

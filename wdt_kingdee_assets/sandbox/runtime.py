@@ -48,6 +48,8 @@ class SandboxOptions:
     kingdee_per_bill_latency: float = 0.0
     kingdee_concurrency: int = 0  # server threads: calls beyond it wait their turn; 0 = no limit
     kingdee_unique_bill_no: bool = True  # False: Kingdee accepts a duplicate FBillNo (coding rules)
+    kingdee_numbering: Literal["keep", "auto"] = "keep"  # auto: the coding rule renumbers bills
+    kingdee_custom_fields: list[str] = field(default_factory=list)  # the form's F_… fields
     wdt_faults: list[str] = field(default_factory=list)
     kingdee_faults: list[str] = field(default_factory=list)
     org_number: str = "100"
@@ -95,6 +97,8 @@ class Sandbox:
             per_bill_latency=opts.kingdee_per_bill_latency,
             max_concurrency=opts.kingdee_concurrency,
             unique_bill_no=opts.kingdee_unique_bill_no,
+            numbering=opts.kingdee_numbering,
+            custom_header_fields=opts.kingdee_custom_fields,
         )
         for rule in opts.wdt_faults:
             self.wdt.faults.add(FaultRule.parse(rule))
@@ -161,9 +165,13 @@ class Sandbox:
         return f"{self.kingdee_server.root_url}/k3cloud/"
 
     def env(self) -> dict[str, str]:
-        """Every SPEC §5 variable, pointing at this sandbox."""
+        """Every SPEC §5 variable, pointing at this sandbox, and its first day as the partitions'
+        start (so that no UI offers years of empty days to "materialize missing")."""
         wdt, kingdee = self.wdt_credentials, self.kingdee_credentials
         return {
+            "WDT_KINGDEE_START_DATE": self.sync_days()[0].isoformat()
+            if self.options.days
+            else self.today.isoformat(),
             "WDT_BASE_URL": self.wdt_base_url,
             "WDT_SID": wdt.sid,
             "WDT_APPKEY": wdt.appkey,

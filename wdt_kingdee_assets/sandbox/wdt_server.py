@@ -189,8 +189,9 @@ class WdtSimulator:
         self.latency = latency
         self._service_time = ServiceTime()
         self.datetime_format = datetime_format
-        self.faults = FaultPlan(SUPPORTED_FAULTS)
         self._clock = clock
+        # A throttle may last a stated time (`throttle,seconds=300`), by this server's clock.
+        self.faults = FaultPlan(SUPPORTED_FAULTS, clock)
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
         self._sorted: list[_Row] | None = []

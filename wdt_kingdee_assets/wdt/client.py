@@ -1,8 +1,9 @@
 """A `requests` client for ``wms.stockout.Process.queryWithDetail`` (reference §2–§6, §9).
 
 One page per call, signed, paced by the process-wide limiter and retried by one policy:
-throttled, transient and protocol failures are retried with bounded backoff; rejected and
-business errors are raised at once. No Dagster in here.
+transient and protocol failures are retried with bounded backoff; a throttled answer is waited
+out as WDT asks (minutes, :class:`ThrottleWait`); rejected and business errors are raised at once.
+Every retry and every wait is reported through ``log`` as it happens. No Dagster in here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from wdt_kingdee_assets.throttle import Backoff, RateLimiter, shared_limiter
+from wdt_kingdee_assets.throttle import Backoff, RateLimiter, ThrottleWait, shared_limiter
 from wdt_kingdee_assets.wdt.errors import (
     WdtBusinessError,
     WdtError,
@@ -137,6 +138,8 @@ class WdtClient:
         calls_per_minute: float = 60.0,
         timeout: float = 30.0,
         backoff: Backoff | None = None,
+        throttle_wait: ThrottleWait | None = None,
+        log: Callable[[str], None] | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -150,6 +153,8 @@ class WdtClient:
         self.page_size = page_size
         self.timeout = timeout
         self.backoff = backoff or Backoff()
+        self.throttle_wait = throttle_wait or ThrottleWait()
+        self._log = log or (lambda message: None)
         self.limiter: RateLimiter = shared_limiter(("wdt", base_url, sid), calls_per_minute)
         self.stats = CallStats()
         self._session = session or requests.Session()
@@ -193,20 +198,34 @@ class WdtClient:
 
     def _call(self, pager: Mapping[str, str], body: str) -> Any:
         attempts = max(1, self.backoff.max_attempts)
-        for attempt in range(1, attempts + 1):
+        rests = self.throttle_wait.waits()
+        failures = throttled = 0
+        while True:
             try:
                 return self._call_once(pager, body)
             except (WdtRejectedError, WdtBusinessError):
                 raise
-            except WdtError as error:
-                if isinstance(error, WdtThrottledError):
-                    self.stats.add(throttled=1)
-                if attempt == attempts:
+            except WdtThrottledError as error:
+                self.stats.add(throttled=1)
+                if throttled == len(rests):
                     raise
-                delay = self.backoff.delay(attempt)
-                self.stats.add(retries=1, waited=delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                delay = self.throttle_wait.jittered(rests[throttled])
+                throttled += 1
+                self._log(
+                    f"WDT throttled ({error.server_message}), waiting {delay:.0f} s, "
+                    f"attempt {throttled + 1} of {len(rests) + 1}"
+                )
+            except WdtError as error:
+                failures += 1
+                if failures == attempts:
+                    raise
+                delay = self.backoff.delay(failures)
+                self._log(
+                    f"WDT call failed ({error}), retrying in {delay:.1f} s, "
+                    f"attempt {failures + 1} of {attempts}"
+                )
+            self.stats.add(retries=1, waited=delay)
+            self._sleep(delay)
 
     def _call_once(self, pager: Mapping[str, str], body: str) -> Any:
         self.stats.add(waited=self.limiter.acquire())

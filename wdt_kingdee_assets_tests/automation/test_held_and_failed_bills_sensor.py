@@ -1,11 +1,14 @@
-"""The held-and-failed-bills sensor: re-syncs a day with growing delays, bounded, until it clears."""
+"""The held-and-failed-bills sensor: transient failures retried with growing delays, bounded;
+bills waiting on a material re-synced when the material changes; the rest left to people."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
 from wdt_kingdee_assets.automation import build_held_and_failed_bills_sensor
+from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
 from wdt_kingdee_assets.sandbox.runtime import kingdee_material
 from wdt_kingdee_assets_tests.automation.conftest import late_order, tick
 
@@ -31,80 +34,155 @@ def add_missing_materials(pipeline) -> None:
             pipeline.sandbox.kingdee.add_material(kingdee_material(material, "100"))
 
 
-def test_held_bills_are_retried_with_growing_delays_and_dropped_once_they_clear(make_pipeline):
+def outcomes(pipeline, day) -> set[str]:
+    return set(pipeline.stored("kingdee_write_results", day)["outcome"])
+
+
+def test_held_bills_wait_for_their_materials_and_are_resynced_once_they_exist(make_pipeline):
     pipeline = make_pipeline(today=None, days=1, orders_per_day=20, missing_ratio=0.3)
     day = pipeline.days[-1]
     assert pipeline.run(day).success
-    held = int((pipeline.stored("kingdee_write_results", day)["outcome"] == "held").sum())
-    assert held > 0
+    results = pipeline.stored("kingdee_write_results", day)
+    held = results[results["outcome"] == "held"]
+    assert len(held) > 0 and set(held["failure"]) == {"permanent"}
+    absent = {m.number for m in pipeline.sandbox.catalog if not m.in_kingdee}
+    assert {material for blockers in held["blockers"] for material in blockers} <= absent
 
     clock = Clock()
     sensor = build_held_and_failed_bills_sensor(base_delay_minutes=10, max_attempts=4, clock=clock)
     seen = tick(sensor, pipeline, None)
-    assert not seen.run_requests  # the first delay has not passed
-    assert json.loads(seen.cursor)["days"][day]["held"] == held
+    entry = json.loads(seen.cursor)["days"][day]
+    assert entry["held"] == len(held) and set(entry["blockers"].values()) == {"absent"}
 
-    clock.advance(10.5)
-    first = tick(sensor, pipeline, seen.cursor)
-    [request] = first.run_requests
-    assert request.partition_key == day
-    assert request.tags["wdt_kingdee/retry_attempt"] == "1"
+    # No timer: hours pass and nothing is re-synced while the materials are still missing.
+    cursor = seen.cursor
+    for _ in range(3):
+        clock.advance(120)
+        result = tick(sensor, pipeline, cursor)
+        assert not result.run_requests
+        cursor = result.cursor
 
-    # Restart with the saved cursor: the request is not repeated, not even when the first
-    # delay has passed again — the next one is twice as long.
-    clock.advance(15)
-    assert not tick(sensor, pipeline, first.cursor).run_requests
-
-    # The re-sync ran and the material is still missing: attempt 2 is due 20 min after
-    # attempt 1 (the later of the previous request and the latest result).
-    assert pipeline.run(day).success
-    clock.advance(4)  # 19.5 min after attempt 1
-    waiting = tick(sensor, pipeline, first.cursor)
-    assert not waiting.run_requests
-    clock.advance(1)
-    second = tick(sensor, pipeline, waiting.cursor)
-    [retry] = second.run_requests
-    assert retry.tags["wdt_kingdee/retry_attempt"] == "2" and retry.run_key != request.run_key
-
-    # Someone creates the materials in Kingdee; the re-sync sends exactly the held bills.
+    # Someone creates the materials in Kingdee: the next tick re-syncs the day, once.
     add_missing_materials(pipeline)
+    released = tick(sensor, pipeline, cursor)
+    [request] = released.run_requests
+    assert request.partition_key == day
+    assert "=usable:" in request.tags["wdt_kingdee/released_by"]
+    assert not tick(sensor, pipeline, released.cursor).run_requests  # not asked twice
+
     assert pipeline.run(day).success
-    assert set(pipeline.stored("kingdee_write_results", day)["outcome"]) <= {
-        "created",
-        "already_in_kingdee",
-    }
-    clock.advance(120)
-    cleared = tick(sensor, pipeline, second.cursor)
+    assert outcomes(pipeline, day) <= {"created", "already_in_kingdee"}
+    cleared = tick(sensor, pipeline, released.cursor)
     assert not cleared.run_requests
     assert json.loads(cleared.cursor)["days"] == {}
 
 
-def test_failed_bills_are_retried_at_most_max_attempts_times(make_pipeline):
-    pipeline = make_pipeline(today=None, days=1, orders_per_day=4, missing_ratio=0)
+def test_transient_failures_are_retried_with_growing_delays_and_at_most_max_attempts(
+    make_pipeline,
+):
+    # Every BatchSave answers HTTP 500 for a while: the bills end failed, transient.
+    pipeline = make_pipeline(
+        today=None,
+        days=1,
+        orders_per_day=4,
+        missing_ratio=0,
+        kingdee_faults=["5xx@BatchSave,times=9"],
+    )
     day = pipeline.days[-1]
-    # A stock-out from a warehouse Kingdee does not know: Kingdee rejects its bill every time.
-    order = late_order(pipeline, day, 990101, "NOWHERE-1")
-    for line in order["detail_list"]:
-        line.pop("position_no", None)
-    order["warehouse_no"] = "CK404"
-    pipeline.sandbox.wdt.add_orders([order])
     assert pipeline.run(day).success
-    assert "failed" in set(pipeline.stored("kingdee_write_results", day)["outcome"])
+    results = pipeline.stored("kingdee_write_results", day)
+    assert set(results["outcome"]) == {"failed"} and set(results["failure"]) == {"transient"}
 
     clock = Clock()
-    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=1, max_attempts=2, clock=clock)
+    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=10, max_attempts=2, clock=clock)
+    seen = tick(sensor, pipeline, None)
+    assert not seen.run_requests  # the first delay has not passed
+
+    clock.advance(10.5)
+    first = tick(sensor, pipeline, seen.cursor)
+    [request] = first.run_requests
+    assert request.tags["wdt_kingdee/retry_attempt"] == "1"
+    # A restart with the saved cursor does not repeat it; the next delay is twice as long.
+    clock.advance(15)
+    assert not tick(sensor, pipeline, first.cursor).run_requests
+
+    assert pipeline.run(day).success  # still refused (faults left): attempt 2 after 20 min
+    clock.advance(4)
+    waiting = tick(sensor, pipeline, first.cursor)
+    assert not waiting.run_requests
+    clock.advance(1.5)
+    second = tick(sensor, pipeline, waiting.cursor)
+    [retry] = second.run_requests
+    assert retry.tags["wdt_kingdee/retry_attempt"] == "2" and retry.run_key != request.run_key
+
+    assert pipeline.run(day).success
+    clock.advance(600)
+    done = tick(sensor, pipeline, second.cursor)
+    assert not done.run_requests, "max_attempts reached"
+    assert json.loads(done.cursor)["days"][day]["gave_up"]
+
+
+def test_a_refusal_no_retry_can_fix_is_not_retried_until_its_material_changes(make_pipeline):
+    pipeline = make_pipeline(today=None, days=1, orders_per_day=4, missing_ratio=0)
+    day = pipeline.days[-1]
+    # A lot-managed material shipped without its lot: Kingdee refuses the bill every time.
+    material = next(m for m in pipeline.sandbox.catalog if m.in_kingdee and m.batch_managed)
+    order = copy.deepcopy(late_order(pipeline, day, 990202, "NOLOT-1"))
+    order["detail_list"] = [
+        {key: value for key, value in line.items() if key != "batch_no"}
+        | {"spec_no": material.number, "goods_no": material.number}
+        for line in order["detail_list"][:1]
+    ]
+    pipeline.sandbox.wdt.add_orders([order])
+    assert pipeline.run(day).success
+    results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
+    assert results.loc["NOLOT-1", "outcome"] == "failed"
+    assert results.loc["NOLOT-1", "failure"] == "permanent"
+    assert list(results.loc["NOLOT-1", "blockers"]) == [material.number]
+
+    clock = Clock()
+    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=1, max_attempts=5, clock=clock)
     cursor = tick(sensor, pipeline, None).cursor
-    attempts = []
     for _ in range(4):
         clock.advance(60)
         result = tick(sensor, pipeline, cursor)
+        assert not result.run_requests, "a permanent refusal is not retried on a timer"
         cursor = result.cursor
-        attempts += [r.tags["wdt_kingdee/retry_attempt"] for r in result.run_requests]
-        if result.run_requests:
-            assert pipeline.run(day).success
-    assert attempts == ["1", "2"]
-    entry = json.loads(cursor)["days"][day]
-    assert entry["gave_up"] and entry["failed"] == 1
+
+    # The data center stops managing the material by lot: its state changed, so the day is
+    # reconsidered, and the bill is written.
+    pipeline.sandbox.kingdee.add_material(
+        KingdeeMaterial(material.number, material.name, material.base_unit, batch_managed=False)
+    )
+    [request] = tick(sensor, pipeline, cursor).run_requests
+    assert request.partition_key == day
+    assert pipeline.run(day).success
+    after = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
+    assert after.loc["NOLOT-1", "outcome"] == "created"
+
+
+def test_a_refusal_that_hinges_on_no_material_is_left_to_people(make_pipeline):
+    pipeline = make_pipeline(today=None, days=1, orders_per_day=4, missing_ratio=0)
+    day = pipeline.days[-1]
+    order = late_order(pipeline, day, 990101, "NOWHERE-1")
+    for line in order["detail_list"]:
+        line.pop("position_no", None)
+    order["warehouse_no"] = "CK404"  # a warehouse Kingdee does not know
+    pipeline.sandbox.wdt.add_orders([order])
+    assert pipeline.run(day).success
+    results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
+    assert results.loc["NOWHERE-1", "failure"] == "permanent"
+    assert list(results.loc["NOWHERE-1", "blockers"]) == []
+
+    clock = Clock()
+    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=1, clock=clock)
+    cursor = tick(sensor, pipeline, None).cursor
+    for _ in range(3):
+        clock.advance(600)
+        result = tick(sensor, pipeline, cursor)
+        assert not result.run_requests
+        cursor = result.cursor
+    assert json.loads(cursor)["days"][day]["failed"] == 1
 
 
 def test_days_without_held_or_failed_bills_are_never_retried(make_pipeline):

@@ -11,7 +11,7 @@ import pytest
 
 from wdt_kingdee_assets.partitions import BEIJING
 from wdt_kingdee_assets_tests.fixtures.sandbox_process import (
-    SPEC_VARIABLES,
+    SANDBOX_VARIABLES,
     admin_state,
     clean_env,
     running_sandbox,
@@ -20,7 +20,10 @@ from wdt_kingdee_assets_tests.fixtures.sandbox_process import (
 
 def test_sandbox_prints_every_variable_and_serves_until_interrupted():
     with running_sandbox("--days", "1", "--orders-per-day", "5", "--seed", "3") as exported:
-        assert set(exported) == SPEC_VARIABLES
+        assert set(exported) == SANDBOX_VARIABLES
+        # The partitions start on the sandbox's first day: no years of empty days to offer.
+        first_day = datetime.now(BEIJING).date() - timedelta(days=1)
+        assert exported["WDT_KINGDEE_START_DATE"] == first_day.isoformat()
         assert exported["WDT_BASE_URL"].startswith("http://127.0.0.1:")
         assert admin_state(exported["WDT_BASE_URL"])["orders"] > 0
         assert admin_state(exported["KINGDEE_BASE_URL"])["counts"]["bills"] == 0
@@ -89,10 +92,25 @@ def test_dagster_validates_the_workspace_without_credentials():
     result = subprocess.run(
         ["dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=Path(__file__).resolve().parents[2],
-        env=clean_env(),
+        env=clean_env(WDT_KINGDEE_START_DATE="2025-06-01"),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_definitions_without_a_start_date_fail_naming_the_variable():
+    """Outside the sandbox nothing guesses the go-live day: no years of empty partitions."""
+    env = {k: v for k, v in clean_env().items() if k != "WDT_KINGDEE_START_DATE"}
+    result = subprocess.run(
+        ["dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "WDT_KINGDEE_START_DATE is not set" in result.stdout + result.stderr

@@ -20,6 +20,10 @@ class KnownMaterial:
     base_unit: str
     usable: bool = True
 
+    @property
+    def state(self) -> str:
+        return f"usable:{self.base_unit}" if self.usable else "disabled"
+
 
 def simple_order(pipeline, stockout_id, number, moment, *, warehouse="CK001", quantity=2):
     material = next(m for m in pipeline.sandbox.catalog if m.in_kingdee and not m.batch_managed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -19,7 +20,12 @@ from wdt_kingdee_assets.kingdee.errors import (
 )
 from wdt_kingdee_assets.kingdee.filters import field_eq
 from wdt_kingdee_assets.sandbox.faults import FaultRule
-from wdt_kingdee_assets_tests.fixtures.kingdee import KingdeeSandbox, client_for, mis_delivery_bill
+from wdt_kingdee_assets_tests.fixtures.kingdee import (
+    KingdeeSandbox,
+    client_for,
+    found_numbers,
+    mis_delivery_bill,
+)
 
 FORM = "STK_MisDelivery"
 
@@ -46,7 +52,7 @@ def test_one_bad_bill_does_not_sink_its_batch(kingdee_client: KingdeeClient) -> 
         "FMaterialId: 第1行字段“物料编码”的值“MAT-404”在系统中不存在或已禁用。"
     ]
     assert result.unanswered(len(models)) == []
-    found = kingdee_client.find_bills(FORM, ["QTCK-1", "QTCK-2", "QTCK-3"])
+    found = found_numbers(kingdee_client, ["QTCK-1", "QTCK-2", "QTCK-3"])
     assert set(found) == {"QTCK-1", "QTCK-3"}
     assert found["QTCK-1"] == [result.saved[0].fid]
 
@@ -69,7 +75,7 @@ def test_duplicate_bill_number_is_rejected(kingdee_client: KingdeeClient) -> Non
         FORM, [mis_delivery_bill("DUP-3"), mis_delivery_bill("DUP-3")]
     )
     assert [bill.dindex for bill in within.saved] == [0] and list(within.errors) == [1]
-    assert kingdee_client.find_bills(FORM, ["DUP-1", "DUP-3"]) == {
+    assert found_numbers(kingdee_client, ["DUP-1", "DUP-3"]) == {
         "DUP-1": [within.saved[0].fid - 2],
         "DUP-3": [within.saved[0].fid],
     }
@@ -98,7 +104,7 @@ def test_a_write_without_a_usable_answer_is_an_unknown_outcome(
         client.batch_save(FORM, [mis_delivery_bill("UNK-1")])
     assert caught.value.cause == cause
     assert client.stats.calls == 1, "a write is never retried"
-    found = client.find_bills(FORM, ["UNK-1"])
+    found = found_numbers(client, ["UNK-1"])
     assert ("UNK-1" in found) is committed
 
 
@@ -112,8 +118,11 @@ def test_options_override_the_defaults(kingdee_client: KingdeeClient) -> None:
 
 def test_bill_entries_read_back_quantities(kingdee_client: KingdeeClient) -> None:
     lines = [("MAT-001", "Pcs", 3), ("MAT-003", "Pcs", Decimal("1.25")), ("MAT-001", "Pcs", 2)]
-    kingdee_client.batch_save(FORM, [mis_delivery_bill("RB-1", lines), mis_delivery_bill("RB-2")])
-    entries = kingdee_client.bill_entries(FORM, ["RB-1", "RB-2", "RB-404"])
+    saved = kingdee_client.batch_save(
+        FORM, [mis_delivery_bill("RB-1", lines), mis_delivery_bill("RB-2")]
+    )
+    fids = [bill.fid for bill in saved.saved]
+    entries = kingdee_client.bill_entries(FORM, [*fids, 999_999])
     assert [(entry.bill_no, entry.material_number, entry.qty) for entry in entries] == [
         ("RB-1", "MAT-001", Decimal(3)),
         ("RB-1", "MAT-003", Decimal("1.25")),
@@ -130,17 +139,90 @@ def test_read_back_packs_in_lists_to_one_page_each(kingdee_sim: KingdeeSandbox) 
     writer = client_for(kingdee_sim)
     bills = [f"PK-{n}" for n in range(6)]
     lines = [("MAT-001", "Pcs", 1), ("MAT-003", "Pcs", 2)]
-    assert writer.batch_save(FORM, [mis_delivery_bill(no, lines) for no in bills]).is_success
+    saved = writer.batch_save(FORM, [mis_delivery_bill(no, lines) for no in bills])
+    assert saved.is_success
+    fids = [bill.fid for bill in saved.saved]
 
     packed = client_for(kingdee_sim, in_list_size=3, page_limit=5)
-    entries = packed.bill_entries(FORM, bills, dict.fromkeys(bills, 2))
+    entries = packed.bill_entries(FORM, fids, dict.fromkeys(fids, 2))
     assert packed.stats.calls == 3
     fixed = client_for(kingdee_sim, in_list_size=3, page_limit=5)
-    assert fixed.bill_entries(FORM, bills) == entries
+    assert fixed.bill_entries(FORM, fids) == entries
     assert fixed.stats.calls == 4
     assert sorted((entry.bill_no, entry.qty) for entry in entries) == sorted(
         (no, Decimal(qty)) for no in bills for qty in (1, 2)
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "words"), [(2, "没有权限"), (4, "异常"), (6, "数据库"), (7, "许可")]
+)
+def test_a_call_level_refusal_blames_no_bill(
+    kingdee_sim: KingdeeSandbox, code: int, words: str
+) -> None:
+    """Kingdee refuses the call itself with DIndex 0: that is not bill 0's rejection."""
+    _fault(kingdee_sim, f"call_error@BatchSave,code={code}")
+    client = client_for(kingdee_sim)
+    result = client.batch_save(FORM, [mis_delivery_bill("CALL-1"), mis_delivery_bill("CALL-2")])
+    assert result.call_failed and result.msg_code == code
+    assert result.errors == {} and result.saved == []
+    assert len(result.call_errors) == 1 and words in result.call_errors[0]
+    assert found_numbers(client, ["CALL-1", "CALL-2"]) == {}
+
+
+def test_a_renumbering_coding_rule_answers_with_its_own_number(kingdee_sim: KingdeeSandbox) -> None:
+    kingdee_sim.app.numbering = "auto"
+    client = client_for(kingdee_sim)
+    result = client.batch_save(FORM, [mis_delivery_bill("OURS-1"), mis_delivery_bill("OURS-2")])
+    assert [bill.number for bill in result.saved] == ["QTCK000001", "QTCK000002"]
+    assert found_numbers(client, ["OURS-1", "OURS-2"]) == {}
+    [first, second] = client.find_bills(
+        FORM, [], org="100", day=date(2025, 3, 1), bill_type="QTCKD01_SYS"
+    )
+    assert (first.number, first.reference) == ("QTCK000001", "WDT OURS-1")
+    assert (second.fid, second.document_status) == (result.saved[1].fid, "A")
+
+
+def test_look_ups_are_scoped_to_the_stock_org_day_and_bill_type(
+    kingdee_sim: KingdeeSandbox,
+) -> None:
+    kingdee_sim.app.unique_bill_no = False  # a coding rule that numbers per org
+    client = client_for(kingdee_sim)
+    saved = client.batch_save(
+        FORM,
+        [
+            mis_delivery_bill("ORG-1"),
+            mis_delivery_bill("ORG-1", org="200"),  # the same number in another org
+            mis_delivery_bill("ORG-2", FDate="2025-03-02"),
+        ],
+    )
+    assert len(saved.saved) == 3
+    assert [r.number for r in client.find_bills(FORM, ["ORG-1", "ORG-2"], org="100")] == [
+        "ORG-1",
+        "ORG-2",
+    ]
+    assert [r.fid for r in client.find_bills(FORM, ["ORG-1"], org="200")] == [saved.saved[1].fid]
+
+    def on(day: date, bill_type: str = "QTCKD01_SYS", numbers: tuple[str, ...] = ()) -> list[str]:
+        records = client.find_bills(FORM, list(numbers), org="100", day=day, bill_type=bill_type)
+        return [record.number for record in records]
+
+    assert on(date(2025, 3, 1)) == ["ORG-1"]
+    assert on(date(2025, 3, 1), "QTCKD02_SYS") == []
+    before = client.stats.calls
+    assert on(date(2025, 3, 1), numbers=("ORG-2", "ORG-1")) == ["ORG-1", "ORG-2"]
+    assert client.stats.calls - before == 1, "the day and the numbers come in one query"
+
+
+def test_paged_look_ups_order_by_their_key(kingdee_sim: KingdeeSandbox) -> None:
+    client = client_for(kingdee_sim, page_limit=3)
+    numbers = [f"ORD-{n}" for n in range(8)]
+    assert client.batch_save(FORM, [mis_delivery_bill(no) for no in reversed(numbers)]).saved
+    records = client.find_bills(FORM, numbers, org="100")
+    assert [r.fid for r in records] == sorted(r.fid for r in records)
+    assert sorted(r.number for r in records) == numbers
+    queries = [q for q in kingdee_sim.app.queries() if q["FormId"] == FORM]
+    assert queries and all(q["OrderString"] == "FID" for q in queries)
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -155,6 +237,7 @@ def test_find_materials_tells_missing_disabled_and_usable_apart(
     assert set(found) == {"MAT-001", "MAT-002", "MAT-OLD", "MAT-NEW"}
     assert found["MAT-001"].usable and found["MAT-001"].base_unit == "Pcs"
     assert found["MAT-002"].usable and found["MAT-002"].base_unit == "kg"
+    assert found["MAT-002"].batch_managed and not found["MAT-001"].batch_managed
     assert found["MAT-OLD"].forbidden and not found["MAT-OLD"].usable
     assert found["MAT-NEW"].document_status == "A" and not found["MAT-NEW"].usable
     assert set(kingdee_client.find_materials(["MAT-001", "MAT-002"], "200")) == {"MAT-001"}
@@ -164,7 +247,7 @@ def test_chunked_lookups(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim, in_list_size=2)
     client.batch_save(FORM, [mis_delivery_bill(f"CH-{n}") for n in range(5)])
     before = client.stats.calls
-    found = client.find_bills(FORM, [f"CH-{n}" for n in range(5)] + ["CH-0"])
+    found = found_numbers(client, [f"CH-{n}" for n in range(5)] + ["CH-0"])
     assert sorted(found) == [f"CH-{n}" for n in range(5)]
     assert client.stats.calls - before == 3
 
@@ -190,13 +273,13 @@ def test_paging_returns_every_row_once(kingdee_sim: KingdeeSandbox) -> None:
 def test_a_quote_in_a_bill_number_cannot_widen_the_query(kingdee_client: KingdeeClient) -> None:
     kingdee_client.batch_save(FORM, [mis_delivery_bill("SAFE-1"), mis_delivery_bill("SAFE-2")])
     hostile = "X' or FBillNo<>'"
-    assert kingdee_client.find_bills(FORM, [hostile]) == {}
+    assert found_numbers(kingdee_client, [hostile]) == {}
     assert kingdee_client.execute_bill_query(FORM, ["FID"], field_eq("FBillNo", hostile)) == []
-    assert kingdee_client.find_bills(FORM, ["SAFE-1' --", "SAFE-1"]) == {
-        "SAFE-1": kingdee_client.find_bills(FORM, ["SAFE-1"])["SAFE-1"]
+    assert found_numbers(kingdee_client, ["SAFE-1' --", "SAFE-1"]) == {
+        "SAFE-1": found_numbers(kingdee_client, ["SAFE-1"])["SAFE-1"]
     }
     saved = kingdee_client.batch_save(FORM, [mis_delivery_bill("O'Brien-1")])
-    assert kingdee_client.find_bills(FORM, ["O'Brien-1"]) == {"O'Brien-1": [saved.saved[0].fid]}
+    assert found_numbers(kingdee_client, ["O'Brien-1"]) == {"O'Brien-1": [saved.saved[0].fid]}
 
 
 @pytest.mark.parametrize(
@@ -247,7 +330,7 @@ def test_reads_give_up_after_the_bounded_attempts(kingdee_sim: KingdeeSandbox) -
     client = client_for(kingdee_sim)
     _fault(kingdee_sim, "5xx@ExecuteBillQuery,times=10")
     with pytest.raises(KingdeeTransientError):
-        client.find_bills(FORM, ["X"])
+        found_numbers(client, ["X"])
     assert client.stats.calls == client.backoff.max_attempts
 
 
@@ -255,7 +338,7 @@ def test_protocol_errors_are_typed_after_retries(kingdee_sim: KingdeeSandbox) ->
     client = client_for(kingdee_sim)
     _fault(kingdee_sim, "html_error@ExecuteBillQuery,times=10")
     with pytest.raises(KingdeeProtocolError) as caught:
-        client.find_bills(FORM, ["X"])
+        found_numbers(client, ["X"])
     assert "not JSON" in str(caught.value)
 
 
@@ -266,7 +349,7 @@ def test_session_mode_logs_in_again_once_after_session_loss(kingdee_sim: Kingdee
     client = client_for(kingdee_sim, auth_mode="session")
     assert client.batch_save(FORM, [mis_delivery_bill("SES-1")]).is_success
     _fault(kingdee_sim, "session_lost@ExecuteBillQuery")
-    assert "SES-1" in client.find_bills(FORM, ["SES-1"])
+    assert "SES-1" in found_numbers(client, ["SES-1"])
     assert client.stats.relogins == 1
     assert kingdee_sim.app.state()["calls"]["LoginBySign"] == 2
 
@@ -277,19 +360,19 @@ def test_session_mode_gives_up_when_the_new_session_is_lost_too(
     client = client_for(kingdee_sim, auth_mode="session")
     _fault(kingdee_sim, "session_lost@ExecuteBillQuery,times=2")
     with pytest.raises(KingdeeSessionLost) as caught:
-        client.find_bills(FORM, ["X"])
+        found_numbers(client, ["X"])
     assert caught.value.messages == ["会话信息已丢失，请重新登录"]
     assert client.stats.relogins == 1
 
 
 def test_session_loss_on_a_write_is_an_unknown_outcome(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim, auth_mode="session")
-    client.find_bills(FORM, ["X"])
+    found_numbers(client, ["X"])
     _fault(kingdee_sim, "session_lost@BatchSave")
     with pytest.raises(KingdeeUnknownOutcome) as caught:
         client.batch_save(FORM, [mis_delivery_bill("SES-2")])
     assert caught.value.cause == "session_lost"
-    assert client.find_bills(FORM, ["SES-2"]) == {}
+    assert found_numbers(client, ["SES-2"]) == {}
     assert client.batch_save(FORM, [mis_delivery_bill("SES-2")]).is_success
     assert client.stats.relogins == 1
 
@@ -297,12 +380,12 @@ def test_session_loss_on_a_write_is_an_unknown_outcome(kingdee_sim: KingdeeSandb
 def test_signature_mode_rides_the_session_cookie(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim)
     for _ in range(3):
-        client.find_bills(FORM, ["X"])
+        found_numbers(client, ["X"])
     assert kingdee_sim.app.state()["counts"]["sessions"] == 1
     _fault(kingdee_sim, "session_lost@ExecuteBillQuery")
     with pytest.raises(KingdeeAuthError):
-        client.find_bills(FORM, ["X"])
-    assert client.find_bills(FORM, ["X"]) == {}, "signatures open a new session"
+        found_numbers(client, ["X"])
+    assert found_numbers(client, ["X"]) == {}, "signatures open a new session"
 
 
 @pytest.mark.parametrize("mode", ["signature", "session"])
@@ -312,7 +395,7 @@ def test_bad_app_secret_is_an_auth_error_and_not_retried(
     secret = "wrong_secret_1b2c3d4e5f60718293a4"
     client = client_for(kingdee_sim, app_secret=secret, auth_mode=mode)
     for call in (
-        lambda: client.find_bills(FORM, ["X"]),
+        lambda: found_numbers(client, ["X"]),
         lambda: client.batch_save(FORM, [mis_delivery_bill("AUTH-1")]),
     ):
         with pytest.raises(KingdeeAuthError) as caught:
@@ -326,7 +409,7 @@ def test_bad_app_secret_is_an_auth_error_and_not_retried(
 def test_unknown_data_center_is_an_auth_error(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim, acct_id="no_such_acct")
     with pytest.raises(KingdeeAuthError) as caught:
-        client.find_bills(FORM, ["X"])
+        found_numbers(client, ["X"])
     assert "Fail to verify thirty passport" in str(caught.value)
 
 
@@ -336,10 +419,10 @@ def test_no_secret_in_any_exception_or_repr(kingdee_sim: KingdeeSandbox) -> None
     assert secret not in repr(client) and secret not in str(client.__dict__.get("stats"))
     raised: list[KingdeeError] = []
     for rule, call in [
-        ("5xx@ExecuteBillQuery,times=9", lambda: client.find_bills(FORM, ["X"])),
+        ("5xx@ExecuteBillQuery,times=9", lambda: found_numbers(client, ["X"])),
         ("truncated_json@BatchSave", lambda: client.batch_save(FORM, [mis_delivery_bill("S")])),
         ("timeout@BatchSave,seconds=1", lambda: client.batch_save(FORM, [mis_delivery_bill("T")])),
-        ("throttle@ExecuteBillQuery,times=9", lambda: client.find_bills(FORM, ["X"])),
+        ("throttle@ExecuteBillQuery,times=9", lambda: found_numbers(client, ["X"])),
     ]:
         _fault(kingdee_sim, rule)
         with pytest.raises(KingdeeError) as caught:
@@ -363,7 +446,7 @@ def _assert_no_secret(error: BaseException, secret: str) -> None:
 
 def test_concurrent_readers_share_one_relogin(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim, auth_mode="session")
-    client.find_bills(FORM, ["X"])
+    found_numbers(client, ["X"])
     _fault(kingdee_sim, "session_lost@ExecuteBillQuery")
     errors: list[BaseException] = []
 
@@ -385,7 +468,7 @@ def test_concurrent_readers_share_one_relogin(kingdee_sim: KingdeeSandbox) -> No
 def test_login_is_retried_when_throttled(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim, auth_mode="session")
     _fault(kingdee_sim, "throttle@LoginBySign")
-    assert client.find_bills(FORM, ["X"]) == {}
+    assert found_numbers(client, ["X"]) == {}
     assert client.stats.retries == 1 and client.stats.relogins == 0
 
 
@@ -395,5 +478,7 @@ def test_decimal_quantities_go_out_exactly(kingdee_client: KingdeeClient) -> Non
         ("MAT-001", "Pcs", Decimal("12345678.123456789012")),
     ]
     assert kingdee_client.batch_save(FORM, [mis_delivery_bill("DEC-1", lines)]).is_success
-    entries = kingdee_client.bill_entries(FORM, ["DEC-1"])
+    entries = kingdee_client.bill_entries(
+        FORM, [record.fid for record in kingdee_client.find_bills(FORM, ["DEC-1"], org="100")]
+    )
     assert [entry.qty for entry in entries] == [Decimal("0.1"), Decimal("12345678.123456789012")]

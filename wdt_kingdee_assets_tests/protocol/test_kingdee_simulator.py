@@ -12,11 +12,17 @@ import pytest
 import requests
 from k3cloud_webapi_sdk.main import K3CloudApiSdk
 
+from wdt_kingdee_assets.kingdee.errors import KingdeeQueryError
 from wdt_kingdee_assets.kingdee.signing import login_sign, sdk_headers
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import SimServer
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial, KingdeeSimulator
-from wdt_kingdee_assets_tests.fixtures.kingdee import KingdeeSandbox, client_for, mis_delivery_bill
+from wdt_kingdee_assets_tests.fixtures.kingdee import (
+    KingdeeSandbox,
+    client_for,
+    found_numbers,
+    mis_delivery_bill,
+)
 
 PREFIX = "Kingdee.BOS.WebApi.ServicesStub."
 BATCH_SAVE = PREFIX + "DynamicFormService.BatchSave"
@@ -310,12 +316,36 @@ def test_auto_numbering_and_bills_view(kingdee_sim: KingdeeSandbox) -> None:
             "FBillNo": "QTCK000001",
             "FDate": "2025-03-01T00:00:00",
             "FDocumentStatus": "A",
+            "FStockOrgId": "100",
+            "FBillTypeID": "QTCKD01_SYS",
             "FNote": "WDT None",
             "entries": [
                 {"material": "MAT-002", "qty": "2.5", "unit": "kg", "stock": "CK001", "lot": "L1"}
             ],
         }
     ]
+
+
+def test_a_custom_header_field_is_stored_and_queryable_and_an_unknown_one_is_not(
+    kingdee_sim: KingdeeSandbox,
+) -> None:
+    app = KingdeeSimulator(
+        kingdee_sim.credentials,
+        materials=[KingdeeMaterial("MAT-001", "螺丝", "Pcs")],
+        warehouses=["CK001"],
+        custom_header_fields=["F_PAEZ_SourceRef"],
+    )
+    with SimServer(app) as server:
+        sandbox = KingdeeSandbox(
+            app, server, server.root_url + "/k3cloud/", kingdee_sim.credentials
+        )
+        client = client_for(sandbox)
+        model = {**mis_delivery_bill("CUS-1"), "F_PAEZ_SourceRef": "[WDT:X]", "F_PAEZ_Typo": "y"}
+        assert client.batch_save("STK_MisDelivery", [model]).is_success
+        assert client.execute_bill_query("STK_MisDelivery", ["F_PAEZ_SourceRef"]) == [["[WDT:X]"]]
+        assert "F_PAEZ_Typo" not in app.bills()[0]
+        with pytest.raises(KingdeeQueryError, match="F_PAEZ_Typo"):
+            client.execute_bill_query("STK_MisDelivery", ["F_PAEZ_Typo"])
 
 
 # -- ExecuteBillQuery -------------------------------------------------------------------------
@@ -462,8 +492,8 @@ def test_admin_api(kingdee_sim: KingdeeSandbox) -> None:
 def test_fault_counting_skip_and_times(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim)
     kingdee_sim.app.faults.add(FaultRule.parse("5xx@ExecuteBillQuery,skip=1,times=1"))
-    client.find_bills("STK_MisDelivery", ["A"])
-    client.find_bills("STK_MisDelivery", ["B"])
+    found_numbers(client, ["A"])
+    found_numbers(client, ["B"])
     assert client.stats.retries == 1
     fired = kingdee_sim.app.state()["faults"]["fired"]
     assert fired == [{"kind": "5xx", "operation": "ExecuteBillQuery"}]

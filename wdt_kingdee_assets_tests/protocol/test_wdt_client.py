@@ -17,7 +17,7 @@ import pytest
 
 from wdt_kingdee_assets.sandbox.credentials import WdtCredentials
 from wdt_kingdee_assets.sandbox.wdt_server import MSG_RATE, MSG_STATUS_FILTER, MSG_WINDOW
-from wdt_kingdee_assets.throttle import Backoff
+from wdt_kingdee_assets.throttle import Backoff, ThrottleWait
 from wdt_kingdee_assets.wdt.client import BEIJING, StockoutQuery, WdtClient
 from wdt_kingdee_assets.wdt.errors import (
     WdtBusinessError,
@@ -108,6 +108,40 @@ class FakeTime:
         self.now += seconds
 
 
+def test_a_quota_exhausted_for_five_minutes_is_waited_out_as_wdt_asks(
+    make_wdt_sim: Callable[..., WdtSandbox], make_wdt_client: Callable[..., WdtClient]
+) -> None:
+    """The client's default patience against WDT throttling for five minutes, over real HTTP; the
+    clock both sides read is moved by the client's rests, so the five minutes pass at once."""
+    clock = FakeTime()
+    sandbox = make_wdt_sim(clock=clock)
+    sandbox.app.add_orders([ORDER])
+    sandbox.add_faults("throttle,seconds=300")
+    logged: list[str] = []
+    client = make_wdt_client(
+        sandbox, clock=clock, sleep=clock.sleep, throttle_wait=ThrottleWait(), log=logged.append
+    )
+    assert client.count(QUERY) == 1
+    assert 300 <= sum(clock.slept) <= 900
+    assert client.stats.throttled == len(logged) >= 3
+    assert logged[0].startswith(f"WDT throttled ({MSG_RATE}), waiting ")
+    assert logged[0].endswith("s, attempt 2 of 5")
+    assert all(60 <= delay <= 360 for delay in clock.slept)
+
+
+def test_a_quota_that_outlasts_the_rests_fails_after_them(
+    make_wdt_sim: Callable[..., WdtSandbox], make_wdt_client: Callable[..., WdtClient]
+) -> None:
+    clock = FakeTime()
+    sandbox = make_wdt_sim(clock=clock)
+    sandbox.add_faults("throttle,seconds=3600")
+    client = make_wdt_client(sandbox, clock=clock, sleep=clock.sleep, throttle_wait=ThrottleWait())
+    with pytest.raises(WdtThrottledError):
+        client.count(QUERY)
+    assert len(clock.slept) == 4 and sum(clock.slept) <= 900
+    assert sandbox.calls() == 5
+
+
 def test_the_servers_own_rate_limit_is_backed_off(
     make_wdt_sim: Callable[..., WdtSandbox], make_wdt_client: Callable[..., WdtClient]
 ) -> None:
@@ -119,6 +153,7 @@ def test_the_servers_own_rate_limit_is_backed_off(
         clock=clock,
         sleep=clock.sleep,
         backoff=Backoff(base_seconds=20, cap_seconds=60, max_attempts=10, rng=random.Random(1)),
+        throttle_wait=ThrottleWait(20, 60, 600, rng=random.Random(1)),
     )
     assert [client.count(QUERY) for _ in range(5)] == [1] * 5
     assert client.stats.throttled >= 1
@@ -133,6 +168,7 @@ def test_concurrency_limit_is_backed_off(
     client = make_wdt_client(
         sandbox,
         backoff=Backoff(base_seconds=0.2, cap_seconds=0.4, max_attempts=10, rng=random.Random(2)),
+        throttle_wait=ThrottleWait(0.2, 0.4, 5, rng=random.Random(2)),
     )
     results: list[int] = []
     threads = [

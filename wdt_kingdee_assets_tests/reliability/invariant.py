@@ -2,12 +2,15 @@
 
 For the stock-outs WDT holds for a day (completed, consigned that day), after a sync:
 
-* Kingdee holds exactly one bill per *eligible* stock-out, numbered by its ``stockout_no``, dated
-  its consign day, with the same quantity per material as WDT's lines, and
-  ``kingdee_write_results`` says ``created`` or ``already_in_kingdee`` with that bill's FID;
+* Kingdee holds exactly one bill per *eligible* stock-out — the bill whose source reference
+  ``[WDT:<stockout_no>]`` names it, whatever number Kingdee's coding rule gave it (and, when the
+  data center keeps the numbers sent, numbered by its ``stockout_no``) — dated its consign day,
+  with the same quantity per material as WDT's lines, and ``kingdee_write_results`` says
+  ``created`` or ``already_in_kingdee`` with that bill's FID and number;
 * every other stock-out has no bill in Kingdee and is visibly ``held`` or ``failed`` in
   ``kingdee_write_results`` with a reason;
-* Kingdee holds no FBillNo twice and no bill that no eligible stock-out explains.
+* Kingdee holds no stock-out twice, no FBillNo twice, and no bill that no eligible stock-out
+  explains.
 
 Eligibility is judged here from WDT's raw orders and the simulators' own state, independently of
 the pipeline's normalizer and mapping: a test that reused them would agree with any bug in them.
@@ -15,12 +18,14 @@ the pipeline's normalizer and mapping: a test that reused them would agree with 
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 
@@ -32,14 +37,19 @@ from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline
 
 WRITTEN = frozenset({"created", "already_in_kingdee"})
 NOT_WRITTEN = frozenset({"held", "failed"})
+# The oracle's own reading of the reference token (the contract in SPEC and reference.py), so
+# that a bug in the pipeline's parser cannot agree with itself.
+_REFERENCE = re.compile(r"\[WDT:([^\]\s]+)\]")
 
 
 @dataclass(frozen=True)
 class KingdeeWorld:
-    """What Kingdee accepts: usable materials of the stock org, by number, and its warehouses."""
+    """What Kingdee accepts: usable materials of the stock org, by number, and its warehouses;
+    and whether its coding rule keeps the numbers sent."""
 
     materials: Mapping[str, KingdeeMaterial]
     warehouses: frozenset[str]
+    keeps_numbers: bool = True
 
     @classmethod
     def of(cls, sandbox: Sandbox, org: str = "100") -> KingdeeWorld:
@@ -49,7 +59,21 @@ class KingdeeWorld:
             if material.use_org == org and not material.forbidden
             if material.document_status == "C"
         }
-        return cls(usable, frozenset(number for number, _ in WAREHOUSES))
+        return cls(
+            usable,
+            frozenset(number for number, _ in WAREHOUSES),
+            keeps_numbers=sandbox.kingdee.numbering == "keep",
+        )
+
+
+def source_of(bill: Mapping[str, Any]) -> str | None:
+    """The stock-out a Kingdee bill says it stands for: the reference in FNote or an F_ field."""
+    for name, value in bill.items():
+        if name == "FNote" or name.startswith("F_"):
+            match = _REFERENCE.search(str(value or ""))
+            if match:
+                return unquote(match.group(1))
+    return None
 
 
 def _positive(value: Any) -> Decimal | None:
@@ -147,7 +171,10 @@ def assert_nothing_lost_nothing_duplicated(
     counts = Counter(str(bill["FBillNo"]).casefold() for bill in bills)
     duplicated = sorted(number for number, count in counts.items() if count > 1)
     assert not duplicated, f"FBillNo held more than once in Kingdee: {duplicated}"
-    by_number = {str(bill["FBillNo"]).casefold(): bill for bill in bills}
+    sources = Counter(source_of(bill) for bill in bills)
+    twice = sorted(str(source) for source, count in sources.items() if count > 1)
+    assert not twice, f"stock-outs held more than once in Kingdee: {twice}"
+    by_source = {source_of(bill): bill for bill in bills}
 
     results: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in write_results.to_dict("records"):
@@ -159,9 +186,9 @@ def assert_nothing_lost_nothing_duplicated(
         number = str(order.get("stockout_no") or "").strip()
         rows = results.get(int(order["stockout_id"]), [])
         reason = why_not_eligible(order, world)
-        bill = by_number.get(number.casefold()) if number else None
+        bill = by_source.get(number) if number else None
         if reason is None:
-            explained.add(number.casefold())
+            explained.add(number)
             if bill is None:
                 problems.append(f"{number}: eligible but not in Kingdee (results: {rows})")
                 continue
@@ -177,6 +204,13 @@ def assert_nothing_lost_nothing_duplicated(
                 problems.append(f"{number}: in Kingdee but write results say {rows}")
             elif int(rows[0]["fid"]) != int(bill["FID"]):
                 problems.append(f"{number}: FID {rows[0]['fid']} != Kingdee's {bill['FID']}")
+            elif rows[0]["kingdee_bill_no"] != bill["FBillNo"]:
+                problems.append(
+                    f"{number}: recorded as {rows[0]['kingdee_bill_no']}, "
+                    f"Kingdee numbers it {bill['FBillNo']}"
+                )
+            if world.keeps_numbers and bill["FBillNo"] != number:
+                problems.append(f"{number}: Kingdee kept number {bill['FBillNo']}")
         else:
             if bill is not None:
                 problems.append(f"{number}: written to Kingdee although {reason}")
@@ -185,7 +219,7 @@ def assert_nothing_lost_nothing_duplicated(
             ]
             if len(rows) != 1 or not visible:
                 problems.append(f"{number} ({reason}): not held/failed with a reason: {rows}")
-    phantoms = sorted(set(by_number) - explained)
+    phantoms = sorted(str(source) for source in set(by_source) - explained)
     if phantoms:
         problems.append(f"Kingdee holds bills no eligible stock-out explains: {phantoms}")
     assert not problems, "invariant violated:\n" + "\n".join(problems[:40])

@@ -1,7 +1,9 @@
 """Every fault the simulators can inject, one day synced under it through Dagster: the invariant holds.
 
 Kingdee runs with ``unique_bill_no=False`` (a data center whose coding rules accept a duplicate
-FBillNo), so nothing but the writer's own guards stands between a fault and a duplicate bill. Each
+FBillNo), so nothing but the writer's own guards stands between a fault and a duplicate bill; and
+every row runs twice, once with the numbers sent kept and once under a coding rule that renumbers
+every bill (so the guards must find bills by the reference they carry). Each
 row says how many materializations the fault may cost: most are absorbed inside one run (retries,
 reconciliation); a fault that fails a run, or leaves bills unanswered past ``max_sends``, is
 settled by re-materializing the partition, as an operator or the retry sensor would.
@@ -92,6 +94,16 @@ MATRIX: dict[str, Fault] = {
         kingdee=("5xx_after_commit@BatchSave", "session_lost@ExecuteBillQuery,skip=2"),
         env=SESSION,
     ),
+    # Kingdee refuses a call as a whole (DIndex 0 names no bill): nothing is resent in the run,
+    # its bills fail (transient) with Kingdee's words, and the re-run writes them.
+    "batchsave refused as a whole, passing": Fault(
+        kingdee=("call_error@BatchSave,code=4,skip=1",), runs=2
+    ),
+    "batchsave refused as a whole, then reconciled": Fault(
+        kingdee=("call_error@BatchSave,code=6", "5xx@ExecuteBillQuery,skip=1"), runs=2
+    ),
+    # WDT throttled for a stated time rather than a number of calls.
+    "wdt throttled for a while": Fault(wdt=("throttle,seconds=0.05,skip=1",)),
     "kingdee slow server": Fault(
         kingdee=("delay@BatchSave,seconds=0.5",),
         options={"kingdee_latency": 0.02, "kingdee_per_bill_latency": 0.01},
@@ -99,9 +111,10 @@ MATRIX: dict[str, Fault] = {
 }
 
 
+@pytest.mark.parametrize("numbering", ["keep", "auto"])
 @pytest.mark.parametrize("name", list(MATRIX))
 def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
-    make_pipeline, monkeypatch, name
+    make_pipeline, monkeypatch, name, numbering
 ):
     fault = MATRIX[name]
     monkeypatch.setenv("WDT_PAGE_SIZE", "10")
@@ -110,6 +123,7 @@ def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
     pipeline = make_pipeline(
         missing_ratio=0.05,
         kingdee_unique_bill_no=False,
+        kingdee_numbering=numbering,
         wdt_faults=list(fault.wdt),
         kingdee_faults=list(fault.kingdee),
         **fault.options,

@@ -2,10 +2,12 @@
 
 Hypothesis draws a day (orders, malformed records, missing materials, time format), a schedule of
 faults on both simulators, the writer's batch size and send budget, the page size, the Kingdee
-auth mode, and a crash after some BatchSave calls. Each example syncs the day with the pipeline's
-own pieces and real clients (pull → normalize → build bills → BillWriter) until a sync runs
-without any fault striking, then asserts the invariant. A sync that failed or was cut short is
-what a re-materialization repairs, so the bound is one sync per fault fired, plus one.
+auth mode and coding rule (keeping the numbers sent, or renumbering every bill), a crash after
+some BatchSave calls, and whether two syncs of the day race each other (each holding the day's
+write lease, as runs do). Each example syncs the day with the pipeline's own pieces and real
+clients (pull → normalize → build bills → BillWriter) until a sync runs without any fault
+striking, then asserts the invariant. A sync that failed or was cut short is what a
+re-materialization repairs, so the bound is one sync per fault fired, plus one.
 
 CI runs a few dozen examples; ``WDT_KINGDEE_FUZZ_EXAMPLES=500 python -m pytest
 wdt_kingdee_assets_tests/reliability/test_randomized.py`` runs as many as asked (and a few more
@@ -15,6 +17,9 @@ through Dagster: ``WDT_KINGDEE_FUZZ_DAGSTER_EXAMPLES``).
 from __future__ import annotations
 
 import os
+import threading
+import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +32,8 @@ from hypothesis import strategies as st
 
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
+from wdt_kingdee_assets.lease import WriteLease, holding
+from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MappingConfig, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
 from wdt_kingdee_assets.partitions import BEIJING, day_window
@@ -47,6 +54,7 @@ from wdt_kingdee_assets_tests.reliability.invariant import (
     orders_for_day,
 )
 
+STARTED = dg.DagsterRunStatus.STARTED
 EXAMPLES = int(os.environ.get("WDT_KINGDEE_FUZZ_EXAMPLES", "25"))
 DAGSTER_EXAMPLES = int(os.environ.get("WDT_KINGDEE_FUZZ_DAGSTER_EXAMPLES", "2"))
 DAY = date(2025, 6, 9)
@@ -92,6 +100,8 @@ class Scenario:
     batch_size: int
     max_sends: int
     auth_mode: str
+    numbering: str
+    racing: bool
     crash_after_batches: int | None
     wdt_faults: tuple[str, ...]
     kingdee_faults: tuple[str, ...]
@@ -129,6 +139,8 @@ scenarios = st.builds(
     batch_size=st.integers(1, 12),
     max_sends=st.integers(1, 3),
     auth_mode=st.sampled_from(("signature", "session")),
+    numbering=st.sampled_from(("keep", "auto")),
+    racing=st.booleans(),
     crash_after_batches=st.none() | st.integers(1, 4),
     wdt_faults=st.lists(wdt_rules, max_size=3).map(tuple),
     kingdee_faults=st.lists(kingdee_rules, max_size=4).map(tuple),
@@ -146,6 +158,7 @@ def sandbox_for(scenario: Scenario, **options: Any) -> Sandbox:
             days=1,
             today=TODAY,
             kingdee_unique_bill_no=False,
+            kingdee_numbering=scenario.numbering,  # type: ignore[arg-type]
             wdt_faults=list(scenario.wdt_faults),
             kingdee_faults=list(scenario.kingdee_faults),
             **options,
@@ -155,8 +168,11 @@ def sandbox_for(scenario: Scenario, **options: Any) -> Sandbox:
     return sandbox
 
 
-def sync_once(sandbox: Sandbox, scenario: Scenario) -> pd.DataFrame:
-    """One sync of the day with the pipeline's pieces (what the four assets do), new clients."""
+def sync_once(
+    sandbox: Sandbox, scenario: Scenario, lease: WriteLease | None = None
+) -> pd.DataFrame:
+    """One sync of the day with the pipeline's pieces (what the four assets do), new clients;
+    the write holds ``lease`` when one is given."""
     wdt_creds, kingdee_creds = sandbox.wdt_credentials, sandbox.kingdee_credentials
     wdt = WdtClient(
         sandbox.wdt_base_url,
@@ -199,22 +215,68 @@ def sync_once(sandbox: Sandbox, scenario: Scenario) -> pd.DataFrame:
 
     writer = BillWriter(
         kingdee,
-        mapping.form_id,
+        BillScope(mapping.form_id, DAY, "100", mapping.bill_type, mapping.source_ref_field),
         batch_size=scenario.batch_size,
         max_sends=scenario.max_sends,
         on_batch=crash_between_batches,
     )
-    return results_frame(writer.write(bills_to_write(bills)), settled_at=datetime.now(BEIJING))
+    with holding(lease, wait_seconds=120, poll_seconds=0.02) if lease else nullcontext() as held:
+        writer.before_send = held.check if held else None
+        summary = writer.write(bills_to_write(bills))
+    return results_frame(summary, settled_at=datetime.now(BEIJING))
+
+
+def racing_syncs(
+    sandbox: Sandbox, scenario: Scenario, instance: dg.DagsterInstance
+) -> pd.DataFrame:
+    """Two syncs of the day at once, each as its own run holding the day's lease; the results of
+    the one that finished last (raises what either raised)."""
+    finished: list[pd.DataFrame] = []
+    errors: list[BaseException] = []
+
+    def one(run_id: str) -> None:
+        try:
+            finished.append(
+                sync_once(sandbox, scenario, WriteLease(instance, f"race/{DAY}", run_id))
+            )
+        except BaseException as exc:  # handed to the caller, as a failed run
+            errors.append(exc)
+
+    runs = [
+        dg.DagsterRun(job_name="sync_stockouts", run_id=str(uuid.uuid4()), status=STARTED)
+        for _ in range(2)
+    ]
+    for run in runs:
+        instance.add_run(run)
+    threads = [threading.Thread(target=one, args=(run.run_id,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return finished[-1]
 
 
 def sync_until_clean(sandbox: Sandbox, scenario: Scenario) -> pd.DataFrame:
     """Re-sync until one sync completes with no fault striking (bounded: faults are finite)."""
+    # A racing pair shares an instance on disk, as the runs of one deployment share its storage.
+    with dg.instance_for_test() if scenario.racing else nullcontext() as instance:
+        return _sync_until_clean(sandbox, scenario, instance)
+
+
+def _sync_until_clean(
+    sandbox: Sandbox, scenario: Scenario, instance: dg.DagsterInstance | None
+) -> pd.DataFrame:
     bound = sync_bound(scenario)
     crashed = False
     for _ in range(bound):
         before = faults_fired(sandbox)
+        this = scenario if not crashed else _without_crash(scenario)
         try:
-            results = sync_once(sandbox, scenario if not crashed else _without_crash(scenario))
+            results = (
+                racing_syncs(sandbox, this, instance) if instance else sync_once(sandbox, this)
+            )
         except Crash:
             crashed = True
             continue
@@ -277,6 +339,7 @@ def test_random_fault_schedules_through_dagster(make_pipeline, monkeypatch, scen
         datetime_format=scenario.datetime_format,
         days=1,
         kingdee_unique_bill_no=False,
+        kingdee_numbering=scenario.numbering,
         wdt_faults=list(scenario.wdt_faults),
         kingdee_faults=list(scenario.kingdee_faults),
     )

@@ -20,6 +20,10 @@ class Mat:
     base_unit: str | None
     usable: bool = True
 
+    @property
+    def state(self) -> str:
+        return f"usable:{self.base_unit}" if self.usable else "disabled"
+
 
 MATERIALS = {"MAT-001": Mat("Pcs"), "MAT-002": Mat("kg"), "OFF-1": Mat("Pcs", usable=False)}
 
@@ -59,7 +63,8 @@ def test_default_mapping_builds_the_seed_bill():
     assert model["FDate"] == "2024-08-22"
     assert model["FDeptId"] == {"FNumber": "BM000032"}
     assert (model["FStockDirect"], model["FOwnerTypeIdHead"]) == ("GENERAL", "BD_OwnerOrg")
-    assert model["FNote"] == "WDT CK7 / PS7"
+    assert model["FNote"] == "[WDT:CK7] / PS7"
+    assert bill["source_ref"] == "CK7"
     first, second = model["FEntity"]
     assert first["FMaterialId"] == {"FNumber": "MAT-001"}
     assert first["FUnitID"] == first["FBaseUnitId"] == {"FNumber": "Pcs"}
@@ -87,6 +92,8 @@ def test_missing_disabled_material_and_rejected_lines_hold_only_their_bills():
         and "NEW-404" in bills.loc[2, "hold_reason"]
     )
     assert bills.loc[3, "missing_materials"] == ["OFF-1"]
+    assert bills.loc[2, "missing_states"] == {"NEW-404": "absent"}
+    assert bills.loc[3, "missing_states"] == {"OFF-1": "disabled"}
     assert "rejected line" in bills.loc[4, "hold_reason"]
     assert bills.loc[2, "model"] is None
 
@@ -126,6 +133,9 @@ def test_mapping_file_overrides_defaults(tmp_path):
         ("note_template: 'WDT {stockout_number}'\n", "note_template"),
         ("- just\n- a list\n", "expected a mapping"),
         ("warehouses: [1, 2]\n", "warehouses"),
+        ("note_template: 'WDT {stockout_no}'\n", "note_template must contain {source_ref}"),
+        ("bill_no_template: '{source_ref}'\n", "bill_no_template"),
+        ("source_ref_field: FMEMO\n", "source_ref_field"),
     ],
 )
 def test_bad_mapping_file_names_the_field(tmp_path, text, named):
@@ -140,3 +150,17 @@ def test_mapping_path_from_environment(tmp_path, monkeypatch):
     path.write_text('{"bill_no_template": "WDT-{stockout_no}"}', encoding="utf-8")
     monkeypatch.setenv("WDT_KINGDEE_MAPPING", str(path))
     assert load_mapping().bill_no_template == "WDT-{stockout_no}"
+
+
+def test_a_custom_reference_field_carries_the_token_and_frees_the_note(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(
+        "source_ref_field: F_PAEZ_SourceRef\nnote_template: 'WDT {stockout_no}'\n",
+        encoding="utf-8",
+    )
+    config = load_mapping(path)
+    lines = normalize_orders([stockout(7, [("MAT-001", 3)])])
+    model = build_bills(lines, MATERIALS, config, org="100").iloc[0]["model"]
+    assert model["F_PAEZ_SourceRef"] == "[WDT:CK7]"
+    assert model["FNote"] == "WDT CK7"
+    assert list(model).index("F_PAEZ_SourceRef") == list(model).index("FNote") + 1
