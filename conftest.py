@@ -2,7 +2,7 @@
 
 import os
 
-# The partitions start at the go-live day, which has no default (partitions.start_date); the
+# The partitions start at the go-live day, which has no default (beijing.start_date); the
 # tests' days all fall after this one. Set before any test module imports the definitions.
 os.environ.setdefault("WDT_KINGDEE_START_DATE", "2024-01-01")
 # Dagster's retries of a failed API step, a tenth of a second apart instead of a minute.

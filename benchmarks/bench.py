@@ -167,8 +167,8 @@ def measure_day(orders: int, limits: Limits) -> DayFigures:
     """
     import dagster as dg
 
+    from wdt_kingdee_assets.beijing import BEIJING
     from wdt_kingdee_assets.definitions import ASSETS, CHECKS, build_resources
-    from wdt_kingdee_assets.partitions import BEIJING
     from wdt_kingdee_assets_tests.fixtures.sandbox_process import admin, clean_env, running_sandbox
 
     day = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()

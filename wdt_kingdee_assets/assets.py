@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from wdt_kingdee_assets.beijing import BEIJING, day_window
 from wdt_kingdee_assets.frames import (
     KINGDEE_BILLS,
     NORMALIZED_STOCKOUTS,
@@ -22,7 +23,7 @@ from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills, load_mapping
 from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
-from wdt_kingdee_assets.partitions import BEIJING, daily_partitions, day_window
+from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import StoredDay, column_schema
 from wdt_kingdee_assets.wdt.client import StockoutQuery

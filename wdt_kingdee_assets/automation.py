@@ -33,10 +33,10 @@ from typing import Any
 
 import dagster as dg
 
+from wdt_kingdee_assets.beijing import BEIJING, day_window, start_date
 from wdt_kingdee_assets.kingdee.client import material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.mapping import MappingConfigError, load_mapping
-from wdt_kingdee_assets.partitions import BEIJING, day_window, start_date
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.wdt.client import StockoutQuery
 from wdt_kingdee_assets.wdt.errors import WdtError

@@ -16,8 +16,8 @@ from typing import Any, Literal, TextIO
 
 import pandas as pd
 
+from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.bulk import gc_paused
-from wdt_kingdee_assets.partitions import BEIJING
 
 Kind = Literal["int", "str", "decimal", "datetime", "bool", "json"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.bulk import gc_paused
 from wdt_kingdee_assets.frames import NORMALIZED_STOCKOUTS
-from wdt_kingdee_assets.partitions import BEIJING
 
 WDT_STATUSES = {5: "已取消", 48: "未确认", 50: "待审核", 77: "拣货中", 110: "已完成"}
 COMPLETED = 110

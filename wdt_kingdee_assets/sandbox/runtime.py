@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from wdt_kingdee_assets.beijing import BEIJING, OPEN_DAY_LAG
 from wdt_kingdee_assets.normalize import parse_wdt_datetime
-from wdt_kingdee_assets.partitions import BEIJING, OPEN_DAY_LAG
 from wdt_kingdee_assets.sandbox.credentials import (
     KingdeeCredentials,
     WdtCredentials,

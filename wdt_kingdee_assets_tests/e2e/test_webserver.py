@@ -342,3 +342,82 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
             60,
         )  # fmt: skip
         assert status == "COMPLETED_SUCCESS"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc (Linux)."""
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with suppress(OSError):
+                children = [int(c) for c in (task / "children").read_text().split()]
+                found.extend(children)
+                queue.extend(children)
+    return found
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    with suppress(OSError):
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+    return {}
+
+
+def command_of(pid: int) -> str:
+    with suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_sync_ui_keeps_every_process_on_the_sandbox_whatever_a_dotenv_says(tmp_path: Path):
+    """A `.env` in the working directory and the shell both name a "real" Kingdee and WDT: neither
+    reaches the UI's webserver, daemon or code server, nor the runs they launch."""
+    real = {
+        "KINGDEE_BASE_URL": "http://127.0.0.1:9/k3cloud/",
+        "KINGDEE_APP_SECRET": "production-secret-1",
+        "WDT_BASE_URL": "http://127.0.0.1:9/openapi",
+        "WDT_KINGDEE_DATA_DIR": str(tmp_path / "production-data"),
+    }
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in real.items()), "utf-8")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WDT_", "KINGDEE_"))}
+    env.pop("DAGSTER_HOME", None)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "wdt_kingdee_assets.cli", "sync", "--ui", "--port", str(port),
+         "--days", "1", "--orders-per-day", "3", "--dagster-home", str(tmp_path / "home")],
+        cwd=tmp_path,
+        env={**env, **real, "WDT_CALLS_PER_MINUTE": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for("the UI", lambda: answering(f"http://127.0.0.1:{port}/server_info"), 240)
+
+        def dagster_processes() -> dict[int, str] | None:
+            found = {pid: command_of(pid) for pid in descendants(ui.pid)}
+            found = {pid: command for pid, command in found.items() if "dagster" in command}
+            daemon = any("daemon" in command for command in found.values())
+            code_server = any(
+                "grpc" in command or "code-server" in command for command in found.values()
+            )
+            return found if daemon and code_server else None
+
+        processes = wait_for("daemon and code server", dagster_processes, 120)
+        assert len(processes) >= 3, processes
+        for pid, command in processes.items():
+            seen = environment_of(pid)
+            assert seen.get("KINGDEE_BASE_URL", "").startswith("http://127.0.0.1:"), command
+            for name, value in real.items():
+                assert seen.get(name) != value, f"{command} has {name} from the shell or .env"
+                assert value not in "\0".join(seen.values()), command
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(ui.pid, signal.SIGINT)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()

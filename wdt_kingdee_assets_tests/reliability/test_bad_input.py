@@ -16,6 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wdt_kingdee_assets.beijing import day_window
 from wdt_kingdee_assets.kingdee.client import MaterialInfo
 from wdt_kingdee_assets.kingdee.errors import KingdeeProtocolError
 from wdt_kingdee_assets.mapping import (
@@ -25,7 +26,6 @@ from wdt_kingdee_assets.mapping import (
     load_mapping,
 )
 from wdt_kingdee_assets.normalize import normalize_orders
-from wdt_kingdee_assets.partitions import day_window
 from wdt_kingdee_assets.sandbox.datagen import MALFORMED_KINDS
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.wdt.client import StockoutQuery

@@ -30,13 +30,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wdt_kingdee_assets.beijing import BEIJING, day_window
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MappingConfig, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
-from wdt_kingdee_assets.partitions import BEIJING, day_window
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 from wdt_kingdee_assets.wdt.client import StockoutQuery, WdtClient

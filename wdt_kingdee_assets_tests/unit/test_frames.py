@@ -2,9 +2,9 @@ import io
 from datetime import datetime
 from decimal import Decimal
 
+from wdt_kingdee_assets.beijing import BEIJING, day_window
 from wdt_kingdee_assets.frames import NORMALIZED_STOCKOUTS, WRITE_RESULTS
 from wdt_kingdee_assets.normalize import normalize_orders
-from wdt_kingdee_assets.partitions import BEIJING, day_window
 
 
 def test_jsonl_round_trip_keeps_decimals_times_and_chinese():

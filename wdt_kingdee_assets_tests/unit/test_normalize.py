@@ -3,8 +3,8 @@ from decimal import Decimal
 
 import pytest
 
+from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.normalize import normalize_orders, parse_quantity, parse_wdt_datetime
-from wdt_kingdee_assets.partitions import BEIJING
 
 
 def order(**overrides):
