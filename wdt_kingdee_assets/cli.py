@@ -88,6 +88,14 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "data centers do (default keep)",
     )
     limits.add_argument(
+        "--kingdee-custom-field",
+        action="append",
+        default=[],
+        metavar="F_NAME",
+        help="a custom header field (F_…) the 其他出库单 form carries, e.g. for the mapping's "
+        "source_ref_field (repeatable)",
+    )
+    limits.add_argument(
         "--wdt-fault",
         action="append",
         default=[],
@@ -120,6 +128,7 @@ def _options(args: argparse.Namespace) -> SandboxOptions:
         kingdee_per_bill_latency=args.kingdee_per_bill_latency,
         kingdee_concurrency=args.kingdee_concurrency,
         kingdee_numbering=args.kingdee_numbering,
+        kingdee_custom_fields=args.kingdee_custom_field,
         wdt_faults=args.wdt_fault,
         kingdee_faults=args.kingdee_fault,
         org_number=os.environ.get("KINGDEE_ORG_NUMBER") or "100",

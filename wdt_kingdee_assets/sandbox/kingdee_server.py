@@ -562,6 +562,8 @@ class KingdeeSimulator:
         self.unique_bill_no = unique_bill_no
         self.numbering = numbering
         self._custom_fields = tuple(dict.fromkeys(custom_header_fields))
+        if bad := [name for name in self._custom_fields if not name.startswith("F_")]:
+            raise ValueError(f"custom header fields are named F_…, got {bad}")
         self._forms: dict[str, dict[str, _Field]] = {
             "stk_misdelivery": {
                 **_MIS_DELIVERY_FIELDS,

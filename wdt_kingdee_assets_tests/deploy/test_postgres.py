@@ -1,7 +1,8 @@
 """Production path: the shipped deploy/dagster.yaml on a real PostgreSQL server.
 
 A day's sync through the sandbox, then a 3-day backfill run by the daemon, shown from the event
-log's timestamps never to run two steps of the same API pool at once.
+log's timestamps never to run two steps of the same API pool at once; and the per-day write lease
+in PostgreSQL's key-value table, raced for by many threads at once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from wdt_kingdee_assets.lease import WriteLease
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 from wdt_kingdee_assets_tests.deploy.postgres import (
     PostgresServer,
@@ -159,3 +163,30 @@ def test_backfill_never_runs_two_steps_of_one_api_pool_at_once(deployment):
         assert overlapping(pooled) == []
     numbers = [bill["FBillNo"] for bill in sandbox.kingdee.bills()]
     assert len(numbers) == len(set(numbers)) > 0
+
+
+def test_the_write_lease_has_one_holder_on_postgres_however_many_race(deployment):
+    _, env = deployment
+    with postgres_instance(env) as instance:
+        runs = []
+        for _ in range(6):
+            run = dg.DagsterRun(job_name="sync_stockouts", run_id=str(uuid.uuid4()))
+            instance.add_run(run)
+            runs.append(run.run_id)
+        for round_no in range(5):
+            leases = [WriteLease(instance, f"race/{round_no}", run_id) for run_id in runs]
+            start = threading.Barrier(len(leases))
+
+            def take(lease: WriteLease, start: threading.Barrier) -> None:
+                start.wait()
+                lease.try_acquire()
+
+            threads = [threading.Thread(target=take, args=(lease, start)) for lease in leases]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            holders = [lease for lease in leases if lease.held]
+            assert len(holders) == 1, round_no
+            others = [lease for lease in leases if not lease.held]
+            assert {lease.try_acquire().run_id for lease in others} == {holders[0].run_id}

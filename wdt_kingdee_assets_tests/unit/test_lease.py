@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from dagster._core.storage.dagster_run import DagsterRun
 
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseLost, WriteLease, holding
 
@@ -23,7 +22,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 def a_run(instance: dg.DagsterInstance, status=dg.DagsterRunStatus.STARTED) -> str:
-    run = DagsterRun(job_name="sync_stockouts", run_id=str(uuid.uuid4()), status=status)
+    run = dg.DagsterRun(job_name="sync_stockouts", run_id=str(uuid.uuid4()), status=status)
     instance.add_run(run)
     return run.run_id
 
