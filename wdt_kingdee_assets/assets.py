@@ -26,9 +26,10 @@ from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import StoredDay, column_schema
-from wdt_kingdee_assets.wdt.client import StockoutQuery
+from wdt_kingdee_assets.wdt.client import DocumentQuery
 from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError, WdtRejectedError
-from wdt_kingdee_assets.wdt.pull import pull_stockouts
+from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
+from wdt_kingdee_assets.wdt.pull import pull_documents
 from wdt_kingdee_assets.writer import (
     MAX_IN_FLIGHT,
     PERMANENT,
@@ -130,7 +131,8 @@ def raw_stockouts(
     window = day_window(context.partition_key)
     with api_step(context.partition_key):
         client = wdt.client(context.log.warning)
-    query = StockoutQuery(
+    query = DocumentQuery(
+        method=PROCESS_STOCKOUT,
         start_time=window.query_start,
         end_time=window.query_end,
         time_type=2,
@@ -139,7 +141,7 @@ def raw_stockouts(
     )
     try:
         with api_step(context.partition_key):
-            pulled = pull_stockouts(client, query, max_passes=config.max_passes)
+            pulled = pull_documents(client, query, max_passes=config.max_passes)
     except IncompletePullError as exc:
         raise dg.Failure(
             description=f"partition {context.partition_key}: {exc}",

@@ -38,8 +38,9 @@ from wdt_kingdee_assets.kingdee.client import material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.mapping import MappingConfigError, load_mapping
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
-from wdt_kingdee_assets.wdt.client import StockoutQuery
+from wdt_kingdee_assets.wdt.client import DocumentQuery
 from wdt_kingdee_assets.wdt.errors import WdtError
+from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
 
 SYNC_JOB = "sync_stockouts"
 RAW_STOCKOUTS = dg.AssetKey("raw_stockouts")
@@ -178,7 +179,7 @@ def _latest_pull(instance: dg.DagsterInstance, day: str) -> dg.EventLogRecord | 
     return records[0] if records else None
 
 
-def recount_query(day: str, pulled: dict[str, Any]) -> StockoutQuery:
+def recount_query(day: str, pulled: dict[str, Any]) -> DocumentQuery:
     """The pull's filters over the whole (closed) day.
 
     For a day pulled after it closed this is exactly the pull's window. A day last pulled while it
@@ -187,7 +188,8 @@ def recount_query(day: str, pulled: dict[str, Any]) -> StockoutQuery:
     window = day_window(day)
     start = datetime.fromisoformat(pulled["window_start"])
     end = max(datetime.fromisoformat(pulled["window_end"]), window.query_end)
-    return StockoutQuery(
+    return DocumentQuery(
+        method=PROCESS_STOCKOUT,
         start_time=start,
         end_time=end,
         time_type=2,

@@ -29,7 +29,8 @@ from wdt_kingdee_assets.locator import match_records
 from wdt_kingdee_assets.mapping import load_mapping
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
-from wdt_kingdee_assets.wdt.client import StockoutQuery
+from wdt_kingdee_assets.wdt.client import DocumentQuery
+from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; they are what lets the UI show
 # each day's result on its own, which is the point of these checks.
@@ -113,7 +114,8 @@ def raw_stockouts_complete(
         )
     # Re-count exactly the window and filters of the pull: for the open day a later window
     # would count stock-outs the pull was never meant to see.
-    query = StockoutQuery(
+    query = DocumentQuery(
+        method=PROCESS_STOCKOUT,
         start_time=datetime.fromisoformat(pulled["window_start"]),
         end_time=datetime.fromisoformat(pulled["window_end"]),
         time_type=2,

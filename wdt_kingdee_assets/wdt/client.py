@@ -1,4 +1,5 @@
-"""A `requests` client for ``wms.stockout.Process.queryWithDetail`` (reference §2–§6, §9).
+"""A `requests` client for WDT's paged document queries (:mod:`wdt.methods`), first of them
+``wms.stockout.Process.queryWithDetail`` (reference §2–§6, §9).
 
 One page per call, signed, paced by the process-wide limiter and retried by one policy:
 transient and protocol failures are retried with bounded backoff; a throttled answer is waited
@@ -31,6 +32,7 @@ from wdt_kingdee_assets.wdt.errors import (
     WdtTransientError,
     error_for_envelope,
 )
+from wdt_kingdee_assets.wdt.methods import WdtMethod
 from wdt_kingdee_assets.wdt.signing import sign, split_appsecret, wdt_timestamp
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -54,21 +56,26 @@ def to_wdt_time(moment: datetime, *, round_up: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class StockoutQuery:
-    """The business parameters of one query (``body[0]``)."""
+class DocumentQuery:
+    """One query of a WDT document method: the method and its business parameters (``body[0]``)."""
 
+    method: WdtMethod
     start_time: datetime  # tz-aware; sent as Beijing local time
     end_time: datetime
-    time_type: int = 2  # 1 = 建单时间 created, 2 = 出库时间 consign time, 3 = 最后修改时间 modified
-    status: str | None = "110"
+    time_type: int  # which of the method's time fields the window filters on
+    status: str | None = None  # comma-separated statuses; None = WDT's default
     warehouse_no: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("start_time", "end_time"):
             if getattr(self, name).tzinfo is None:
-                raise ValueError(f"StockoutQuery.{name} must be timezone-aware")
-        if self.time_type not in (1, 2, 3):
-            raise ValueError(f"StockoutQuery.time_type must be 1, 2 or 3, got {self.time_type}")
+                raise ValueError(f"DocumentQuery.{name} must be timezone-aware")
+        self.method.time_field(self.time_type)  # raises, naming the method, for another
+
+    @property
+    def time_field(self) -> str:
+        """The order field this query's window is on (``consign_time``, ``check_time`` …)."""
+        return self.method.time_field(self.time_type)
 
     def body_params(self) -> dict[str, Any]:
         """The object sent as the body's only element; unset filters are left out."""
@@ -85,7 +92,7 @@ class StockoutQuery:
 
 
 @dataclass
-class StockoutPage:
+class DocumentPage:
     page_no: int
     orders: list[dict[str, Any]]
     total_count: int | None  # present when the page was asked with calc_total=1
@@ -123,9 +130,7 @@ def _excerpt(raw: bytes) -> str:
 
 
 class WdtClient:
-    """Signed, paced, retried calls to ``wms.stockout.Process.queryWithDetail``."""
-
-    METHOD = "wms.stockout.Process.queryWithDetail"
+    """Signed, paced, retried calls to WDT's paged document queries."""
 
     def __init__(
         self,
@@ -169,12 +174,12 @@ class WdtClient:
 
     def query_page(
         self,
-        query: StockoutQuery,
+        query: DocumentQuery,
         page_no: int,
         *,
         page_size: int | None = None,
         calc_total: bool = True,
-    ) -> StockoutPage:
+    ) -> DocumentPage:
         """One page (``page_no`` is 0-based), retried per the client's policy."""
         size = self.page_size if page_size is None else page_size
         if not 1 <= size <= MAX_PAGE_SIZE:
@@ -187,22 +192,22 @@ class WdtClient:
             "page_no": str(page_no),
             "calc_total": "1" if calc_total else "0",
         }
-        data = self._call(pager, body)
-        return self._page(data, page_no, calc_total)
+        data = self._call(query.method, pager, body)
+        return self._page(query.method, data, page_no, calc_total)
 
-    def count(self, query: StockoutQuery) -> int:
+    def count(self, query: DocumentQuery) -> int:
         """WDT's ``total_count`` for ``query`` at the cost of one one-row page."""
         total = self.query_page(query, 0, page_size=1, calc_total=True).total_count
         assert total is not None  # _page guarantees it when calc_total is asked
         return total
 
-    def _call(self, pager: Mapping[str, str], body: str) -> Any:
+    def _call(self, method: WdtMethod, pager: Mapping[str, str], body: str) -> Any:
         attempts = max(1, self.backoff.max_attempts)
         rests = self.throttle_wait.waits()
         failures = throttled = 0
         while True:
             try:
-                return self._call_once(pager, body)
+                return self._call_once(method.name, pager, body)
             except (WdtRejectedError, WdtBusinessError):
                 raise
             except WdtThrottledError as error:
@@ -227,14 +232,14 @@ class WdtClient:
             self.stats.add(retries=1, waited=delay)
             self._sleep(delay)
 
-    def _call_once(self, pager: Mapping[str, str], body: str) -> Any:
+    def _call_once(self, method: str, pager: Mapping[str, str], body: str) -> Any:
         self.stats.add(waited=self.limiter.acquire())
         self.stats.add(calls=1)
         params = {
             "sid": self.sid,
             "key": self.appkey,
             "salt": self._salt,
-            "method": self.METHOD,
+            "method": method,
             "v": "1.0",
             # Fresh per attempt: a retry after a long backoff must stay inside the ±120 s window.
             "timestamp": str(wdt_timestamp(self._clock())),
@@ -253,16 +258,16 @@ class WdtClient:
         except requests.Timeout:
             # `from None`: requests' text holds the full URL, its query (sid, salt, sign) too.
             raise WdtTransientError(
-                f"{self.METHOD}: no answer from {where} within {self.timeout}s", method=self.METHOD
+                f"{method}: no answer from {where} within {self.timeout}s", method=method
             ) from None
         except requests.RequestException as exc:
             raise WdtTransientError(
-                f"{self.METHOD}: connection to {where} failed ({type(exc).__name__})",
-                method=self.METHOD,
+                f"{method}: connection to {where} failed ({type(exc).__name__})",
+                method=method,
             ) from None
-        return self._envelope_data(response, where)
+        return self._envelope_data(method, response, where)
 
-    def _envelope_data(self, response: requests.Response, where: str) -> Any:
+    def _envelope_data(self, method: str, response: requests.Response, where: str) -> Any:
         raw = response.content
         try:
             envelope = json.loads(raw, parse_float=Decimal)
@@ -275,24 +280,24 @@ class WdtClient:
         # whatever the HTTP status, so either reading classifies the same way.
         if isinstance(status, int) and not isinstance(status, bool) and status != 0:
             message = str(envelope.get("message", ""))
-            raise error_for_envelope(self.METHOD, status, message)
+            raise error_for_envelope(method, status, message)
         if response.status_code >= 500:
             raise WdtTransientError(
-                f"{self.METHOD}: HTTP {response.status_code} from {where}: {_excerpt(raw)}",
-                method=self.METHOD,
+                f"{method}: HTTP {response.status_code} from {where}: {_excerpt(raw)}",
+                method=method,
             )
         if status != 0 or response.status_code != 200 or "data" not in envelope:
             raise WdtProtocolError(
-                f"{self.METHOD}: not a WDT envelope (HTTP {response.status_code}, "
+                f"{method}: not a WDT envelope (HTTP {response.status_code}, "
                 f"{len(raw)} bytes) from {where}: {_excerpt(raw)}",
-                method=self.METHOD,
+                method=method,
             )
         return envelope["data"]
 
-    def _page(self, data: Any, page_no: int, calc_total: bool) -> StockoutPage:
+    def _page(self, method: WdtMethod, data: Any, page_no: int, calc_total: bool) -> DocumentPage:
         def invalid(why: str) -> WdtProtocolError:
             return WdtProtocolError(
-                f"{self.METHOD}: page {page_no} answer {why}", method=self.METHOD
+                f"{method.name}: page {page_no} answer {why}", method=method.name
             )
 
         if isinstance(data, dict):
@@ -307,9 +312,9 @@ class WdtClient:
         # An empty page may omit `order` or send null [G]; an empty list is the same answer.
         orders = [] if orders is None else orders
         if not isinstance(orders, list) or not all(
-            isinstance(order, dict) and "stockout_id" in order for order in orders
+            isinstance(order, dict) and method.key in order for order in orders
         ):
-            raise invalid("has an `order` that is not a list of orders with stockout_id")
+            raise invalid(f"has an `order` that is not a list of orders with {method.key}")
         if total is not None:
             try:
                 total = int(total)
@@ -317,4 +322,4 @@ class WdtClient:
                 raise invalid(f"has a non-integer total_count {str(total)[:40]!r}") from None
         elif calc_total:
             raise invalid("lacks total_count although calc_total=1 was asked")
-        return StockoutPage(page_no=page_no, orders=orders, total_count=total)
+        return DocumentPage(page_no=page_no, orders=orders, total_count=total)

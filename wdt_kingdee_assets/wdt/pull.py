@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from wdt_kingdee_assets.wdt.client import BEIJING, WDT_TIME_FORMAT, StockoutQuery, WdtClient
+from wdt_kingdee_assets.wdt.client import BEIJING, WDT_TIME_FORMAT, DocumentQuery, WdtClient
 from wdt_kingdee_assets.wdt.errors import IncompletePullError
+from wdt_kingdee_assets.wdt.methods import WdtMethod
 
 MAX_WINDOW_DAYS = 30
 
@@ -32,7 +33,7 @@ def split_window(
     Windows share their boundaries (one's end is the next one's start): whether WDT treats
     ``start_time``/``end_time`` as inclusive is undocumented, and an order stamped exactly on a
     boundary is then read by at least one window under every reading; the pull de-duplicates
-    it by ``stockout_id``. Boundaries are whole seconds (the API has no finer resolution), the
+    it by the method's key. Boundaries are whole seconds (the API has no finer resolution), the
     start rounded down and the end up, so no window is narrowed by the wire format.
     """
     if start.tzinfo is None or end.tzinfo is None:
@@ -56,7 +57,7 @@ def split_window(
 
 @dataclass
 class PullResult:
-    orders: list[dict[str, Any]]  # each exactly as WDT sent it, sorted by consign time, id
+    orders: list[dict[str, Any]]  # each exactly as WDT sent it, sorted by the window's time, id
     total_count: int  # distinct orders WDT counted over all windows (boundary twins once)
     pages: int  # page calls made, all passes and windows
     passes: int  # full passes made, summed over windows
@@ -78,15 +79,15 @@ class _Pass:
         )
 
 
-def order_key(order: dict[str, Any]) -> str:
-    """The de-duplication key: ``stockout_id`` as text, so 42 and "42" are one order."""
-    return str(order["stockout_id"])
+def order_key(order: dict[str, Any], method: WdtMethod) -> str:
+    """The de-duplication key: the method's id (``stockout_id``) as text, so 42 and "42" are
+    one order."""
+    return str(order[method.key])
 
 
-def _consign_sort_key(order: dict[str, Any]) -> tuple[int, Decimal, str]:
-    # consign_time arrives as 'yyyy-MM-dd HH:mm:ss' or as epoch ms (reference §7); anything
-    # else sorts last rather than failing here: judging it is the normalizer's job.
-    value = order.get("consign_time")
+def _time_sort_key(value: Any) -> tuple[int, Decimal, str]:
+    # Times arrive as 'yyyy-MM-dd HH:mm:ss' or as epoch ms (reference §7); anything else sorts
+    # last rather than failing here: judging it is the normalizer's job.
     if isinstance(value, str):
         try:
             moment = datetime.strptime(value, WDT_TIME_FORMAT).replace(tzinfo=BEIJING)
@@ -98,20 +99,26 @@ def _consign_sort_key(order: dict[str, Any]) -> tuple[int, Decimal, str]:
     return (1, Decimal(0), str(value))
 
 
-def _id_sort_key(order: dict[str, Any]) -> tuple[int, Decimal, str]:
-    key = order_key(order)
+def _id_sort_key(key: str) -> tuple[int, Decimal, str]:
     try:
         return (0, Decimal(key), "")
     except InvalidOperation:
         return (1, Decimal(0), key)
 
 
-def sort_orders(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A stable, documented order: by consign time, then stockout_id."""
-    return sorted(orders, key=lambda order: (_consign_sort_key(order), _id_sort_key(order)))
+def sort_orders(orders: list[dict[str, Any]], query: DocumentQuery) -> list[dict[str, Any]]:
+    """A stable, documented order: by the window's time field, then the method's key."""
+    field = query.time_field
+    return sorted(
+        orders,
+        key=lambda order: (
+            _time_sort_key(order.get(field)),
+            _id_sort_key(order_key(order, query.method)),
+        ),
+    )
 
 
-def _one_pass(client: WdtClient, query: StockoutQuery) -> _Pass:
+def _one_pass(client: WdtClient, query: DocumentQuery) -> _Pass:
     size = client.page_size
     orders: dict[str, dict[str, Any]] = {}
     totals: list[int] = []
@@ -122,7 +129,7 @@ def _one_pass(client: WdtClient, query: StockoutQuery) -> _Pass:
         assert page.total_count is not None  # asked with calc_total=1
         totals.append(page.total_count)
         for order in page.orders:
-            orders[order_key(order)] = order
+            orders[order_key(order, query.method)] = order
         if page_cap is None:
             # Rows inserted faster than we page would keep the pass going forever; past twice
             # the first count's pages the pass is inconsistent anyway and the next one starts.
@@ -134,14 +141,14 @@ def _one_pass(client: WdtClient, query: StockoutQuery) -> _Pass:
             return _Pass(orders, totals, page_no, overran=True)
 
 
-def _describe(query: StockoutQuery) -> str:
+def _describe(query: DocumentQuery) -> str:
     start = query.start_time.astimezone(BEIJING).strftime(WDT_TIME_FORMAT)
     end = query.end_time.astimezone(BEIJING).strftime(WDT_TIME_FORMAT)
     return f"window {start} .. {end} (Beijing, time_type={query.time_type}, status={query.status})"
 
 
 def _pull_window(
-    client: WdtClient, query: StockoutQuery, max_passes: int
+    client: WdtClient, query: DocumentQuery, max_passes: int
 ) -> tuple[dict[str, dict[str, Any]], int, int, int]:
     """(orders by key, WDT's total, pages, passes) for one window of at most 30 days."""
     union: dict[str, dict[str, Any]] = {}
@@ -158,7 +165,7 @@ def _pull_window(
         if len(union) == latest_total:
             return union, latest_total, pages, passes
     raise IncompletePullError(
-        method=client.METHOD,
+        method=query.method.name,
         expected=latest_total,
         got=len(union),
         window=_describe(query),
@@ -166,11 +173,11 @@ def _pull_window(
     )
 
 
-def pull_stockouts(client: WdtClient, query: StockoutQuery, *, max_passes: int = 3) -> PullResult:
+def pull_documents(client: WdtClient, query: DocumentQuery, *, max_passes: int = 3) -> PullResult:
     """Every order WDT reports for ``query``, each once, or :class:`IncompletePullError`."""
     if max_passes < 1:
         raise ValueError(f"max_passes must be at least 1, got {max_passes}")
-    windows = split_window(query.start_time, query.end_time)
+    windows = split_window(query.start_time, query.end_time, query.method.max_window_days)
     merged: dict[str, dict[str, Any]] = {}
     counted = pages = passes = 0
     for start, end in windows:
@@ -183,7 +190,7 @@ def pull_stockouts(client: WdtClient, query: StockoutQuery, *, max_passes: int =
         pages += window_pages
         passes += window_passes
     return PullResult(
-        orders=sort_orders(list(merged.values())),
+        orders=sort_orders(list(merged.values()), query),
         total_count=counted,
         pages=pages,
         passes=passes,

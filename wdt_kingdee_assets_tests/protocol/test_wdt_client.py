@@ -18,7 +18,7 @@ import pytest
 from wdt_kingdee_assets.sandbox.credentials import WdtCredentials
 from wdt_kingdee_assets.sandbox.wdt_server import MSG_RATE, MSG_STATUS_FILTER, MSG_WINDOW
 from wdt_kingdee_assets.throttle import Backoff, ThrottleWait
-from wdt_kingdee_assets.wdt.client import BEIJING, StockoutQuery, WdtClient
+from wdt_kingdee_assets.wdt.client import BEIJING, WdtClient
 from wdt_kingdee_assets.wdt.errors import (
     WdtBusinessError,
     WdtError,
@@ -27,10 +27,11 @@ from wdt_kingdee_assets.wdt.errors import (
     WdtThrottledError,
     WdtTransientError,
 )
-from wdt_kingdee_assets_tests.fixtures.wdt import WdtSandbox, fast_backoff
+from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
+from wdt_kingdee_assets_tests.fixtures.wdt import WdtSandbox, fast_backoff, stockout_query
 
 DAY_START = datetime(2026, 8, 22, tzinfo=BEIJING)
-QUERY = StockoutQuery(DAY_START, DAY_START + timedelta(days=1))
+QUERY = stockout_query(DAY_START, DAY_START + timedelta(days=1))
 ORDER = {"stockout_id": 1, "status": 110, "consign_time": "2026-08-22 09:30:00", "detail_list": []}
 
 
@@ -50,7 +51,7 @@ def test_rejected_is_raised_after_one_call(
     with pytest.raises(WdtRejectedError) as caught:
         client.query_page(QUERY, 0)
     assert (caught.value.status, caught.value.server_message) == (1, "验证失败")
-    assert "验证失败" in str(caught.value) and WdtClient.METHOD in str(caught.value)
+    assert "验证失败" in str(caught.value) and PROCESS_STOCKOUT.name in str(caught.value)
     assert wdt_sim.calls() == 1 and client.stats.retries == 0
 
 
@@ -65,9 +66,9 @@ def test_stale_client_clock_is_rejected_not_retried(
 
 def test_business_errors_are_not_retried(wdt_sim: WdtSandbox, wdt_client: WdtClient) -> None:
     with pytest.raises(WdtBusinessError) as caught:
-        wdt_client.query_page(StockoutQuery(DAY_START, DAY_START, status="110;5"), 0)
+        wdt_client.query_page(stockout_query(DAY_START, DAY_START, status="110;5"), 0)
     assert caught.value.server_message == MSG_STATUS_FILTER
-    too_wide = StockoutQuery(DAY_START, DAY_START + timedelta(days=31))
+    too_wide = stockout_query(DAY_START, DAY_START + timedelta(days=31))
     with pytest.raises(WdtBusinessError, match=MSG_WINDOW):
         wdt_client.query_page(too_wide, 0)
     assert wdt_sim.calls() == 2

@@ -9,14 +9,14 @@ from decimal import Decimal
 import pytest
 
 from wdt_kingdee_assets.sandbox.datagen import build_catalog, generate_day
-from wdt_kingdee_assets.wdt.client import BEIJING, StockoutQuery, WdtClient
+from wdt_kingdee_assets.wdt.client import BEIJING, WdtClient
 from wdt_kingdee_assets.wdt.errors import IncompletePullError
-from wdt_kingdee_assets.wdt.pull import pull_stockouts
-from wdt_kingdee_assets_tests.fixtures.wdt import WdtSandbox
+from wdt_kingdee_assets.wdt.pull import pull_documents
+from wdt_kingdee_assets_tests.fixtures.wdt import WdtSandbox, stockout_query
 
 DAY = date(2026, 8, 22)
 DAY_START = datetime(2026, 8, 22, tzinfo=BEIJING)
-ALL_STATUSES = StockoutQuery(DAY_START, DAY_START + timedelta(days=1), status=None)
+ALL_STATUSES = stockout_query(DAY_START, DAY_START + timedelta(days=1), status=None)
 CATALOG = build_catalog(seed=5, size=60)
 
 
@@ -26,7 +26,7 @@ def test_multi_page_pull_returns_every_order_exactly_once(
     orders = generate_day(DAY, seed=5, orders=537, catalog=CATALOG)
     wdt_sim.app.add_orders(orders)
     client = make_wdt_client(page_size=50)
-    result = pull_stockouts(client, ALL_STATUSES)
+    result = pull_documents(client, ALL_STATUSES)
     ids = [order["stockout_id"] for order in result.orders]
     assert len(ids) == len(set(ids)) == result.total_count == 537
     assert set(ids) == {order["stockout_id"] for order in orders}
@@ -48,14 +48,14 @@ def test_multi_page_pull_returns_every_order_exactly_once(
 def test_status_filter_is_applied(wdt_sim: WdtSandbox, wdt_client: WdtClient) -> None:
     orders = generate_day(DAY, seed=5, orders=200, catalog=CATALOG)
     wdt_sim.app.add_orders(orders)
-    completed = StockoutQuery(DAY_START, DAY_START + timedelta(days=1))
-    result = pull_stockouts(wdt_client, completed)
+    completed = stockout_query(DAY_START, DAY_START + timedelta(days=1))
+    result = pull_documents(wdt_client, completed)
     assert {o["status"] for o in result.orders} == {110}
     assert len(result.orders) == sum(o["status"] == 110 for o in orders) == result.total_count
 
 
 def test_an_empty_day_is_complete(wdt_sim: WdtSandbox, wdt_client: WdtClient) -> None:
-    result = pull_stockouts(wdt_client, ALL_STATUSES)
+    result = pull_documents(wdt_client, ALL_STATUSES)
     assert (result.orders, result.total_count, result.pages) == ([], 0, 1)
 
 
@@ -66,7 +66,7 @@ def test_rows_inserted_while_paging_are_still_all_pulled(
     client = make_wdt_client(page_size=25)
     # After the 2nd page is answered, 3 orders appear ahead of it: later pages shift by 3.
     wdt_sim.add_faults("insert_rows,skip=1,times=1,rows=3")
-    result = pull_stockouts(client, ALL_STATUSES)
+    result = pull_documents(client, ALL_STATUSES)
     final_count = client.count(ALL_STATUSES)
     assert final_count == 123
     ids = {order["stockout_id"] for order in result.orders}
@@ -82,7 +82,7 @@ def test_rows_that_keep_moving_fail_loudly_with_both_numbers(
     client = make_wdt_client(page_size=20)
     wdt_sim.add_faults("insert_rows,times=1000,rows=2")
     with pytest.raises(IncompletePullError) as caught:
-        pull_stockouts(client, ALL_STATUSES, max_passes=2)
+        pull_documents(client, ALL_STATUSES, max_passes=2)
     error = caught.value
     assert error.expected > error.got
     assert f"total_count={error.expected}" in str(error) and f"{error.got} distinct" in str(error)
@@ -98,7 +98,7 @@ def test_an_order_re_timed_out_of_the_window_is_not_pulled(
     first_page = client.query_page(ALL_STATUSES, 0)
     moved = {**first_page.orders[0], "consign_time": "2026-08-24 10:00:00"}
     wdt_sim.app.add_orders([moved])
-    result = pull_stockouts(client, ALL_STATUSES)
+    result = pull_documents(client, ALL_STATUSES)
     assert result.total_count == len(result.orders) == 39
     assert moved["stockout_id"] not in {o["stockout_id"] for o in result.orders}
 
@@ -117,8 +117,8 @@ def test_windows_over_30_days_are_split_and_boundary_orders_counted_once(
         "consign_time": boundary.strftime("%Y-%m-%d %H:%M:%S"),
     }
     wdt_sim.app.add_orders([*orders, on_boundary])
-    query = StockoutQuery(start, start + timedelta(days=45), status=None)
-    result = pull_stockouts(wdt_client, query)
+    query = stockout_query(start, start + timedelta(days=45), status=None)
+    result = pull_documents(wdt_client, query)
     assert result.windows == 2
     ids = [order["stockout_id"] for order in result.orders]
     assert len(ids) == len(set(ids)) == 46 == result.total_count
@@ -130,7 +130,7 @@ def test_epoch_millisecond_times_pull_and_sort(
 ) -> None:
     sandbox = make_wdt_sim(datetime_format="epoch_ms")
     sandbox.app.add_orders(generate_day(DAY, seed=5, orders=70, catalog=CATALOG))
-    result = pull_stockouts(make_wdt_client(sandbox, page_size=30), ALL_STATUSES)
+    result = pull_documents(make_wdt_client(sandbox, page_size=30), ALL_STATUSES)
     assert len(result.orders) == result.total_count == 70
     times = [order["consign_time"] for order in result.orders]
     assert all(isinstance(t, int) for t in times) and times == sorted(times)
@@ -138,6 +138,6 @@ def test_epoch_millisecond_times_pull_and_sort(
 
 def test_malformed_orders_are_pulled_too(wdt_sim: WdtSandbox, wdt_client: WdtClient) -> None:
     wdt_sim.app.add_orders(generate_day(DAY, seed=5, orders=10, catalog=CATALOG, malformed=10))
-    result = pull_stockouts(wdt_client, ALL_STATUSES)
+    result = pull_documents(wdt_client, ALL_STATUSES)
     assert len(result.orders) == result.total_count == 20
     assert result.orders[-1]["consign_time"] == "0000-00-00 00:00:00"  # unreadable sorts last

@@ -28,10 +28,10 @@ from wdt_kingdee_assets.mapping import (
 from wdt_kingdee_assets.normalize import normalize_orders
 from wdt_kingdee_assets.sandbox.datagen import MALFORMED_KINDS
 from wdt_kingdee_assets.sandbox.faults import FaultRule
-from wdt_kingdee_assets.wdt.client import StockoutQuery
 from wdt_kingdee_assets.wdt.errors import WdtProtocolError
-from wdt_kingdee_assets.wdt.pull import pull_stockouts
+from wdt_kingdee_assets.wdt.pull import pull_documents
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
+from wdt_kingdee_assets_tests.fixtures.wdt import stockout_query
 from wdt_kingdee_assets_tests.reliability.invariant import (
     assert_pipeline_invariant,
     orders_for_day,
@@ -306,7 +306,7 @@ def test_a_wdt_answering_garbage_raises_an_error_quoting_the_answer(wdt_sim, wdt
     wdt_sim.add_faults(f"{kind},times=99")
     window = day_window("2025-06-09")
     with pytest.raises(WdtProtocolError, match="not a WDT envelope") as raised:
-        pull_stockouts(wdt_client, StockoutQuery(window.query_start, window.query_end))
+        pull_documents(wdt_client, stockout_query(window.query_start, window.query_end))
     assert GARBAGE[kind] in str(raised.value)
 
 

@@ -39,13 +39,14 @@ from wdt_kingdee_assets.mapping import MappingConfig, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
-from wdt_kingdee_assets.wdt.client import StockoutQuery, WdtClient
+from wdt_kingdee_assets.wdt.client import WdtClient
 from wdt_kingdee_assets.wdt.errors import WdtError
-from wdt_kingdee_assets.wdt.pull import pull_stockouts
+from wdt_kingdee_assets.wdt.pull import pull_documents
 from wdt_kingdee_assets.writer import BillWriter, bills_to_write, results_frame
 from wdt_kingdee_assets_tests.fixtures.kingdee import fast_backoff as kingdee_backoff
 from wdt_kingdee_assets_tests.fixtures.pipeline import TODAY
 from wdt_kingdee_assets_tests.fixtures.wdt import fast_backoff as wdt_backoff
+from wdt_kingdee_assets_tests.fixtures.wdt import stockout_query
 from wdt_kingdee_assets_tests.reliability.invariant import (
     KingdeeWorld,
     assert_nothing_lost_nothing_duplicated,
@@ -196,7 +197,7 @@ def sync_once(
         backoff=kingdee_backoff(),
     )
     window = day_window(DAY.isoformat())
-    pulled = pull_stockouts(wdt, StockoutQuery(window.query_start, window.query_end))
+    pulled = pull_documents(wdt, stockout_query(window.query_start, window.query_end))
     kept = [
         order
         for order in pulled.orders

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from wdt_kingdee_assets.wdt.client import CallStats, StockoutQuery, WdtClient
+from wdt_kingdee_assets.wdt.client import CallStats, WdtClient
 from wdt_kingdee_assets.wdt.errors import (
     IncompletePullError,
     WdtBusinessError,
@@ -18,14 +18,16 @@ from wdt_kingdee_assets.wdt.errors import (
     WdtTransientError,
     error_for_envelope,
 )
+from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
+from wdt_kingdee_assets_tests.fixtures.wdt import stockout_query
 
-METHOD = WdtClient.METHOD
+METHOD = PROCESS_STOCKOUT.name
 
 
 def test_query_times_are_sent_as_beijing_local_time() -> None:
-    query = StockoutQuery(
-        start_time=datetime(2026, 8, 21, 16, 0, tzinfo=UTC),
-        end_time=datetime(2026, 8, 22, 16, 0, 0, 250_000, tzinfo=UTC),
+    query = stockout_query(
+        datetime(2026, 8, 21, 16, 0, tzinfo=UTC),
+        datetime(2026, 8, 22, 16, 0, 0, 250_000, tzinfo=UTC),
     )
     assert query.body_params() == {
         "start_time": "2026-08-22 00:00:00",
@@ -38,18 +40,18 @@ def test_query_times_are_sent_as_beijing_local_time() -> None:
 
 def test_unset_filters_are_left_out_and_set_ones_sent() -> None:
     start = datetime(2026, 8, 22, tzinfo=UTC)
-    assert "status" not in StockoutQuery(start, start, status=None).body_params()
+    assert "status" not in stockout_query(start, start, status=None).body_params()
     assert (
-        StockoutQuery(start, start, warehouse_no="CK001").body_params()["warehouse_no"] == "CK001"
+        stockout_query(start, start, warehouse_no="CK001").body_params()["warehouse_no"] == "CK001"
     )
 
 
 def test_naive_times_and_unknown_time_types_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        StockoutQuery(datetime(2026, 8, 22), datetime(2026, 8, 23))
+        stockout_query(datetime(2026, 8, 22), datetime(2026, 8, 23))
     aware = datetime(2026, 8, 22, tzinfo=UTC)
     with pytest.raises(ValueError, match="time_type"):
-        StockoutQuery(aware, aware, time_type=4)
+        stockout_query(aware, aware, time_type=4)
 
 
 @pytest.mark.parametrize("page_size", [0, 2001])

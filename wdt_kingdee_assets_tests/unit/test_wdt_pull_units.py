@@ -7,8 +7,10 @@ from itertools import pairwise
 
 import pytest
 
-from wdt_kingdee_assets.wdt.client import BEIJING
+from wdt_kingdee_assets.wdt.client import BEIJING, DocumentQuery
+from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKIN
 from wdt_kingdee_assets.wdt.pull import sort_orders, split_window
+from wdt_kingdee_assets_tests.fixtures.wdt import stockout_query
 
 START = datetime(2026, 7, 1, tzinfo=BEIJING)
 
@@ -58,4 +60,20 @@ def test_orders_sort_by_consign_time_in_either_format_then_id() -> None:
         {"stockout_id": 4, "consign_time": "0000-00-00 00:00:00"},
         {"stockout_id": 5, "consign_time": "2026-07-01 08:59:59"},
     ]
-    assert [order["stockout_id"] for order in sort_orders(orders)] == [5, 2, 1, 3, 4]
+    query = stockout_query(
+        datetime(2026, 7, 1, tzinfo=BEIJING), datetime(2026, 7, 2, tzinfo=BEIJING)
+    )
+    assert [order["stockout_id"] for order in sort_orders(orders, query)] == [5, 2, 1, 3, 4]
+
+
+def test_stockins_sort_by_the_time_field_of_the_query_then_their_own_key() -> None:
+    orders = [
+        {"stockin_id": 9, "check_time": "2026-07-01 10:00:00", "created": "2026-06-01 00:00:00"},
+        {"stockin_id": 7, "check_time": "2026-07-01 10:00:00", "created": "2026-06-02 00:00:00"},
+        {"stockin_id": 8, "check_time": "2026-07-01 09:00:00", "created": "2026-06-03 00:00:00"},
+    ]
+    start = datetime(2026, 7, 1, tzinfo=BEIJING)
+    by_check = DocumentQuery(PROCESS_STOCKIN, start, start, time_type=2)
+    by_created = DocumentQuery(PROCESS_STOCKIN, start, start, time_type=1)
+    assert [order["stockin_id"] for order in sort_orders(orders, by_check)] == [8, 7, 9]
+    assert [order["stockin_id"] for order in sort_orders(orders, by_created)] == [9, 7, 8]
