@@ -168,7 +168,8 @@ def measure_day(orders: int, limits: Limits) -> DayFigures:
     import dagster as dg
 
     from wdt_kingdee_assets.beijing import BEIJING
-    from wdt_kingdee_assets.definitions import ASSETS, CHECKS, build_resources
+    from wdt_kingdee_assets.definitions import FLOW_DEFS, build_resources
+    from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
     from wdt_kingdee_assets_tests.fixtures.sandbox_process import admin, clean_env, running_sandbox
 
     day = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
@@ -179,7 +180,10 @@ def measure_day(orders: int, limits: Limits) -> DayFigures:
         dg.instance_for_test() as instance,
     ):
         result = dg.materialize(
-            [*ASSETS, *CHECKS],
+            [
+                *FLOW_DEFS[PRODUCTION_STOCKOUT.name].assets,
+                *FLOW_DEFS[PRODUCTION_STOCKOUT.name].asset_checks,
+            ],
             partition_key=day,
             resources=build_resources(data_dir),
             instance=instance,
@@ -258,7 +262,7 @@ def store_raw(pages_path: Path, raw_path: Path) -> float:
     (decimals exact) and store the day as JSON Lines. Returns the CPU seconds of the parse."""
     from decimal import Decimal
 
-    from wdt_kingdee_assets.frames import RAW_STOCKOUTS
+    from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 
     parse = 0.0
     orders = []
@@ -267,7 +271,7 @@ def store_raw(pages_path: Path, raw_path: Path) -> float:
             started = time.process_time()
             orders.extend(json.loads(page, parse_float=Decimal)["data"]["order"])
             parse += time.process_time() - started
-    raw = RAW_STOCKOUTS.frame(
+    raw = PRODUCTION_STOCKOUT.raw_schema.frame(
         {
             "stockout_id": o["stockout_id"],
             "stockout_no": o["stockout_no"],
@@ -277,7 +281,7 @@ def store_raw(pages_path: Path, raw_path: Path) -> float:
         for o in orders
     )
     with raw_path.open("w", encoding="utf-8") as stream:
-        RAW_STOCKOUTS.write_jsonl(raw, stream)
+        PRODUCTION_STOCKOUT.raw_schema.write_jsonl(raw, stream)
     return parse
 
 
@@ -309,8 +313,8 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
     import dagster  # noqa: F401 - a step process has Dagster loaded; count it in the peak
 
     from wdt_kingdee_assets.bulk import gc_paused
-    from wdt_kingdee_assets.frames import RAW_STOCKOUTS
-    from wdt_kingdee_assets.mapping import MappingConfig, build_bills
+    from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
+    from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills
     from wdt_kingdee_assets.normalize import normalize_orders
     from wdt_kingdee_assets.storage import StoredDay
 
@@ -324,7 +328,7 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
                 spent += time.process_time() - started
         return spent
 
-    stored = StoredDay(RAW_STOCKOUTS, raw_path, "benchmark")
+    stored = StoredDay(PRODUCTION_STOCKOUT.raw_schema, raw_path, "benchmark")
 
     def parse_alone() -> int:
         with gc_paused():  # as inside the normalizer
@@ -346,11 +350,19 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
         floor = min(floor, parse_pages())
         seconds, order_count = _cpu_seconds(parse_alone)
         parse_stored = min(parse_stored, seconds)
-        seconds, lines = _cpu_seconds(lambda: normalize_orders(stored.values("order")))
+        seconds, lines = _cpu_seconds(
+            lambda: normalize_orders(stored.values("order"), PRODUCTION_STOCKOUT)
+        )
         normalize = min(normalize, seconds)
         materials = {number: Known("Pcs") for number in set(lines["spec_no"].dropna())}
         seconds, bills = _cpu_seconds(
-            lambda: build_bills(lines, materials, MappingConfig(), "100")  # noqa: B023
+            lambda: build_bills(
+                lines,  # noqa: B023
+                materials,  # noqa: B023
+                MisDeliveryMapping(),
+                "100",
+                flow=PRODUCTION_STOCKOUT,
+            )
         )
         mapping = min(mapping, seconds)
         peak_rss_mb = peak_rss_mb or _peak_rss_mb()

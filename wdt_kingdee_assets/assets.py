@@ -1,9 +1,15 @@
-"""The four daily assets: WDT stock-outs in, Kingdee 其他出库单 out, each step with its evidence."""
+"""A flow's four daily assets: WDT documents in, Kingdee bills out, each step with its evidence.
+
+``build_assets(flow)`` makes them for one flow (``factory.py`` adds the checks, job and
+automation); their keys, names and descriptions come from the flow, so that every flow's assets
+read the same and the first flow's are the ones it had before flows existed.
+"""
 
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import dagster as dg
@@ -11,24 +17,18 @@ import pandas as pd
 from pydantic import Field
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
-from wdt_kingdee_assets.frames import (
-    KINGDEE_BILLS,
-    NORMALIZED_STOCKOUTS,
-    RAW_STOCKOUTS,
-    WRITE_RESULTS,
-)
+from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryError
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills, load_mapping
+from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import StoredDay, column_schema
 from wdt_kingdee_assets.wdt.client import DocumentQuery
 from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError, WdtRejectedError
-from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
 from wdt_kingdee_assets.wdt.pull import pull_documents
 from wdt_kingdee_assets.writer import (
     MAX_IN_FLIGHT,
@@ -39,7 +39,6 @@ from wdt_kingdee_assets.writer import (
     results_frame,
 )
 
-GROUP = "wdt_to_kingdee"
 WDT_POOL = "wdt_api"
 KINGDEE_POOL = "kingdee_api"
 PREVIEW_ROWS = 20
@@ -101,180 +100,6 @@ def preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -
     return dg.MetadataValue.md(shown.to_markdown(index=False) + more)
 
 
-class RawStockoutsConfig(dg.Config):
-    status: str = Field(
-        default="110", description="WDT status filter, comma-separated (110 = 已完成)"
-    )
-    warehouse_no: str = Field(default="", description="only this WDT warehouse; empty = all")
-    max_passes: int = Field(
-        default=3, ge=1, le=10, description="re-reads when rows move while paging"
-    )
-
-
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    pool=WDT_POOL,
-    retry_policy=API_RETRY,
-    kinds={"api", "pandas"},
-    description=(
-        "旺店通生产出库单 (WDT production stock-outs) whose stock-out time (出库时间) falls on the "
-        "partition's Beijing day, exactly as WDT sent them. Complete: the distinct orders pulled "
-        "equal WDT's total_count, or the step fails with both numbers."
-    ),
-    metadata={"dagster/column_schema": column_schema(RAW_STOCKOUTS)},
-)
-def raw_stockouts(
-    context: dg.AssetExecutionContext, config: RawStockoutsConfig, wdt: WdtResource
-) -> dg.Output[pd.DataFrame]:
-    started = time.monotonic()
-    window = day_window(context.partition_key)
-    with api_step(context.partition_key):
-        client = wdt.client(context.log.warning)
-    query = DocumentQuery(
-        method=PROCESS_STOCKOUT,
-        start_time=window.query_start,
-        end_time=window.query_end,
-        time_type=2,
-        status=config.status or None,
-        warehouse_no=config.warehouse_no or None,
-    )
-    try:
-        with api_step(context.partition_key):
-            pulled = pull_documents(client, query, max_passes=config.max_passes)
-    except IncompletePullError as exc:
-        raise dg.Failure(
-            description=f"partition {context.partition_key}: {exc}",
-            metadata={"expected_total_count": exc.expected, "distinct_orders_pulled": exc.got},
-        ) from exc
-
-    kept = []
-    for order in pulled.orders:
-        moment = parse_wdt_datetime(order.get("consign_time"))
-        # An order whose time cannot be read stays: WDT put it in this window, and the
-        # normalizer rejects its lines with the reason, so it is reported, not lost.
-        if moment is None or window.contains(moment):
-            kept.append(order)
-    frame = RAW_STOCKOUTS.frame(
-        {
-            # kept even when WDT's id is not an integer: the normalizer rejects it with the reason
-            "stockout_id": parse_int(order.get("stockout_id")),
-            "stockout_no": order.get("stockout_no"),
-            "consign_time": order.get("consign_time"),
-            "order": order,
-        }
-        for order in kept
-    )
-    lines = sum(len(order.get("detail_list") or []) for order in kept)
-    overview = frame.assign(lines=[len(order.get("detail_list") or []) for order in kept])
-    return dg.Output(
-        frame,
-        metadata={
-            "orders": len(kept),
-            "lines": lines,
-            "total_count": pulled.total_count,
-            "distinct_orders_pulled": len(pulled.orders),
-            "outside_day": len(pulled.orders) - len(kept),
-            "pages": pulled.pages,
-            "passes": pulled.passes,
-            "api_calls": client.stats.calls,
-            "retries": client.stats.retries,
-            "throttled": client.stats.throttled,
-            "window_start": window.query_start.isoformat(),
-            "window_end": window.query_end.isoformat(),
-            "status_filter": config.status,
-            "warehouse_filter": config.warehouse_no,
-            "open_day": window.is_open,
-            "duration_seconds": round(time.monotonic() - started, 3),
-            "preview": preview(overview, ["stockout_no", "consign_time", "lines"]),
-        },
-    )
-
-
-class NormalizeConfig(dg.Config):
-    accepted_statuses: list[int] = Field(
-        default=[110],
-        description="WDT statuses whose lines are usable (keep in step with the pull)",
-    )
-
-
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    kinds={"pandas"},
-    description=(
-        "出库明细 (stock-out lines), one typed row per WDT detail line: exact decimal quantities, "
-        "Beijing times. A line that cannot be used keeps its row with a reject_reason."
-    ),
-    metadata={"dagster/column_schema": column_schema(NORMALIZED_STOCKOUTS)},
-)
-def normalized_stockouts(
-    config: NormalizeConfig, raw_stockouts: StoredDay
-) -> dg.Output[pd.DataFrame]:
-    started = time.monotonic()
-    # Streamed: a large day's nested orders are never all in memory at once.
-    orders = raw_stockouts.values("order")
-    lines = normalize_orders(orders, accepted_statuses=config.accepted_statuses)
-    rejected = lines[lines["reject_reason"].notna()]
-    return dg.Output(
-        lines,
-        metadata={
-            "lines": len(lines),
-            "usable_lines": len(lines) - len(rejected),
-            "rejected_lines": len(rejected),
-            "stockouts": int(lines["stockout_id"].nunique()),
-            "materials": int(lines["spec_no"].nunique()),
-            "duration_seconds": round(time.monotonic() - started, 3),
-            "rejected_preview": preview(
-                rejected, ["stockout_no", "rec_id", "spec_no", "reject_reason"]
-            ),
-        },
-    )
-
-
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    pool=KINGDEE_POOL,
-    retry_policy=API_RETRY,
-    kinds={"api", "pandas"},
-    description=(
-        "其他出库单 (misc. delivery bills, STK_MisDelivery): one bill per stock-out built by the "
-        "mapping, with materials and base units from Kingdee BD_MATERIAL. Each bill is `ready`, or "
-        "`held` with the reason (material missing in Kingdee, rejected lines, unmapped warehouse)."
-    ),
-    metadata={"dagster/column_schema": column_schema(KINGDEE_BILLS)},
-)
-def kingdee_bills(
-    context: dg.AssetExecutionContext, normalized_stockouts: pd.DataFrame, kingdee: KingdeeResource
-) -> dg.Output[pd.DataFrame]:
-    started = time.monotonic()
-    with api_step(context.partition_key):
-        mapping = load_mapping()
-        client = kingdee.client()
-        usable = normalized_stockouts[normalized_stockouts["reject_reason"].isna()]
-        numbers = sorted(set(usable["spec_no"]))
-        stock_org = mapping.orgs(kingdee.org_number)[0]
-        materials = client.find_materials(numbers, use_org=stock_org) if numbers else {}
-    bills = build_bills(normalized_stockouts, materials, mapping, kingdee.org_number)
-    held = bills[bills["readiness"] == "held"]
-    missing = sorted({number for numbers in bills["missing_materials"] for number in numbers})
-    context.log.info("%d bills: %d ready, %d held", len(bills), len(bills) - len(held), len(held))
-    return dg.Output(
-        bills,
-        metadata={
-            "bills": len(bills),
-            "ready": len(bills) - len(held),
-            "held": len(held),
-            "materials_looked_up": len(numbers),
-            "missing_materials": len(missing),
-            "api_calls": client.stats.calls,
-            "duration_seconds": round(time.monotonic() - started, 3),
-            "held_preview": preview(held, ["bill_no", "hold_reason"]),
-        },
-    )
-
-
 class WriteConfig(dg.Config):
     batch_size: int = Field(default=20, ge=1, le=200, description="bills per BatchSave call")
     lease_wait_seconds: float = Field(
@@ -305,48 +130,270 @@ def _log_progress(context: dg.AssetExecutionContext, done: int, total: int) -> N
         context.log.info("BatchSave %d/%d done", done, total)
 
 
-def bill_scope(mapping: MappingConfig, kingdee: KingdeeResource, day: str) -> BillScope:
-    """Where the day's bills live in Kingdee: form, date, stock org, bill type, reference field."""
+def bill_scope(flow: Flow, mapping: MappingConfig, kingdee: KingdeeResource, day: str) -> BillScope:
+    """Where a flow's bills of a day live in Kingdee: form, date, stock org, bill type, and the
+    field that carries the source reference."""
     return BillScope(
-        form_id=mapping.form_id,
+        form=flow.form,
         day=date.fromisoformat(day),
         org=mapping.orgs(kingdee.org_number)[0],
         bill_type=mapping.bill_type,
-        reference_field=mapping.source_ref_field,
+        reference_field=mapping.reference_field,
     )
 
 
-def write_lease(context: dg.AssetExecutionContext, config: WriteConfig) -> WriteLease:
+def write_lease(flow: Flow, context: dg.AssetExecutionContext, config: WriteConfig) -> WriteLease:
     return WriteLease(
         context.instance,
-        f"{GROUP}/{context.partition_key}",
+        f"{flow.lease_scope}/{context.partition_key}",
         context.run.run_id,
         ttl_seconds=config.lease_ttl_seconds,
     )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    pool=KINGDEE_POOL,
-    retry_policy=API_RETRY,
-    kinds={"api", "pandas"},
-    description=(
-        "金蝶写入结果 (what Kingdee now holds), one row per 其他出库单: created, already_in_kingdee, "
-        "held or failed (permanent or transient), with the FID, the number Kingdee gave the bill "
-        "and Kingdee's own messages. Idempotent: bills Kingdee already holds (found by the source "
-        "reference they carry, or by number) are never sent again, unanswered calls are "
-        "reconciled before any resend, and one run at a time writes a day (a lease in Dagster's "
-        "storage)."
-    ),
-    metadata={"dagster/column_schema": column_schema(WRITE_RESULTS)},
-)
-def kingdee_write_results(
+@dataclass(frozen=True)
+class FlowAssets:
+    """A flow's four assets, in data-flow order."""
+
+    raw: dg.AssetsDefinition
+    lines: dg.AssetsDefinition
+    bills: dg.AssetsDefinition
+    results: dg.AssetsDefinition
+
+    def all(self) -> list[dg.AssetsDefinition]:
+        return [self.raw, self.lines, self.bills, self.results]
+
+
+def build_assets(flow: Flow) -> FlowAssets:
+    """The flow's assets: pull, normalize, map, write — one Beijing day per partition."""
+    source, form = flow.source, flow.form
+    raw_key = dg.AssetKey(flow.asset_path(flow.raw_name))
+    lines_key = dg.AssetKey(flow.asset_path(flow.lines_name))
+    bills_key = dg.AssetKey(flow.asset_path(flow.bills_name))
+
+    class RawConfig(dg.Config):
+        status: str = Field(
+            default=source.status,
+            description=f"WDT status filter, comma-separated ({_status_names(flow)})",
+        )
+        warehouse_no: str = Field(default="", description="only this WDT warehouse; empty = all")
+        max_passes: int = Field(
+            default=3, ge=1, le=10, description="re-reads when rows move while paging"
+        )
+
+    class NormalizeConfig(dg.Config):
+        accepted_statuses: list[int] = Field(
+            default=source.statuses,
+            description="WDT statuses whose lines are usable (keep in step with the pull)",
+        )
+
+    @dg.asset(
+        name=flow.raw_name,
+        key_prefix=flow.key_prefix,
+        partitions_def=daily_partitions,
+        group_name=flow.group,
+        pool=WDT_POOL,
+        retry_policy=API_RETRY,
+        kinds={"api", "pandas"},
+        description=(
+            f"{source.title} whose {source.noun} time ({source.time_title}) falls on the "
+            "partition's Beijing day, exactly as WDT sent them. Complete: the distinct orders "
+            "pulled equal WDT's total_count, or the step fails with both numbers."
+        ),
+        metadata={"dagster/column_schema": column_schema(flow.raw_schema)},
+    )
+    def raw(
+        context: dg.AssetExecutionContext, config: RawConfig, wdt: WdtResource
+    ) -> dg.Output[pd.DataFrame]:
+        started = time.monotonic()
+        window = day_window(context.partition_key)
+        with api_step(context.partition_key):
+            client = wdt.client(context.log.warning)
+        query = DocumentQuery(
+            method=source.method,
+            start_time=window.query_start,
+            end_time=window.query_end,
+            time_type=source.time_type,
+            status=config.status or None,
+            warehouse_no=config.warehouse_no or None,
+        )
+        try:
+            with api_step(context.partition_key):
+                pulled = pull_documents(client, query, max_passes=config.max_passes)
+        except IncompletePullError as exc:
+            raise dg.Failure(
+                description=f"partition {context.partition_key}: {exc}",
+                metadata={"expected_total_count": exc.expected, "distinct_orders_pulled": exc.got},
+            ) from exc
+
+        kept = []
+        for order in pulled.orders:
+            moment = parse_wdt_datetime(order.get(source.time_field))
+            # An order whose time cannot be read stays: WDT put it in this window, and the
+            # normalizer rejects its lines with the reason, so it is reported, not lost.
+            if moment is None or window.contains(moment):
+                kept.append(order)
+        lines_of = [len(order.get(source.method.lines) or []) for order in kept]
+        frame = flow.raw_schema.frame(
+            {
+                # kept even when WDT's id is not an integer: the normalizer rejects it with the
+                # reason
+                source.key: parse_int(order.get(source.key)),
+                source.number: order.get(source.number),
+                source.time_field: order.get(source.time_field),
+                "order": order,
+            }
+            for order in kept
+        )
+        overview = frame.assign(lines=lines_of)
+        return dg.Output(
+            frame,
+            metadata={
+                "orders": len(kept),
+                "lines": sum(lines_of),
+                "total_count": pulled.total_count,
+                "distinct_orders_pulled": len(pulled.orders),
+                "outside_day": len(pulled.orders) - len(kept),
+                "pages": pulled.pages,
+                "passes": pulled.passes,
+                "api_calls": client.stats.calls,
+                "retries": client.stats.retries,
+                "throttled": client.stats.throttled,
+                "window_start": window.query_start.isoformat(),
+                "window_end": window.query_end.isoformat(),
+                "status_filter": config.status,
+                "warehouse_filter": config.warehouse_no,
+                "open_day": window.is_open,
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "preview": preview(overview, [source.number, source.time_field, "lines"]),
+            },
+        )
+
+    @dg.asset(
+        name=flow.lines_name,
+        key_prefix=flow.key_prefix,
+        ins={"raw": dg.AssetIn(raw_key)},
+        partitions_def=daily_partitions,
+        group_name=flow.group,
+        kinds={"pandas"},
+        description=(
+            f"{source.lines_title}, one typed row per WDT detail line: exact decimal quantities, "
+            "Beijing times. A line that cannot be used keeps its row with a reject_reason."
+        ),
+        metadata={"dagster/column_schema": column_schema(flow.lines_schema)},
+    )
+    def lines(config: NormalizeConfig, raw: StoredDay) -> dg.Output[pd.DataFrame]:
+        started = time.monotonic()
+        # Streamed: a large day's nested orders are never all in memory at once.
+        normalized = normalize_orders(
+            raw.values("order"), flow, accepted_statuses=config.accepted_statuses
+        )
+        rejected = normalized[normalized["reject_reason"].notna()]
+        return dg.Output(
+            normalized,
+            metadata={
+                "lines": len(normalized),
+                "usable_lines": len(normalized) - len(rejected),
+                "rejected_lines": len(rejected),
+                flow.documents: int(normalized[source.key].nunique()),
+                "materials": int(normalized["spec_no"].nunique()),
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "rejected_preview": preview(
+                    rejected, [source.number, "rec_id", "spec_no", "reject_reason"]
+                ),
+            },
+        )
+
+    @dg.asset(
+        name=flow.bills_name,
+        key_prefix=flow.key_prefix,
+        ins={"lines": dg.AssetIn(lines_key)},
+        partitions_def=daily_partitions,
+        group_name=flow.group,
+        pool=KINGDEE_POOL,
+        retry_policy=API_RETRY,
+        kinds={"api", "pandas"},
+        description=(
+            f"{form.plural}: one bill per {source.noun} built by the mapping, with materials and "
+            "base units from Kingdee BD_MATERIAL. Each bill is `ready`, or `held` with the reason "
+            "(material missing in Kingdee, rejected lines, unmapped warehouse)."
+        ),
+        metadata={"dagster/column_schema": column_schema(flow.bills_schema)},
+    )
+    def bills(
+        context: dg.AssetExecutionContext, lines: pd.DataFrame, kingdee: KingdeeResource
+    ) -> dg.Output[pd.DataFrame]:
+        started = time.monotonic()
+        with api_step(context.partition_key):
+            mapping = flow.load_mapping()
+            client = kingdee.client()
+            usable = lines[lines["reject_reason"].isna()]
+            numbers = sorted(set(usable["spec_no"]))
+            stock_org = mapping.orgs(kingdee.org_number)[0]
+            materials = client.find_materials(numbers, use_org=stock_org) if numbers else {}
+        built = build_bills(lines, materials, mapping, kingdee.org_number, flow)
+        held = built[built["readiness"] == "held"]
+        missing = sorted({number for numbers in built["missing_materials"] for number in numbers})
+        context.log.info(
+            "%d bills: %d ready, %d held", len(built), len(built) - len(held), len(held)
+        )
+        return dg.Output(
+            built,
+            metadata={
+                "bills": len(built),
+                "ready": len(built) - len(held),
+                "held": len(held),
+                "materials_looked_up": len(numbers),
+                "missing_materials": len(missing),
+                "api_calls": client.stats.calls,
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "held_preview": preview(held, ["bill_no", "hold_reason"]),
+            },
+        )
+
+    @dg.asset(
+        name=flow.results_name,
+        key_prefix=flow.key_prefix,
+        ins={"bills": dg.AssetIn(bills_key)},
+        partitions_def=daily_partitions,
+        group_name=flow.group,
+        pool=KINGDEE_POOL,
+        retry_policy=API_RETRY,
+        kinds={"api", "pandas"},
+        description=(
+            f"金蝶写入结果 (what Kingdee now holds), one row per {form.chinese}: created, "
+            "already_in_kingdee, held or failed (permanent or transient), with the FID, the number "
+            "Kingdee gave the bill and Kingdee's own messages. Idempotent: bills Kingdee already "
+            "holds (found by the source reference they carry, or by number) are never sent again, "
+            "unanswered calls are reconciled before any resend, and one run at a time writes a day "
+            "(a lease in Dagster's storage)."
+        ),
+        metadata={"dagster/column_schema": column_schema(flow.results_schema)},
+    )
+    def results(
+        context: dg.AssetExecutionContext,
+        config: WriteConfig,
+        bills: pd.DataFrame,
+        kingdee: KingdeeResource,
+    ) -> dg.Output[pd.DataFrame]:
+        return write_day(flow, context, config, bills, kingdee)
+
+    return FlowAssets(raw, lines, bills, results)
+
+
+def _status_names(flow: Flow) -> str:
+    names = flow.source.method.statuses
+    return ", ".join(f"{status} = {names[status]}" for status in flow.source.statuses)
+
+
+def write_day(
+    flow: Flow,
     context: dg.AssetExecutionContext,
     config: WriteConfig,
-    kingdee_bills: pd.DataFrame,
+    bills: pd.DataFrame,
     kingdee: KingdeeResource,
 ) -> dg.Output[pd.DataFrame]:
+    """Write a day's ready bills, holding the day's lease: the write step's body."""
     started = time.monotonic()
     with api_step(context.partition_key):
         client = kingdee.client()
@@ -363,7 +410,7 @@ def kingdee_write_results(
         with (
             api_step(context.partition_key),
             holding(
-                write_lease(context, config),
+                write_lease(flow, context, config),
                 wait_seconds=config.lease_wait_seconds,
                 poll_seconds=min(5.0, config.lease_ttl_seconds / 3),
                 on_wait=waiting,
@@ -371,7 +418,7 @@ def kingdee_write_results(
         ):
             writer = BillWriter(
                 client,
-                bill_scope(load_mapping(), kingdee, context.partition_key),
+                bill_scope(flow, flow.load_mapping(), kingdee, context.partition_key),
                 batch_size=config.batch_size,
                 max_sends=config.max_sends,
                 max_in_flight=config.max_in_flight,
@@ -379,12 +426,12 @@ def kingdee_write_results(
                 on_batch=lambda done, total: _log_progress(context, done, total),
                 before_send=lease.check,
             )
-            bills = bills_to_write(kingdee_bills)
-            summary = writer.write(bills)
+            to_write = bills_to_write(bills, flow)
+            summary = writer.write(to_write)
             # What each blocking material is now: the retry sensor re-syncs the day once one
             # of them changes (created, enabled, audited), not on a timer. Those holding bills
             # back were looked up with the bills; only those a refusal named are asked now.
-            blockers = summary.blocker_states(bills)
+            blockers = summary.blocker_states(to_write)
             unknown = [number for number, state in blockers.items() if state is None]
             if unknown:
                 found = client.find_materials(unknown, use_org=writer.scope.org)
@@ -394,7 +441,7 @@ def kingdee_write_results(
             description=f"partition {context.partition_key}: {exc}",
             metadata={"lease_holder_run": exc.holder.run_id},
         ) from exc
-    results = results_frame(summary, settled_at=datetime.now(BEIJING))
+    results = results_frame(summary, flow, settled_at=datetime.now(BEIJING))
     trouble = results[results["outcome"].isin(["failed", "held"])].assign(
         reason=lambda frame: frame["messages"].map(lambda messages: " | ".join(messages)[:300])
     )

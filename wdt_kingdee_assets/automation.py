@@ -1,4 +1,6 @@
-"""Schedules and sensors: when a Beijing day of 其他出库单 (misc. delivery bills) is synced again.
+"""A flow's schedules and sensors: when a Beijing day of its bills is synced again.
+
+For the production stock-out flow (others are named ``<flow>_…``, see ``flow.py``):
 
 - ``sync_yesterday_daily`` syncs the day that just closed, shortly after midnight Beijing time.
 - ``sync_today_hourly`` (off by default) keeps the open day close to WDT during the day.
@@ -6,8 +8,9 @@
 - ``held_and_failed_bills_sensor`` re-syncs a day whose bills are still held or failed, with
   growing delays and a bound on attempts.
 
-Every run targets the ``sync_stockouts`` job (all four assets and their checks) for one partition:
-the writer is idempotent against Kingdee, so a re-sync sends only what Kingdee does not hold yet.
+Every run targets the flow's job (``sync_stockouts``: all four assets and their checks) for one
+partition: the writer is idempotent against Kingdee, so a re-sync sends only what Kingdee does not
+hold yet.
 
 Backfills use Dagster's default policy for these assets: one run per partition (day), which the
 end-to-end test asserts. Not one run for a whole range: a day is then retried, inspected and
@@ -34,17 +37,14 @@ from typing import Any
 import dagster as dg
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window, start_date
+from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
-from wdt_kingdee_assets.mapping import MappingConfigError, load_mapping
+from wdt_kingdee_assets.mapping import MappingConfigError
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.wdt.client import DocumentQuery
 from wdt_kingdee_assets.wdt.errors import WdtError
-from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
 
-SYNC_JOB = "sync_stockouts"
-RAW_STOCKOUTS = dg.AssetKey("raw_stockouts")
-WRITE_RESULTS = dg.AssetKey("kingdee_write_results")
 TRIGGER_TAG = "wdt_kingdee/trigger"
 ATTEMPT_TAG = "wdt_kingdee/retry_attempt"
 RELEASED_TAG = "wdt_kingdee/released_by"
@@ -94,55 +94,63 @@ def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
 # --- schedules ------------------------------------------------------------------------------
 
 
-@dg.schedule(
-    name="sync_yesterday_daily",
-    job_name=SYNC_JOB,
-    cron_schedule=DAILY_CRON,
-    execution_timezone="Asia/Shanghai",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=(
-        "每日同步昨天 / daily sync of yesterday: at 00:20 Beijing time, syncs the Beijing day that "
-        "just closed — WDT production stock-outs (生产出库单) into Kingdee 其他出库单 (misc. "
-        "delivery bills, STK_MisDelivery) — with all checks."
-    ),
-)
-def sync_yesterday_daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    # The partitions include the open day (end_offset=1), so build_schedule_from_partitioned_job
-    # would pick today; the closed day is computed here from the tick's own time.
-    day = _beijing_now(context.scheduled_execution_time).date() - timedelta(days=1)
-    if day < _first_day():
-        return dg.SkipReason(f"{day} is before the first partition ({start_date()})")
-    return dg.RunRequest(
-        partition_key=day.isoformat(),
-        run_key=f"daily:{day.isoformat()}",
-        tags={TRIGGER_TAG: "daily_schedule"},
-    )
+def build_schedules(flow: Flow) -> list[dg.ScheduleDefinition]:
+    """The flow's daily schedule (on) and intraday schedule (off by default)."""
+    form = flow.form
 
-
-@dg.schedule(
-    name="sync_today_hourly",
-    job_name=SYNC_JOB,
-    cron_schedule=INTRADAY_CRON,
-    execution_timezone="Asia/Shanghai",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description=(
-        "当天滚动同步 / intraday sync of today (off by default): every hour at :05, syncs the open "
-        "Beijing day up to a couple of minutes ago, so 其他出库单 (misc. delivery bills) appear in "
-        "Kingdee during the day. The daily schedule still settles the whole day after midnight."
-    ),
-)
-def sync_today_hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    now = _beijing_now(context.scheduled_execution_time)
-    key = now.date().isoformat()
-    try:
-        day_window(key, now)
-    except ValueError as exc:  # the first minutes of the day: nothing to read yet
-        return dg.SkipReason(str(exc))
-    return dg.RunRequest(
-        partition_key=key,
-        run_key=f"intraday:{now:%Y-%m-%dT%H:%M}",
-        tags={TRIGGER_TAG: "intraday_schedule"},
+    @dg.schedule(
+        name=flow.qualified("sync_yesterday_daily"),
+        job_name=flow.job_name,
+        cron_schedule=DAILY_CRON,
+        execution_timezone="Asia/Shanghai",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            "每日同步昨天 / daily sync of yesterday: at 00:20 Beijing time, syncs the Beijing day "
+            f"that just closed — WDT {flow.source.english} ({flow.source.chinese}) into Kingdee "
+            f"{form.plural} — with all checks."
+        ),
     )
+    def sync_yesterday_daily(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | dg.SkipReason:
+        # The partitions include the open day (end_offset=1), so build_schedule_from_partitioned_job
+        # would pick today; the closed day is computed here from the tick's own time.
+        day = _beijing_now(context.scheduled_execution_time).date() - timedelta(days=1)
+        if day < _first_day():
+            return dg.SkipReason(f"{day} is before the first partition ({start_date()})")
+        return dg.RunRequest(
+            partition_key=day.isoformat(),
+            run_key=f"daily:{day.isoformat()}",
+            tags={TRIGGER_TAG: "daily_schedule"},
+        )
+
+    @dg.schedule(
+        name=flow.qualified("sync_today_hourly"),
+        job_name=flow.job_name,
+        cron_schedule=INTRADAY_CRON,
+        execution_timezone="Asia/Shanghai",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=(
+            "当天滚动同步 / intraday sync of today (off by default): every hour at :05, syncs the "
+            f"open Beijing day up to a couple of minutes ago, so {form.chinese} ({form.english}s) "
+            "appear in Kingdee during the day. The daily schedule still settles the whole day "
+            "after midnight."
+        ),
+    )
+    def sync_today_hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        now = _beijing_now(context.scheduled_execution_time)
+        key = now.date().isoformat()
+        try:
+            day_window(key, now)
+        except ValueError as exc:  # the first minutes of the day: nothing to read yet
+            return dg.SkipReason(str(exc))
+        return dg.RunRequest(
+            partition_key=key,
+            run_key=f"intraday:{now:%Y-%m-%dT%H:%M}",
+            tags={TRIGGER_TAG: "intraday_schedule"},
+        )
+
+    return [sync_yesterday_daily, sync_today_hourly]
 
 
 # --- late stock-outs --------------------------------------------------------------------------
@@ -172,14 +180,15 @@ class LateStockoutsCursor:
         return json.dumps({"requested": requested}, separators=(",", ":"))
 
 
-def _latest_pull(instance: dg.DagsterInstance, day: str) -> dg.EventLogRecord | None:
+def _latest_pull(flow: Flow, instance: dg.DagsterInstance, day: str) -> dg.EventLogRecord | None:
+    raw = dg.AssetKey(flow.asset_path(flow.raw_name))
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=RAW_STOCKOUTS, asset_partitions=[day]), limit=1
+        dg.AssetRecordsFilter(asset_key=raw, asset_partitions=[day]), limit=1
     ).records
     return records[0] if records else None
 
 
-def recount_query(day: str, pulled: dict[str, Any]) -> DocumentQuery:
+def recount_query(flow: Flow, day: str, pulled: dict[str, Any]) -> DocumentQuery:
     """The pull's filters over the whole (closed) day.
 
     For a day pulled after it closed this is exactly the pull's window. A day last pulled while it
@@ -189,19 +198,20 @@ def recount_query(day: str, pulled: dict[str, Any]) -> DocumentQuery:
     start = datetime.fromisoformat(pulled["window_start"])
     end = max(datetime.fromisoformat(pulled["window_end"]), window.query_end)
     return DocumentQuery(
-        method=PROCESS_STOCKOUT,
+        method=flow.source.method,
         start_time=start,
         end_time=end,
-        time_type=2,
+        time_type=flow.source.time_type,
         status=pulled.get("status_filter") or None,
         warehouse_no=pulled.get("warehouse_filter") or None,
     )
 
 
-def build_late_stockouts_sensor(
-    *, lookback_days: int = 7, minimum_interval_seconds: int = 900
+def build_late_documents_sensor(
+    flow: Flow, *, lookback_days: int = 7, minimum_interval_seconds: int = 900
 ) -> dg.SensorDefinition:
-    """The late-stock-outs sensor over the last ``lookback_days`` closed days.
+    """The flow's late-documents sensor (late stock-outs …) over the last ``lookback_days``
+    closed days.
 
     Cost per tick: one WDT call per synced day (``page_size=1`` with ``calc_total=1``). The cursor
     remembers, per day, the sync and the count a run was requested for, so a restart with the
@@ -209,19 +219,22 @@ def build_late_stockouts_sensor(
     further (or a new sync that is short again) asks anew.
     """
 
+    source, form = flow.source, flow.form
+
     @dg.sensor(
-        name="late_stockouts_sensor",
-        job_name=SYNC_JOB,
+        name=flow.qualified(f"late_{flow.documents}_sensor"),
+        job_name=flow.job_name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
-            f"迟到出库单 / late stock-outs: every {minimum_interval_seconds // 60} min, re-counts "
-            f"the last {lookback_days} synced Beijing days at WDT (生产出库单, one order per page) "
-            "with the filters of their last pull, and re-syncs a day whose count grew, so its new "
-            "stock-outs become 其他出库单 (misc. delivery bills) in Kingdee."
+            f"迟到{source.document_chinese} / late {source.noun}s: every "
+            f"{minimum_interval_seconds // 60} min, re-counts the last {lookback_days} synced "
+            f"Beijing days at WDT ({source.chinese}, one order per page) with the filters of their "
+            f"last pull, and re-syncs a day whose count grew, so its new {source.noun}s become "
+            f"{form.chinese} ({form.english}s) in Kingdee."
         ),
     )
-    def late_stockouts_sensor(
+    def late_documents_sensor(
         context: dg.SensorEvaluationContext, wdt: WdtResource
     ) -> dg.SensorResult:
         cursor = LateStockoutsCursor.parse(context.cursor)
@@ -234,7 +247,7 @@ def build_late_stockouts_sensor(
         client = wdt.client(context.log.warning, patient=False)
         requests: list[dg.RunRequest] = []
         for day in days:
-            record = _latest_pull(context.instance, day)
+            record = _latest_pull(flow, context.instance, day)
             if record is None:
                 continue  # never synced: the daily schedule or a backfill owns it
             pulled = _metadata(record)
@@ -242,7 +255,7 @@ def build_late_stockouts_sensor(
             if synced is None or "window_start" not in pulled:
                 continue
             try:
-                count = client.count(recount_query(day, pulled))
+                count = client.count(recount_query(flow, day, pulled))
             except WdtError as exc:  # throttled or down: the next tick counts again
                 context.log.warning("%s: WDT could not re-count the day now: %s", day, exc)
                 continue
@@ -252,9 +265,10 @@ def build_late_stockouts_sensor(
             ):
                 continue
             context.log.info(
-                "%s: WDT now counts %d stock-outs, the last sync had %d; re-syncing",
+                "%s: WDT now counts %d %ss, the last sync had %d; re-syncing",
                 day,
                 count,
+                source.noun,
                 synced,
             )
             cursor.requested[day] = LateRequest(sync=record.storage_id, count=count)
@@ -262,17 +276,20 @@ def build_late_stockouts_sensor(
                 dg.RunRequest(
                     partition_key=day,
                     run_key=f"late:{day}:sync{record.storage_id}:count{count}",
-                    tags={TRIGGER_TAG: "late_stockouts", "wdt_kingdee/wdt_count": str(count)},
+                    tags={
+                        TRIGGER_TAG: f"late_{flow.documents}",
+                        "wdt_kingdee/wdt_count": str(count),
+                    },
                 )
             )
         cursor.requested = {day: value for day, value in cursor.requested.items() if day in days}
         return dg.SensorResult(
             run_requests=requests,
             cursor=cursor.dumps(),
-            skip_reason=None if requests else f"no late stock-outs in {len(days)} day(s)",
+            skip_reason=None if requests else f"no late {source.noun}s in {len(days)} day(s)",
         )
 
-    return late_stockouts_sensor
+    return late_documents_sensor
 
 
 # --- held and failed bills ----------------------------------------------------------------------
@@ -312,12 +329,13 @@ class HeldBillsCursor:
 
 
 def _new_write_results(
-    instance: dg.DagsterInstance, after: int | None
+    flow: Flow, instance: dg.DagsterInstance, after: int | None
 ) -> Iterator[dg.EventLogRecord]:
-    """Every kingdee_write_results materialization after storage id ``after``, oldest first."""
+    """Every write-results materialization of the flow after storage id ``after``, oldest first."""
+    results = dg.AssetKey(flow.asset_path(flow.results_name))
     while True:
         page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=WRITE_RESULTS, after_storage_id=after),
+            dg.AssetRecordsFilter(asset_key=results, after_storage_id=after),
             limit=200,
             ascending=True,
         )
@@ -354,6 +372,7 @@ def _open_day(record: dg.EventLogRecord, previous: OpenDay | None) -> OpenDay | 
 
 
 def build_held_and_failed_bills_sensor(
+    flow: Flow,
     *,
     base_delay_minutes: float = 15,
     max_attempts: int = 5,
@@ -380,14 +399,16 @@ def build_held_and_failed_bills_sensor(
     re-syncs. ``clock`` is the time source for the delays (tests pass their own).
     """
 
+    form = flow.form
+
     @dg.sensor(
-        name="held_and_failed_bills_sensor",
-        job_name=SYNC_JOB,
+        name=flow.qualified("held_and_failed_bills_sensor"),
+        job_name=flow.job_name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
             "暂挂/失败单据重试 / held and failed bills: re-syncs a Beijing day whose latest write "
-            "results still hold held or failed 其他出库单 (misc. delivery bills). A bill waiting "
+            f"results still hold held or failed {form.chinese} ({form.english}s). A bill waiting "
             "on a material is re-synced as soon as Kingdee shows the material changed (created, "
             "enabled, audited); a transient failure after "
             f"{base_delay_minutes:g} min, then twice as long each time, at most {max_attempts} "
@@ -402,7 +423,7 @@ def build_held_and_failed_bills_sensor(
         oldest = (
             datetime.fromtimestamp(now, BEIJING).date() - timedelta(days=max_age_days)
         ).isoformat()
-        for record in _new_write_results(context.instance, cursor.after):
+        for record in _new_write_results(flow, context.instance, cursor.after):
             cursor.after = record.storage_id
             day = record.partition_key
             if day is None or day < oldest:
@@ -415,7 +436,7 @@ def build_held_and_failed_bills_sensor(
             cursor.days[day] = entry
         cursor.days = {day: entry for day, entry in cursor.days.items() if day >= oldest}
 
-        states = _material_states(context, kingdee, cursor.days.values())
+        states = _material_states(flow, context, kingdee, cursor.days.values())
         requests: list[dg.RunRequest] = []
         for day, entry in sorted(cursor.days.items()):
             if _in_flight(context.instance, day):
@@ -437,14 +458,17 @@ def build_held_and_failed_bills_sensor(
 
 
 def _material_states(
-    context: dg.SensorEvaluationContext, kingdee: KingdeeResource, days: Iterable[OpenDay]
+    flow: Flow,
+    context: dg.SensorEvaluationContext,
+    kingdee: KingdeeResource,
+    days: Iterable[OpenDay],
 ) -> dict[str, str] | None:
     """What Kingdee says of every material an open day waits on; None if it cannot say now."""
     numbers = sorted({number for entry in days for number in entry.blockers})
     if not numbers:
         return {}
     try:
-        org = load_mapping().orgs(kingdee.org_number)[0]
+        org = flow.load_mapping().orgs(kingdee.org_number)[0]
         found = kingdee.client().find_materials(numbers, use_org=org)
     except (KingdeeError, MappingConfigError) as exc:
         context.log.warning("could not look up the materials held bills wait on: %s", exc)
@@ -507,12 +531,16 @@ def _transient_retry(
     )
 
 
-late_stockouts_sensor = build_late_stockouts_sensor(
-    lookback_days=_int_setting("WDT_KINGDEE_LATE_LOOKBACK_DAYS", 7)
-)
-held_and_failed_bills_sensor = build_held_and_failed_bills_sensor(
-    base_delay_minutes=_int_setting("WDT_KINGDEE_RETRY_DELAY_MINUTES", 15),
-    max_attempts=_int_setting("WDT_KINGDEE_RETRY_MAX_ATTEMPTS", 5),
-)
-SCHEDULES = [sync_yesterday_daily, sync_today_hourly]
-SENSORS = [late_stockouts_sensor, held_and_failed_bills_sensor]
+def build_automation(flow: Flow) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
+    """The flow's schedules and sensors, tuned by the environment (README, *Configuration*)."""
+    sensors = [
+        build_late_documents_sensor(
+            flow, lookback_days=_int_setting("WDT_KINGDEE_LATE_LOOKBACK_DAYS", 7)
+        ),
+        build_held_and_failed_bills_sensor(
+            flow,
+            base_delay_minutes=_int_setting("WDT_KINGDEE_RETRY_DELAY_MINUTES", 15),
+            max_attempts=_int_setting("WDT_KINGDEE_RETRY_MAX_ATTEMPTS", 5),
+        ),
+    ]
+    return build_schedules(flow), sensors

@@ -1,4 +1,5 @@
-"""The one Definitions object: assets, checks, resources, the sync job, schedules and sensors."""
+"""The one Definitions object: every flow's definitions (``factory.py``), merged with the shared
+resources, the failure alerts and the executor."""
 
 from __future__ import annotations
 
@@ -7,16 +8,11 @@ from typing import Any
 
 import dagster as dg
 
-from wdt_kingdee_assets import assets, automation, checks
 from wdt_kingdee_assets.alerts import alert_notifier_from_env, failure_alerts_sensor
+from wdt_kingdee_assets.factory import build_flow_defs
+from wdt_kingdee_assets.flows import FLOWS
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
-
-sync_job = dg.define_asset_job(
-    "sync_stockouts",
-    selection=dg.AssetSelection.groups(assets.GROUP),
-    description="同步生产出库 → 其他出库单: pull, normalize, map and write one day, with all checks.",
-)
 
 
 def _optional(name: str, default: str) -> str:
@@ -51,18 +47,20 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
     }
 
 
-ASSETS = dg.load_assets_from_modules([assets])
-CHECKS = dg.load_asset_checks_from_modules([checks])
+def _shared_defs() -> dg.Definitions:
+    """What all flows share: resources, the failure alerts, the executor."""
+    return dg.Definitions(
+        sensors=[failure_alerts_sensor],
+        resources={**build_resources(), "alert_notifier": alert_notifier_from_env()},
+        # A day's steps form one chain, so a process per step (the multiprocess default) buys
+        # no parallelism and costs a Python start per step, eight per day of a backfill. In
+        # process, the steps of a run also share one WDT rate limiter; the pools still apply
+        # per step.
+        executor=dg.in_process_executor,
+    )
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    asset_checks=CHECKS,
-    jobs=[sync_job],
-    schedules=automation.SCHEDULES,
-    sensors=[*automation.SENSORS, failure_alerts_sensor],
-    resources={**build_resources(), "alert_notifier": alert_notifier_from_env()},
-    # A day's steps form one chain, so a process per step (the multiprocess default) buys no
-    # parallelism and costs a Python start per step, eight per day of a backfill. In process,
-    # the steps of a run also share one WDT rate limiter; the pools still apply per step.
-    executor=dg.in_process_executor,
-)
+
+# Each flow's own definitions, by flow name (tests and tools that work on one flow use them).
+FLOW_DEFS = {flow.name: build_flow_defs(flow) for flow in FLOWS}
+
+defs = dg.Definitions.merge(_shared_defs(), *FLOW_DEFS.values())

@@ -1,8 +1,9 @@
-"""The columns of each asset's DataFrame, and how they travel to and from JSON Lines.
+"""Typed columns of a DataFrame, and how they travel to and from JSON Lines.
 
-One schema per asset is the contract between the steps, the persisted files and the UI (the
-same columns are shown as the asset's column schema). Quantities are ``Decimal`` in memory and
-exact decimal strings on disk: never floats.
+One schema per asset (each flow derives its four, ``flow.py``) is the contract between the steps,
+the persisted files and the UI: the same columns are the asset's column schema, which is where
+the IO manager reads them back from. Quantities are ``Decimal`` in memory and exact decimal
+strings on disk: never floats.
 """
 
 from __future__ import annotations
@@ -181,90 +182,3 @@ def _json_default(value: Any) -> Any:
 
 # One encoder for every line: json.dumps with options builds a new one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
-
-
-RAW_STOCKOUTS = FrameSchema(
-    "raw_stockouts",
-    (
-        Column("stockout_id", "int", "WDT stockout_id (出库单ID), the key"),
-        Column("stockout_no", "str", "WDT stockout_no (出库单号)"),
-        Column("consign_time", "str", "consign_time (出库时间) exactly as WDT sent it"),
-        Column("order", "json", "the order as WDT sent it (decimals as exact strings)"),
-    ),
-)
-
-NORMALIZED_STOCKOUTS = FrameSchema(
-    "normalized_stockouts",
-    (
-        Column("stockout_id", "int", "WDT stockout_id"),
-        Column("stockout_no", "str", "WDT stockout_no (出库单号)"),
-        Column("process_no", "str", "production order no. (生产单号)"),
-        Column("warehouse_no", "str", "WDT warehouse code (仓库编号)"),
-        Column("consign_time", "datetime", "stock-out time (出库时间), Beijing"),
-        Column("status", "int", "WDT status (110 = 已完成)"),
-        Column("rec_id", "int", "WDT detail line id"),
-        Column("spec_no", "str", "merchant SKU code (商家编码) = Kingdee material number"),
-        Column("goods_no", "str", "goods code (货品编号)"),
-        Column("goods_name", "str", "goods name (货品名称)"),
-        Column("num", "decimal", "actual quantity (实发数量), exact"),
-        Column("batch_no", "str", "batch / lot (批次)"),
-        Column("position_no", "str", "bin (货位)"),
-        Column("base_unit_name", "str", "WDT unit name (单位)"),
-        Column("defect", "bool", "defective goods (残次品)"),
-        Column("reject_reason", "str", "why the line cannot be used; empty when usable"),
-    ),
-)
-
-KINGDEE_BILLS = FrameSchema(
-    "kingdee_bills",
-    (
-        Column("bill_no", "str", "FBillNo sent for the 其他出库单 (misc. delivery bill)"),
-        Column(
-            "source_ref",
-            "str",
-            "what the bill stands for (the stock-out's number); written into it as [WDT:…]",
-        ),
-        Column("stockout_id", "int", "WDT stockout_id the bill comes from"),
-        Column("stockout_no", "str", "WDT stockout_no"),
-        Column("bill_date", "str", "FDate (yyyy-MM-dd)"),
-        Column("readiness", "str", "ready | held"),
-        Column("hold_reason", "str", "why the bill is held; empty when ready"),
-        Column("missing_materials", "json", "spec_no values Kingdee lacks or has disabled"),
-        Column(
-            "missing_states",
-            "json",
-            "what Kingdee said of each missing material (absent, disabled, unaudited:A)",
-        ),
-        Column("line_count", "int", "number of FEntity lines"),
-        Column("model", "json", "the STK_MisDelivery model sent to BatchSave"),
-    ),
-)
-
-WRITE_RESULTS = FrameSchema(
-    "kingdee_write_results",
-    (
-        Column("bill_no", "str", "FBillNo sent"),
-        Column("source_ref", "str", "the source reference the bill carries ([WDT:…])"),
-        Column("stockout_id", "int", "WDT stockout_id"),
-        Column("outcome", "str", "created | already_in_kingdee | failed | held"),
-        Column("fid", "int", "Kingdee FID (internal id) when the bill is in Kingdee"),
-        Column(
-            "kingdee_bill_no",
-            "str",
-            "FBillNo as Kingdee holds it (its coding rule may have renumbered the bill)",
-        ),
-        Column(
-            "failure",
-            "str",
-            "for held and failed bills: permanent (a retry cannot fix it) or transient",
-        ),
-        Column(
-            "blockers",
-            "json",
-            "materials a permanent failure hinges on: it is reconsidered when one of them changes",
-        ),
-        Column("messages", "json", "Kingdee's messages or the hold reason, verbatim"),
-        Column("attempts", "int", "BatchSave calls that carried this bill in this run"),
-        Column("written_at", "datetime", "when this run settled the bill"),
-    ),
-)

@@ -16,6 +16,7 @@ from datetime import date
 from typing import Protocol
 
 from wdt_kingdee_assets.kingdee.client import BillRecord, KingdeeClient
+from wdt_kingdee_assets.kingdee.forms import KingdeeForm
 from wdt_kingdee_assets.reference import parse_reference
 
 
@@ -33,11 +34,11 @@ class Locatable(Protocol):
 class BillScope:
     """Where one day's bills of a form live in Kingdee: what every look-up is narrowed to."""
 
-    form_id: str
+    form: KingdeeForm
     day: date
     org: str  # the stock org (FStockOrgId): a bill of another org is not ours
     bill_type: str  # FBillTypeID
-    reference_field: str = "FNote"
+    reference_field: str  # the header field carrying the source reference (FNote, F_…)
 
 
 def match_records(
@@ -75,7 +76,7 @@ class BillLocator:
         if not numbers:
             return {}
         records = self.client.find_bills(
-            scope.form_id,
+            scope.form,
             numbers,
             org=scope.org,
             reference_field=scope.reference_field,

@@ -1,9 +1,10 @@
-"""Pure: typed stock-out lines + Kingdee materials → 其他出库单 (STK_MisDelivery) models.
+"""Pure: a flow's typed WDT lines + Kingdee materials → bill models of the flow's form.
 
-The mapping is a pydantic-validated config with the seed article's defaults built in; a YAML or
-JSON file named by ``WDT_KINGDEE_MAPPING`` overrides any of them. One stock-out becomes one bill
-(``strategy: per_stockout``); the strategy is a config value so that other groupings (e.g. one
-merged bill per day and warehouse) can be added beside it without touching the rest.
+Each flow's mapping is a pydantic-validated config with the seed article's defaults built in (one
+class per form: :class:`MisDeliveryMapping` for 其他出库单); a YAML or JSON file named by the
+flow's variable (``WDT_KINGDEE_MAPPING`` for production stock-outs) overrides any of them. One
+document becomes one bill (``strategy: per_stockout``); the strategy is a config value so that
+other groupings (e.g. one merged bill per day and warehouse) can be added beside it.
 """
 
 from __future__ import annotations
@@ -11,26 +12,27 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from string import Formatter
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wdt_kingdee_assets.bulk import gc_paused
-from wdt_kingdee_assets.frames import KINGDEE_BILLS
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY, KingdeeForm
 from wdt_kingdee_assets.reference import reference_token
 
+if TYPE_CHECKING:
+    from wdt_kingdee_assets.flow import Flow
+
 MAPPING_ENV = "WDT_KINGDEE_MAPPING"
-BILL_NO_FIELDS = frozenset({"stockout_no", "process_no", "warehouse_no", "stockout_id"})
 REFERENCE_PLACEHOLDER = "source_ref"
-NOTE_FIELDS = BILL_NO_FIELDS | {REFERENCE_PLACEHOLDER}
-# Kingdee's own header field for remarks, and the shape of a customer's extension field (F_xxx_…).
-NOTE_FIELD = "FNote"
+# The shape of a customer's extension field (F_xxx_…).
 _CUSTOM_FIELD = re.compile(r"F_[A-Za-z0-9]+_[A-Za-z0-9_]+")
 
 
@@ -50,19 +52,21 @@ def _checked_template(template: str, allowed: frozenset[str]) -> str:
 
 
 class MappingConfig(BaseModel):
-    """How a WDT production stock-out becomes a Kingdee 其他出库单. Defaults follow SPEC §4."""
+    """How a flow's WDT documents become Kingdee bills: what every form's mapping shares.
+
+    A subclass per flow names its form (``FORM``) and the document fields its templates may use
+    (``DOCUMENT_FIELDS``), and shapes the form's header and entries. Defaults follow SPEC §4.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    FORM: ClassVar[KingdeeForm]
+    DOCUMENT_FIELDS: ClassVar[frozenset[str]]
+
     strategy: Literal["per_stockout"] = "per_stockout"
-    form_id: str = "STK_MisDelivery"
-    bill_no_template: str = Field(
-        default="{stockout_no}",
-        description="FBillNo; placeholders: " + ", ".join(sorted(BILL_NO_FIELDS)),
-    )
-    bill_type: str = "QTCKD01_SYS"
+    bill_no_template: str = Field(description="FBillNo, from the document's fields")
+    bill_type: str
     stock_org: str | None = Field(default=None, description="库存组织; None = KINGDEE_ORG_NUMBER")
-    pick_org: str | None = Field(default=None, description="领用组织; None = the stock org")
     owner_org: str | None = Field(default=None, description="货主; None = the stock org")
     department: str = "BM000032"
     stock_direct: Literal["GENERAL", "RETURN"] = "GENERAL"
@@ -70,13 +74,15 @@ class MappingConfig(BaseModel):
     stock_status: str = "KCZT01_SYS"
     note_template: str = Field(
         default="{source_ref} / {process_no}",
-        description="FNote; {source_ref} is the token a re-run finds the bill by (see reference.py)",
+        description="the remark (备注); {source_ref} is the token a re-run finds the bill by "
+        "(see reference.py)",
     )
-    source_ref_field: str = Field(
-        default=NOTE_FIELD,
+    source_ref_field: str | None = Field(
+        default=None,
         description=(
-            "header field that carries the source reference: FNote (through note_template), or "
-            "a custom field such as F_PAEZ_SourceRef that the data center has added to the form"
+            "header field that carries the source reference: None or the form's remark field "
+            "(through note_template), or a custom field such as F_PAEZ_SourceRef that the data "
+            "center has added to the form"
         ),
     )
     warehouses: dict[str, str] = Field(
@@ -88,22 +94,27 @@ class MappingConfig(BaseModel):
     )
     lot_from_batch_no: bool = Field(default=True, description="send batch_no as FLot")
 
+    @classmethod
+    def note_fields(cls) -> frozenset[str]:
+        return cls.DOCUMENT_FIELDS | {REFERENCE_PLACEHOLDER}
+
     @field_validator("bill_no_template")
     @classmethod
     def _bill_no_placeholders(cls, template: str) -> str:
-        return _checked_template(template, BILL_NO_FIELDS)
+        return _checked_template(template, cls.DOCUMENT_FIELDS)
 
     @field_validator("note_template")
     @classmethod
     def _note_placeholders(cls, template: str) -> str:
-        return _checked_template(template, NOTE_FIELDS)
+        return _checked_template(template, cls.note_fields())
 
     @field_validator("source_ref_field")
     @classmethod
-    def _reference_field(cls, field: str) -> str:
-        if field != NOTE_FIELD and not _CUSTOM_FIELD.fullmatch(field):
+    def _reference_field(cls, field: str | None) -> str | None:
+        note = cls.FORM.note
+        if field is not None and field != note and not _CUSTOM_FIELD.fullmatch(field):
             raise ValueError(
-                f"must be {NOTE_FIELD} or a custom header field like F_PAEZ_SourceRef, got {field!r}"
+                f"must be {note} or a custom header field like F_PAEZ_SourceRef, got {field!r}"
             )
         return field
 
@@ -111,7 +122,7 @@ class MappingConfig(BaseModel):
     def _note_carries_the_reference(self) -> MappingConfig:
         # Without the reference a bill renumbered by Kingdee's coding rule cannot be found again,
         # and every re-run would write it once more.
-        if self.source_ref_field == NOTE_FIELD and REFERENCE_PLACEHOLDER not in _placeholders(
+        if self.reference_field == self.FORM.note and REFERENCE_PLACEHOLDER not in _placeholders(
             self.note_template
         ):
             raise ValueError(
@@ -120,17 +131,104 @@ class MappingConfig(BaseModel):
             )
         return self
 
-    def orgs(self, default_org: str) -> tuple[str, str, str]:
-        """(stock, pick, owner) org numbers, falling back to the Kingdee resource's org."""
+    @property
+    def reference_field(self) -> str:
+        """The header field the source reference is written to and found by."""
+        return self.source_ref_field or self.FORM.note
+
+    @property
+    def form_id(self) -> str:
+        return self.FORM.form_id
+
+    def orgs(self, default_org: str) -> tuple[str, str]:
+        """(stock, owner) org numbers, falling back to the Kingdee resource's org."""
         stock = self.stock_org or default_org
-        return stock, self.pick_org or stock, self.owner_org or stock
+        return stock, self.owner_org or stock
+
+    @abstractmethod
+    def header(self, bill: Mapping[str, Any], note: str, org: str, ref: References) -> dict:
+        """The bill's header fields in the form's template order, without its entries."""
+
+    @abstractmethod
+    def entries(self, org: str, ref: References) -> EntryMaker:
+        """A maker of the form's entry lines for bills of stock org ``org``."""
 
 
-def load_mapping(path: str | os.PathLike[str] | None = None) -> MappingConfig:
-    """The built-in defaults, overridden by the file at ``path`` or ``$WDT_KINGDEE_MAPPING``."""
-    path = path or os.environ.get(MAPPING_ENV) or None
+# (material, unit, quantity, stock, lot or None, WDT line id or None) → one entry of the form.
+EntryMaker = Callable[[str, str, Decimal, str, str | None, Any], dict[str, Any]]
+
+STOCKOUT_FIELDS = frozenset({"stockout_no", "process_no", "warehouse_no", "stockout_id"})
+
+
+class MisDeliveryMapping(MappingConfig):
+    """How a WDT production stock-out becomes a Kingdee 其他出库单 (STK_MisDelivery)."""
+
+    FORM: ClassVar[KingdeeForm] = MIS_DELIVERY
+    DOCUMENT_FIELDS: ClassVar[frozenset[str]] = STOCKOUT_FIELDS
+
+    bill_no_template: str = Field(
+        default="{stockout_no}",
+        description="FBillNo; placeholders: " + ", ".join(sorted(STOCKOUT_FIELDS)),
+    )
+    bill_type: str = "QTCKD01_SYS"
+    pick_org: str | None = Field(default=None, description="领用组织; None = the stock org")
+
+    def header(self, bill: Mapping[str, Any], note: str, org: str, ref: References) -> dict:
+        stock_org, owner_org = self.orgs(org)
+        # Key order follows Kingdee's template: later fields can overwrite earlier ones
+        # (reference §7).
+        return {
+            "FBillNo": bill["bill_no"],
+            "FBillTypeID": {"FNUMBER": self.bill_type},
+            "FStockOrgId": ref(stock_org),
+            "FPickOrgId": ref(self.pick_org or stock_org),
+            "FStockDirect": self.stock_direct,
+            "FDate": bill["bill_date"],
+            "FDeptId": ref(self.department),
+            "FOwnerTypeIdHead": "BD_OwnerOrg",
+            "FOwnerIdHead": ref(owner_org),
+            "FBaseCurrId": ref(self.base_currency),
+            "FNote": note,
+        }
+
+    def entries(self, org: str, ref: References) -> EntryMaker:
+        stock_org, owner_org = self.orgs(org)
+        status, owner, keeper = ref(self.stock_status), ref(owner_org), ref(stock_org)
+        with_lot = self.lot_from_batch_no
+
+        def entry(material, unit, quantity, stock, lot, rec_id) -> dict[str, Any]:
+            unit_ref = ref(unit)
+            item: dict[str, Any] = {
+                "FMaterialId": ref(material),
+                "FUnitID": unit_ref,
+                "FQty": quantity,
+                "FBaseUnitId": unit_ref,
+                "FStockId": ref(stock),
+                "FStockStatusId": status,
+                "FOwnerTypeId": "BD_OwnerOrg",
+                "FOwnerId": owner,
+                "FKeeperTypeId": "BD_KeeperOrg",
+                "FKeeperId": keeper,
+            }
+            if with_lot and lot:
+                item["FLot"] = ref(lot)
+            if rec_id is not None and rec_id is not pd.NA:
+                item["FEntryNote"] = f"WDT rec_id {rec_id}"
+            return item
+
+        return entry
+
+
+def load_mapping(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: str = MAPPING_ENV,
+    model: type[MappingConfig] = MisDeliveryMapping,
+) -> MappingConfig:
+    """The built-in defaults of ``model``, overridden by the file at ``path`` or ``$env``."""
+    path = path or os.environ.get(env) or None
     if path is None:
-        return MappingConfig()
+        return model()
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -144,7 +242,7 @@ def load_mapping(path: str | os.PathLike[str] | None = None) -> MappingConfig:
             f"mapping file {file}: expected a mapping of fields, got {type(data).__name__}"
         )
     try:
-        return MappingConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}"
@@ -184,18 +282,19 @@ def wire_quantity(quantity: Decimal | str) -> int | float | str:
     return as_float if Decimal(repr(as_float)) == value else str(value)
 
 
-def wire_model(model: Mapping[str, Any]) -> dict[str, Any]:
+def wire_model(model: Mapping[str, Any], form: KingdeeForm) -> dict[str, Any]:
     """A stored model, ready for BatchSave's JSON: quantities as exact numbers."""
     wired = dict(model)
-    wired["FEntity"] = [
-        {**entry, "FQty": wire_quantity(entry["FQty"])} for entry in model["FEntity"]
+    quantity = form.quantity
+    wired[form.entry] = [
+        {**entry, quantity: wire_quantity(entry[quantity])} for entry in model[form.entry]
     ]
     return wired
 
 
-def _format(template: str, values: Mapping[str, Any]) -> str:
+def _format(template: str, values: Mapping[str, Any], fields: frozenset[str]) -> str:
     return template.format(
-        **{name: "" if values.get(name) is None else values[name] for name in NOTE_FIELDS}
+        **{name: "" if values.get(name) is None else values[name] for name in fields}
     )
 
 
@@ -210,7 +309,7 @@ def _stock_number(warehouse_no: str, config: MappingConfig) -> str | None:
     return warehouse_no if config.unmapped_warehouse == "identity" else None
 
 
-class _References:
+class References:
     """One ``{"FNumber": ...}`` object per distinct number, shared by every entry that names it.
 
     A day's bills can hold hundreds of thousands of entries that name a few hundred materials,
@@ -229,65 +328,54 @@ class _References:
 
 
 def build_bills(
-    lines: pd.DataFrame, materials: Mapping[str, Material], config: MappingConfig, org: str
+    lines: pd.DataFrame,
+    materials: Mapping[str, Material],
+    config: MappingConfig,
+    org: str,
+    flow: Flow,
 ) -> pd.DataFrame:
-    """One bill per stock-out (KINGDEE_BILLS columns), ``ready`` or ``held`` with the reasons.
+    """One bill per document (the flow's bills columns), ``ready`` or ``held`` with the reasons.
 
     A bill is held when any of its lines was rejected (a partial bill would misstate the
-    stock-out), when Kingdee lacks or has disabled one of its materials, when a material has no
-    base unit, or when its warehouse is not mapped. Lines without a stock-out id cannot form a
-    bill; they stay visible in ``normalized_stockouts`` and its rejected-lines check.
+    document), when Kingdee lacks or has disabled one of its materials, when a material has no
+    base unit, or when its warehouse is not mapped. Lines without a document id cannot form a
+    bill; they stay visible in the normalized lines and their rejected-lines check.
 
-    One pass over the lines sorted by stock-out (stable, so each bill keeps WDT's line order),
+    One pass over the lines sorted by document (stable, so each bill keeps WDT's line order),
     on plain lists: per-group pandas calls would cost far more than the work itself.
     """
-    stock_org, pick_org, owner_org = config.orgs(org)
-    ref = _References()
-    identified = lines[lines["stockout_id"].notna()].sort_values("stockout_id", kind="stable")
+    key, number = flow.source.key, flow.source.number
+    form = config.FORM
+    stock_org = config.orgs(org)[0]
+    note_fields = config.note_fields()
+    ref = References()
+    entry = config.entries(org, ref)
+    identified = lines[lines[key].notna()].sort_values(key, kind="stable")
     column = {name: identified[name].tolist() for name in identified.columns}
-    ids, reject, spec = column["stockout_id"], column["reject_reason"], column["spec_no"]
+    ids, reject, spec = column[key], column["reject_reason"], column["spec_no"]
     unusable = {
         number
         for number in set(spec)
         if number is not None and (number not in materials or not materials[number].usable)
     }
-
-    status, owner, keeper = ref(config.stock_status), ref(owner_org), ref(stock_org)
     lot_numbers, rec_ids, quantities = column["batch_no"], column["rec_id"], column["num"]
-
-    def entry(k: int, unit: dict[str, str], stock: dict[str, str]) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "FMaterialId": ref(spec[k]),
-            "FUnitID": unit,
-            "FQty": quantities[k],
-            "FBaseUnitId": unit,
-            "FStockId": stock,
-            "FStockStatusId": status,
-            "FOwnerTypeId": "BD_OwnerOrg",
-            "FOwnerId": owner,
-            "FKeeperTypeId": "BD_KeeperOrg",
-            "FKeeperId": keeper,
-        }
-        if config.lot_from_batch_no and lot_numbers[k]:
-            item["FLot"] = ref(lot_numbers[k])
-        if rec_ids[k] is not None and rec_ids[k] is not pd.NA:
-            item["FEntryNote"] = f"WDT rec_id {rec_ids[k]}"
-        return item
 
     def bill(first: int, end: int) -> dict[str, Any]:
         header = {
-            "stockout_id": int(ids[first]),
-            "stockout_no": column["stockout_no"][first],
+            key: int(ids[first]),
+            number: column[number][first],
             "process_no": column["process_no"][first],
             "warehouse_no": column["warehouse_no"][first],
         }
-        consign_time = column["consign_time"][first]
-        # One bill per stock-out: the stock-out's number is what the bill stands for.
-        header["source_ref"] = header["stockout_no"]
+        moment = column[flow.source.time_field][first]
+        # One bill per document: the document's number is what the bill stands for.
+        header["source_ref"] = header[number]
         header["bill_no"] = (
-            _format(config.bill_no_template, header) if header["stockout_no"] else None
+            _format(config.bill_no_template, header, config.DOCUMENT_FIELDS)
+            if header[number]
+            else None
         )
-        header["bill_date"] = None if pd.isna(consign_time) else consign_time.strftime("%Y-%m-%d")
+        header["bill_date"] = None if pd.isna(moment) else moment.strftime("%Y-%m-%d")
 
         reasons: list[str] = []
         rejected = [reject[k] for k in range(first, end) if reject[k] is not None]
@@ -312,29 +400,21 @@ def build_bills(
         ready = not reasons and header["bill_no"] and header["bill_date"] and stock
         model = None
         if ready:
-            # Key order follows Kingdee's template: later fields can overwrite earlier ones
-            # (reference §7).
-            model = {
-                "FBillNo": header["bill_no"],
-                "FBillTypeID": {"FNUMBER": config.bill_type},
-                "FStockOrgId": ref(stock_org),
-                "FPickOrgId": ref(pick_org),
-                "FStockDirect": config.stock_direct,
-                "FDate": header["bill_date"],
-                "FDeptId": ref(config.department),
-                "FOwnerTypeIdHead": "BD_OwnerOrg",
-                "FOwnerIdHead": ref(owner_org),
-                "FBaseCurrId": ref(config.base_currency),
-                "FNote": _format(config.note_template, _note_values(header)),
-                **(
-                    {}
-                    if config.source_ref_field == NOTE_FIELD
-                    else {config.source_ref_field: reference_token(header["source_ref"])}
-                ),
-                "FEntity": [
-                    entry(k, ref(materials[spec[k]].base_unit), ref(stock)) for k in usable
-                ],
-            }
+            note = _format(config.note_template, _note_values(header), note_fields)
+            model = config.header(header, note, org, ref)
+            if config.reference_field != form.note:
+                model[config.reference_field] = reference_token(header["source_ref"])
+            model[form.entry] = [
+                entry(
+                    spec[k],
+                    materials[spec[k]].base_unit,
+                    quantities[k],
+                    stock,
+                    lot_numbers[k],
+                    rec_ids[k],
+                )
+                for k in usable
+            ]
         return {
             **header,
             "readiness": "ready" if ready else "held",
@@ -357,4 +437,4 @@ def build_bills(
                 end += 1
             bills.append(bill(first, end))
             first = end
-        return KINGDEE_BILLS.frame(bills)
+        return flow.bills_schema.frame(bills)

@@ -1,4 +1,4 @@
-"""Pure: WDT stock-out orders → one typed row per detail line, with a reject reason when unusable.
+"""Pure: a flow's WDT orders → one typed row per detail line, with a reject reason when unusable.
 
 Nothing is dropped: an order without lines, or a line that cannot become a Kingdee entry, is kept
 as a row whose ``reject_reason`` says why, so it shows up in the checks and the UI.
@@ -10,16 +10,16 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.bulk import gc_paused
-from wdt_kingdee_assets.frames import NORMALIZED_STOCKOUTS
 
-WDT_STATUSES = {5: "已取消", 48: "未确认", 50: "待审核", 77: "拣货中", 110: "已完成"}
-COMPLETED = 110
+if TYPE_CHECKING:
+    from wdt_kingdee_assets.flow import Flow, Source
+
 WDT_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 # Ids and statuses are stored as 64-bit integers: a larger value is garbage, not an id.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -106,12 +106,13 @@ _NO_LINE = (None,) * 9  # the line columns of a row that stands for a line-less 
 class _Lines:
     """The normalized frame's columns, filled line by line: no dict per line on the hot path.
 
-    A row is the order's 6 header values, the line's 9 values and the reject reason, in
-    NORMALIZED_STOCKOUTS column order.
+    A row is the order's 6 header values, the line's 9 values and the reject reason, in the
+    flow's lines column order (``Flow.lines_schema``).
     """
 
-    def __init__(self) -> None:
-        self.columns: dict[str, list[Any]] = {name: [] for name in NORMALIZED_STOCKOUTS.names}
+    def __init__(self, source: Source, names: list[str]) -> None:
+        self.source = source
+        self.columns: dict[str, list[Any]] = {name: [] for name in names}
         self._appends = [values.append for values in self.columns.values()]
 
     def add(
@@ -121,43 +122,42 @@ class _Lines:
             append(value)
 
     def add_order(self, order: Mapping[str, Any], accepted_statuses: Collection[int]) -> None:
+        source = self.source
+        key, number, time_field = source.key, source.number, source.time_field
+        statuses = source.method.statuses
         order_problems: list[str] = []
-        stockout_id = parse_int(order.get("stockout_id"))
-        if stockout_id is None:
-            order_problems.append(
-                f"stockout_id is missing or not an integer: {order.get('stockout_id')!r}"
-            )
-        stockout_no = _text(order.get("stockout_no"))
-        if stockout_no is None:
-            order_problems.append("stockout_no is missing")
-        consign_time = parse_wdt_datetime(order.get("consign_time"))
-        if consign_time is None:
-            order_problems.append(
-                f"consign_time is not a WDT date-time: {order.get('consign_time')!r}"
-            )
+        document_id = parse_int(order.get(key))
+        if document_id is None:
+            order_problems.append(f"{key} is missing or not an integer: {order.get(key)!r}")
+        document_no = _text(order.get(number))
+        if document_no is None:
+            order_problems.append(f"{number} is missing")
+        moment = parse_wdt_datetime(order.get(time_field))
+        if moment is None:
+            order_problems.append(f"{time_field} is not a WDT date-time: {order.get(time_field)!r}")
         status = parse_int(order.get("status"))
-        if status not in WDT_STATUSES:
+        if status not in statuses:
             order_problems.append(f"unknown WDT status: {order.get('status')!r}")
         elif status not in accepted_statuses:
-            order_problems.append(f"status {status} ({WDT_STATUSES[status]}) is not synced")
+            order_problems.append(f"status {status} ({statuses[status]}) is not synced")
         warehouse_no = _text(order.get("warehouse_no"))
         if warehouse_no is None:
             order_problems.append("warehouse_no is missing")
 
         header = (
-            stockout_id,
-            stockout_no,
+            document_id,
+            document_no,
             _text(order.get("process_no")),
             warehouse_no,
-            consign_time,
+            moment,
             status,
         )
-        details = order.get("detail_list")
+        details = order.get(source.method.lines)
         if not isinstance(details, list) or not details:
             reason = (
                 "order has no detail lines"
                 if isinstance(details, list)
-                else "detail_list is missing"
+                else f"{source.method.lines} is missing"
             )
             self.add(header, _NO_LINE, "; ".join([*order_problems, reason]))
             return
@@ -189,15 +189,21 @@ class _Lines:
 
 
 def normalize_orders(
-    orders: Iterable[Mapping[str, Any]], accepted_statuses: Collection[int] = (COMPLETED,)
+    orders: Iterable[Mapping[str, Any]],
+    flow: Flow,
+    accepted_statuses: Collection[int] | None = None,
 ) -> pd.DataFrame:
-    """One row per detail line (NORMALIZED_STOCKOUTS columns); unusable lines carry a reason."""
-    lines = _Lines()
+    """One row per detail line (the flow's lines columns); unusable lines carry a reason.
+
+    ``accepted_statuses`` defaults to the statuses the flow pulls."""
+    schema = flow.lines_schema
+    lines = _Lines(flow.source, schema.names)
+    accepted = flow.source.statuses if accepted_statuses is None else accepted_statuses
     with gc_paused():
         for order in orders:
             if isinstance(order, Mapping):
-                lines.add_order(order, accepted_statuses)
+                lines.add_order(order, accepted)
             else:
                 reason = f"order is not a JSON object: {str(order)[:80]!r}"
                 lines.add((None,) * 6, _NO_LINE, reason)
-        return NORMALIZED_STOCKOUTS.from_columns(lines.columns)
+        return schema.from_columns(lines.columns)

@@ -21,18 +21,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from wdt_kingdee_assets.frames import (
-    KINGDEE_BILLS,
-    NORMALIZED_STOCKOUTS,
-    RAW_STOCKOUTS,
-    WRITE_RESULTS,
-    FrameSchema,
-)
+from wdt_kingdee_assets.frames import Column, FrameSchema
 
-SCHEMAS: dict[str, FrameSchema] = {
-    schema.name: schema
-    for schema in (RAW_STOCKOUTS, NORMALIZED_STOCKOUTS, KINGDEE_BILLS, WRITE_RESULTS)
-}
+COLUMN_SCHEMA = "dagster/column_schema"
 DATA_DIR_ENV = "WDT_KINGDEE_DATA_DIR"
 
 
@@ -46,12 +37,27 @@ def default_data_dir() -> str:
 
 
 def column_schema(schema: FrameSchema) -> dg.TableSchema:
+    """The asset's column schema: shown in the UI, and what its stored files are read back by."""
     return dg.TableSchema(
         columns=[
             dg.TableColumn(column.name, column.kind, description=column.description)
             for column in schema.columns
         ]
     )
+
+
+def stored_schema(context: dg.OutputContext | dg.InputContext) -> FrameSchema:
+    """The schema of the asset being stored or loaded, from its definition's column schema."""
+    definition = context if isinstance(context, dg.OutputContext) else context.upstream_output
+    name = "/".join(context.asset_key.path)
+    value = (definition.definition_metadata or {}).get(COLUMN_SCHEMA) if definition else None
+    table = getattr(value, "schema", value)
+    if not isinstance(table, dg.TableSchema):
+        raise dg.DagsterInvariantViolationError(
+            f"asset {name!r} has no {COLUMN_SCHEMA} in its definition: nothing says how to store it"
+        )
+    columns = tuple(Column(c.name, c.type, c.description or "") for c in table.columns)
+    return FrameSchema(name, columns)
 
 
 FileSignature = tuple[int, int, int]
@@ -114,18 +120,12 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
         default_factory=OrderedDict
     )
 
-    def path_for(self, asset_name: str, partition_key: str) -> Path:
-        return Path(self.base_dir or default_data_dir()) / asset_name / f"{partition_key}.jsonl"
-
-    @staticmethod
-    def _schema(context: dg.OutputContext | dg.InputContext) -> FrameSchema:
-        name = context.asset_key.path[-1]
-        if name not in SCHEMAS:
-            raise dg.DagsterInvariantViolationError(f"no stored schema for asset {name!r}")
-        return SCHEMAS[name]
+    def path_for(self, stored_name: str, partition_key: str) -> Path:
+        """``<base_dir>/<asset key, / between parts>/<partition>.jsonl``."""
+        return Path(self.base_dir or default_data_dir()) / stored_name / f"{partition_key}.jsonl"
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        schema = self._schema(context)
+        schema = stored_schema(context)
         path = self.path_for(schema.name, context.partition_key)
         self._parsed.pop(path, None)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | StoredDay:
         """The stored day as a DataFrame, or as a :class:`StoredDay` for an input annotated so."""
-        schema = self._schema(context)
+        schema = stored_schema(context)
         path = self.path_for(schema.name, context.asset_partition_key)
         try:
             stat = path.stat()

@@ -20,15 +20,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from wdt_kingdee_assets.frames import WRITE_RESULTS
 from wdt_kingdee_assets.kingdee.client import BatchSaveResult, KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
 from wdt_kingdee_assets.locator import BillLocator, BillScope, first_of
 from wdt_kingdee_assets.mapping import wire_model
+
+if TYPE_CHECKING:
+    from wdt_kingdee_assets.flow import Flow
 
 CREATED = "created"
 ALREADY = "already_in_kingdee"
@@ -51,26 +53,21 @@ TRANSIENT_MARKERS = ("网络控制", "网控", "死锁", "deadlock", "超时", "
 
 @dataclass(frozen=True)
 class BillToWrite:
-    bill_no: str | None  # None only for a held bill whose stock-out has no number
+    bill_no: str | None  # None only for a held bill whose document has no number
     source_ref: str | None
-    stockout_id: int
+    source_id: int  # the WDT document's id (stockout_id …)
     ready: bool
     model: Mapping[str, Any] | None
     hold_reason: str | None = None
     missing_states: Mapping[str, str] = field(default_factory=dict)  # missing material → state
-
-    @property
-    def materials(self) -> list[str]:
-        """The material numbers on the bill's entries, in order, once each."""
-        entries = (self.model or {}).get("FEntity") or []
-        return list(dict.fromkeys(entry["FMaterialId"]["FNumber"] for entry in entries))
+    materials: tuple[str, ...] = ()  # the material numbers on its entries, in order, once each
 
 
 @dataclass
 class BillOutcome:
     bill_no: str | None
     source_ref: str | None
-    stockout_id: int
+    source_id: int
     outcome: str
     fid: int | None = None
     kingdee_bill_no: str | None = None
@@ -118,29 +115,37 @@ class WriteSummary:
         return {number: known.get(number) for number in self.blockers}
 
 
-def bills_to_write(bills: pd.DataFrame) -> list[BillToWrite]:
-    """The writer's view of a ``kingdee_bills`` frame."""
+def _materials(model: Mapping[str, Any] | None, flow: Flow) -> tuple[str, ...]:
+    form = flow.form
+    entries = (model or {}).get(form.entry) or []
+    return tuple(dict.fromkeys(entry[form.material]["FNumber"] for entry in entries))
+
+
+def bills_to_write(bills: pd.DataFrame, flow: Flow) -> list[BillToWrite]:
+    """The writer's view of a flow's ``kingdee_bills`` frame."""
+    key = flow.source.key
     return [
         BillToWrite(
             bill_no=row.bill_no,
             source_ref=row.source_ref,
-            stockout_id=int(row.stockout_id),
+            source_id=int(getattr(row, key)),
             ready=row.readiness == "ready",
             model=row.model,
             hold_reason=row.hold_reason,
             missing_states=dict(row.missing_states or {}),
+            materials=_materials(row.model, flow),
         )
         for row in bills.itertuples(index=False)
     ]
 
 
-def results_frame(summary: WriteSummary, settled_at: datetime) -> pd.DataFrame:
-    """The ``kingdee_write_results`` frame: one row per bill, as the writer settled it."""
-    return WRITE_RESULTS.frame(
+def results_frame(summary: WriteSummary, flow: Flow, settled_at: datetime) -> pd.DataFrame:
+    """The flow's ``kingdee_write_results`` frame: one row per bill, as the writer settled it."""
+    return flow.results_schema.frame(
         {
             "bill_no": item.bill_no,
             "source_ref": item.source_ref,
-            "stockout_id": item.stockout_id,
+            flow.source.key: item.source_id,
             "outcome": item.outcome,
             "fid": item.fid,
             "kingdee_bill_no": item.kingdee_bill_no,
@@ -214,7 +219,7 @@ class BillWriter:
         outcomes: dict[str, BillOutcome] = {}
         pending: list[BillToWrite] = []
         for bill in bills:
-            outcome = BillOutcome(bill.bill_no, bill.source_ref, bill.stockout_id, FAILED)
+            outcome = BillOutcome(bill.bill_no, bill.source_ref, bill.source_id, FAILED)
             found = first_of(existing, bill.bill_no)
             if found is not None:
                 # A held bill that is already in Kingdee (written earlier, or by hand) is reported
@@ -261,7 +266,8 @@ class BillWriter:
                 summary.batch_calls += 1
             try:
                 result = self.client.batch_save(
-                    self.scope.form_id, [wire_model(bill.model) for bill in to_send]
+                    self.scope.form.form_id,
+                    [wire_model(bill.model, self.scope.form) for bill in to_send],
                 )
             except KingdeeUnknownOutcome as exc:
                 self.log.warning(

@@ -31,6 +31,7 @@ from wdt_kingdee_assets.kingdee.errors import (
     KingdeeUnknownOutcome,
 )
 from wdt_kingdee_assets.kingdee.filters import all_of, field_cmp, field_eq, field_in
+from wdt_kingdee_assets.kingdee.forms import KingdeeForm
 from wdt_kingdee_assets.kingdee.signing import login_sign, sdk_headers
 from wdt_kingdee_assets.throttle import Backoff, shared_limiter
 
@@ -412,11 +413,11 @@ class KingdeeClient:
 
     def find_bills(
         self,
-        form_id: str,
+        form: KingdeeForm,
         bill_nos: Iterable[str],
         *,
         org: str,
-        reference_field: str = "FNote",
+        reference_field: str | None = None,
         day: date | None = None,
         bill_type: str | None = None,
     ) -> list[BillRecord]:
@@ -428,13 +429,14 @@ class KingdeeClient:
         Kingdee's coding rule gave it (by the reference it carries); they come with the first
         IN-list's query (an OR), so looking by reference costs no call more than by number.
         Kingdee's collation is usually case-insensitive, so a row may differ from the number
-        asked for by case; callers compare numbers case-insensitively.
+        asked for by case; callers compare numbers case-insensitively. ``reference_field``
+        defaults to the form's remark field.
         """
         on_day = ""
         if day is not None:
             if bill_type is None:
                 raise ValueError("a day's bills are looked up with their bill type")
-            on_day = self._day_filter(day, bill_type)
+            on_day = self._day_filter(form, day, bill_type)
         chunks = list(_chunks(bill_nos, self.in_list_size)) or [[]]
         found: dict[int, BillRecord] = {}
         for index, chunk in enumerate(chunks):
@@ -445,27 +447,29 @@ class KingdeeClient:
                 break
             either = clauses[0] if len(clauses) == 1 else " or ".join(f"({c})" for c in clauses)
             for record in self._bill_records(
-                form_id, all_of(field_eq("FStockOrgId.FNumber", org), either), reference_field
+                form,
+                all_of(field_eq(f"{form.stock_org}.FNumber", org), either),
+                reference_field or form.note,
             ):
                 found.setdefault(record.fid, record)
         return [found[fid] for fid in sorted(found)]
 
     @staticmethod
-    def _day_filter(day: date, bill_type: str) -> str:
+    def _day_filter(form: KingdeeForm, day: date, bill_type: str) -> str:
         """One bill type's bills dated ``day``; FDate compared as a range, so a date stored with a
         time of day is inside too."""
         return all_of(
-            field_cmp("FDate", ">=", day.isoformat()),
-            field_cmp("FDate", "<", date.fromordinal(day.toordinal() + 1).isoformat()),
-            field_eq("FBillTypeID.FNumber", bill_type),
+            field_cmp(form.date, ">=", day.isoformat()),
+            field_cmp(form.date, "<", date.fromordinal(day.toordinal() + 1).isoformat()),
+            field_eq(f"{form.bill_type}.FNumber", bill_type),
         )
 
     def _bill_records(
-        self, form_id: str, filter_string: str, reference_field: str
+        self, form: KingdeeForm, filter_string: str, reference_field: str
     ) -> list[BillRecord]:
         keys = ["FID", "FBillNo", reference_field, "FDocumentStatus"]
         # Ordered by the key: a page boundary cannot skip or repeat a row (#13).
-        rows = self.execute_bill_query(form_id, keys, filter_string, order_string="FID")
+        rows = self.execute_bill_query(form.form_id, keys, filter_string, order_string="FID")
         return [
             BillRecord(
                 fid=int(row[0]),
@@ -513,11 +517,11 @@ class KingdeeClient:
 
     def bill_entries(
         self,
-        form_id: str,
+        form: KingdeeForm,
         fids: Iterable[int],
         expected_entries: Mapping[int, int] | None = None,
         *,
-        reference_field: str = "FNote",
+        reference_field: str | None = None,
     ) -> list[SavedEntry]:
         """Every entry line of the bills with these FIDs, ordered so paging cannot skip a line.
 
@@ -536,23 +540,34 @@ class KingdeeClient:
         entries: list[SavedEntry] = []
         for chunk in chunks:
             filter_string = field_in("FID", [int(fid) for fid in chunk])
-            entries.extend(self._entries(form_id, filter_string, reference_field))
+            entries.extend(self._entries(form, filter_string, reference_field))
         return entries
 
     def day_entries(
-        self, form_id: str, day: date, *, org: str, bill_type: str, reference_field: str = "FNote"
+        self,
+        form: KingdeeForm,
+        day: date,
+        *,
+        org: str,
+        bill_type: str,
+        reference_field: str | None = None,
     ) -> list[SavedEntry]:
         """Every entry line of every bill of this type and stock org dated ``day``: one read-back
         of a whole day, each line with the reference its bill carries."""
         filter_string = all_of(
-            field_eq("FStockOrgId.FNumber", org), self._day_filter(day, bill_type)
+            field_eq(f"{form.stock_org}.FNumber", org), self._day_filter(form, day, bill_type)
         )
-        return self._entries(form_id, filter_string, reference_field)
+        return self._entries(form, filter_string, reference_field)
 
-    def _entries(self, form_id: str, filter_string: str, reference_field: str) -> list[SavedEntry]:
-        keys = ["FID", "FBillNo", "FMaterialId.FNumber", "FQty", "FEntity_FEntryId"]
+    def _entries(
+        self, form: KingdeeForm, filter_string: str, reference_field: str | None
+    ) -> list[SavedEntry]:
+        keys = ["FID", "FBillNo", f"{form.material}.FNumber", form.quantity, form.entry_id]
         rows = self.execute_bill_query(
-            form_id, [*keys, reference_field], filter_string, order_string="FID,FEntity_FEntryId"
+            form.form_id,
+            [*keys, reference_field or form.note],
+            filter_string,
+            order_string=f"FID,{form.entry_id}",
         )
         return [
             SavedEntry(

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from wdt_kingdee_assets.beijing import BEIJING, OPEN_DAY_LAG
-from wdt_kingdee_assets.normalize import parse_wdt_datetime
 from wdt_kingdee_assets.sandbox.credentials import (
     KingdeeCredentials,
     WdtCredentials,
@@ -28,7 +26,12 @@ from wdt_kingdee_assets.sandbox.datagen import (
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import SimServer
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial, KingdeeSimulator
-from wdt_kingdee_assets.sandbox.wdt_server import WdtSimulator
+from wdt_kingdee_assets.sandbox.wdt_server import BEIJING, WdtSimulator, parse_stored_time
+
+# Today is seeded up to this long ago, as a warehouse's last scans reach WDT a little late. The
+# sandbox's own figure (it reads nothing of the pipeline's); the pipeline reads the open day up
+# to "now − 2 min", so every seeded order of today is inside its window.
+SEEDED_LAG = timedelta(minutes=2)
 
 
 @dataclass
@@ -133,9 +136,11 @@ class Sandbox:
                 malformed=opts.malformed,
             )
             if day == self.today:
-                cutoff = datetime.now(BEIJING) - OPEN_DAY_LAG
+                # Today's orders up to a few minutes ago: those "not yet scanned" stay out, and
+                # the pipeline's own read of the open day (now − 2 min) finds what is there.
+                cutoff = datetime.now(BEIJING).replace(tzinfo=None) - SEEDED_LAG
                 orders = [
-                    o for o in orders if (t := parse_wdt_datetime(o["consign_time"])) and t < cutoff
+                    o for o in orders if (t := parse_stored_time(o["consign_time"])) and t < cutoff
                 ]
             self.wdt.add_orders(orders)
             added += len(orders)

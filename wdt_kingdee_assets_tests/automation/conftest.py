@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import dagster as dg
 import pytest
 
-from wdt_kingdee_assets.definitions import ASSETS, CHECKS, build_resources, sync_job
-from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline
+from wdt_kingdee_assets.definitions import build_resources
+from wdt_kingdee_assets_tests.fixtures.pipeline import ASSETS, CHECKS, SYNC_JOB, Pipeline
 
 
 @dataclass
@@ -84,7 +84,7 @@ def tick(
     definitions = dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=[sync_job],
+        jobs=[SYNC_JOB],
         sensors=[sensor],
         resources=build_resources(str(pipeline.data_dir)),
     )

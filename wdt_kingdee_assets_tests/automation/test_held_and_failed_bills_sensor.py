@@ -8,6 +8,7 @@ import json
 import time
 
 from wdt_kingdee_assets.automation import build_held_and_failed_bills_sensor
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
 from wdt_kingdee_assets.sandbox.runtime import kingdee_material
 from wdt_kingdee_assets_tests.automation.conftest import late_order, tick
@@ -49,7 +50,9 @@ def test_held_bills_wait_for_their_materials_and_are_resynced_once_they_exist(ma
     assert {material for blockers in held["blockers"] for material in blockers} <= absent
 
     clock = Clock()
-    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=10, max_attempts=4, clock=clock)
+    sensor = build_held_and_failed_bills_sensor(
+        PRODUCTION_STOCKOUT, base_delay_minutes=10, max_attempts=4, clock=clock
+    )
     seen = tick(sensor, pipeline, None)
     entry = json.loads(seen.cursor)["days"][day]
     assert entry["held"] == len(held) and set(entry["blockers"].values()) == {"absent"}
@@ -94,7 +97,9 @@ def test_transient_failures_are_retried_with_growing_delays_and_at_most_max_atte
     assert set(results["outcome"]) == {"failed"} and set(results["failure"]) == {"transient"}
 
     clock = Clock()
-    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=10, max_attempts=2, clock=clock)
+    sensor = build_held_and_failed_bills_sensor(
+        PRODUCTION_STOCKOUT, base_delay_minutes=10, max_attempts=2, clock=clock
+    )
     seen = tick(sensor, pipeline, None)
     assert not seen.run_requests  # the first delay has not passed
 
@@ -141,7 +146,9 @@ def test_a_refusal_no_retry_can_fix_is_not_retried_until_its_material_changes(ma
     assert list(results.loc["NOLOT-1", "blockers"]) == [material.number]
 
     clock = Clock()
-    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=1, max_attempts=5, clock=clock)
+    sensor = build_held_and_failed_bills_sensor(
+        PRODUCTION_STOCKOUT, base_delay_minutes=1, max_attempts=5, clock=clock
+    )
     cursor = tick(sensor, pipeline, None).cursor
     for _ in range(4):
         clock.advance(60)
@@ -175,7 +182,9 @@ def test_a_refusal_that_hinges_on_no_material_is_left_to_people(make_pipeline):
     assert list(results.loc["NOWHERE-1", "blockers"]) == []
 
     clock = Clock()
-    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=1, clock=clock)
+    sensor = build_held_and_failed_bills_sensor(
+        PRODUCTION_STOCKOUT, base_delay_minutes=1, clock=clock
+    )
     cursor = tick(sensor, pipeline, None).cursor
     for _ in range(3):
         clock.advance(600)
@@ -189,7 +198,9 @@ def test_days_without_held_or_failed_bills_are_never_retried(make_pipeline):
     pipeline = make_pipeline(today=None, days=1, orders_per_day=4, missing_ratio=0)
     assert pipeline.run(pipeline.days[-1]).success
     clock = Clock()
-    sensor = build_held_and_failed_bills_sensor(base_delay_minutes=1, clock=clock)
+    sensor = build_held_and_failed_bills_sensor(
+        PRODUCTION_STOCKOUT, base_delay_minutes=1, clock=clock
+    )
     first = tick(sensor, pipeline, None)
     clock.advance(600)
     later = tick(sensor, pipeline, first.cursor)

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from wdt_kingdee_assets.automation import build_late_stockouts_sensor
+from wdt_kingdee_assets.automation import build_late_documents_sensor
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets_tests.automation.conftest import late_order, tick
 
 
@@ -21,7 +22,7 @@ def synced(make_pipeline):
 
 
 def test_requests_only_the_day_whose_count_grew_and_not_again_after_a_restart(synced):
-    sensor = build_late_stockouts_sensor(lookback_days=7)
+    sensor = build_late_documents_sensor(PRODUCTION_STOCKOUT, lookback_days=7)
     quiet = tick(sensor, synced, None)
     assert not quiet.run_requests and "no late stock-outs" in quiet.skip_message
 
@@ -61,7 +62,7 @@ def test_requests_only_the_day_whose_count_grew_and_not_again_after_a_restart(sy
 def test_a_forgotten_cursor_asks_again_while_the_day_is_still_short(synced):
     """Losing the cursor must not lose the work: the day is still short at WDT, so it is asked
     again (Dagster then drops the duplicate run key if the first run was already launched)."""
-    sensor = build_late_stockouts_sensor(lookback_days=7)
+    sensor = build_late_documents_sensor(PRODUCTION_STOCKOUT, lookback_days=7)
     day = synced.days[-1]
     synced.sandbox.wdt.add_orders([late_order(synced, day, 990004, "LATE-3")])
     first = tick(sensor, synced, None)
@@ -75,9 +76,9 @@ def test_days_outside_the_lookback_are_not_recounted(synced):
     two_days_ago = synced.days[-2]
     synced.sandbox.wdt.add_orders([late_order(synced, two_days_ago, 990005, "LATE-4")])
     calls = synced.sandbox.wdt.state()["calls"]
-    short = tick(build_late_stockouts_sensor(lookback_days=1), synced, None)
+    short = tick(build_late_documents_sensor(PRODUCTION_STOCKOUT, lookback_days=1), synced, None)
     assert not short.run_requests
     assert synced.sandbox.wdt.state()["calls"] == calls + 1
-    wide = tick(build_late_stockouts_sensor(lookback_days=2), synced, None)
+    wide = tick(build_late_documents_sensor(PRODUCTION_STOCKOUT, lookback_days=2), synced, None)
     assert [r.partition_key for r in wide.run_requests] == [two_days_ago]
     assert synced.sandbox.wdt.state()["calls"] == calls + 3

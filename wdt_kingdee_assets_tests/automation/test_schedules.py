@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from wdt_kingdee_assets.automation import sync_today_hourly, sync_yesterday_daily
 from wdt_kingdee_assets.definitions import defs
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 REPOSITORY = defs.get_repository_def()
+sync_yesterday_daily = REPOSITORY.get_schedule_def("sync_yesterday_daily")
+sync_today_hourly = REPOSITORY.get_schedule_def("sync_today_hourly")
 
 
 def evaluate(schedule: dg.ScheduleDefinition, at: datetime) -> dg.ScheduleExecutionData:

@@ -8,11 +8,12 @@ from decimal import Decimal
 import dagster as dg
 
 from wdt_kingdee_assets import assets as assets_module
-from wdt_kingdee_assets.checks import raw_stockouts_complete
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
-from wdt_kingdee_assets.mapping import MappingConfig, build_bills, wire_model
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
+from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills, wire_model
 from wdt_kingdee_assets.normalize import normalize_orders
-from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
+from wdt_kingdee_assets_tests.fixtures.pipeline import check_named, check_results
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def test_late_stockout_fails_the_completeness_check(make_pipeline):
     assert check_results(pipeline.run(day))["raw_stockouts_complete"].passed
 
     pipeline.sandbox.wdt.add_orders([simple_order(pipeline, 77, "LATE-1", f"{day} 12:00:00")])
-    recheck = pipeline.run_checks(day, raw_stockouts_complete)
+    recheck = pipeline.run_checks(day, check_named("raw_stockouts_complete"))
     evaluation = check_results(recheck)["raw_stockouts_complete"]
     assert not evaluation.passed
     assert evaluation.metadata["late_stockouts"].value == 1
@@ -94,7 +95,7 @@ def test_malformed_records_are_reported_as_rejected_lines_and_held_bills(make_pi
 
 def test_wrong_mapping_fails_the_blocking_check_and_writes_nothing(make_pipeline, monkeypatch):
     def doubling_mapping(*args, **kwargs):
-        bills = build_bills(*args, **kwargs)
+        bills = build_bills(*args, **kwargs, flow=PRODUCTION_STOCKOUT)
         first = bills.index[bills["readiness"] == "ready"][0]
         model = bills.at[first, "model"]
         model["FEntity"][0]["FQty"] = model["FEntity"][0]["FQty"] * 2
@@ -139,10 +140,16 @@ def test_bill_already_in_kingdee_with_other_quantities_fails_the_read_back_check
         m for m in pipeline.sandbox.catalog if m.number == order["detail_list"][0]["spec_no"]
     )
     known = {material.number: KnownMaterial(material.base_unit)}
-    model = build_bills(normalize_orders([hand_made]), known, MappingConfig(), "100").iloc[0][
-        "model"
-    ]
-    saved = kingdee_client(pipeline).batch_save("STK_MisDelivery", [wire_model(model)])
+    model = build_bills(
+        normalize_orders([hand_made], PRODUCTION_STOCKOUT),
+        known,
+        MisDeliveryMapping(),
+        "100",
+        flow=PRODUCTION_STOCKOUT,
+    ).iloc[0]["model"]
+    saved = kingdee_client(pipeline).batch_save(
+        "STK_MisDelivery", [wire_model(model, MIS_DELIVERY)]
+    )
     assert saved.saved and not saved.errors
 
     result = pipeline.run(day)
@@ -166,14 +173,15 @@ def test_a_bill_keyed_twice_into_kingdee_fails_the_duplicate_check(make_pipeline
         m for m in pipeline.sandbox.catalog if m.number == order["detail_list"][0]["spec_no"]
     )
     model = build_bills(
-        normalize_orders([order]),
+        normalize_orders([order], PRODUCTION_STOCKOUT),
         {material.number: KnownMaterial(material.base_unit)},
-        MappingConfig(),
+        MisDeliveryMapping(),
         "100",
+        flow=PRODUCTION_STOCKOUT,
     ).iloc[0]["model"]
     client = kingdee_client(pipeline)
     for _ in range(2):
-        assert client.batch_save("STK_MisDelivery", [wire_model(model)]).saved
+        assert client.batch_save("STK_MisDelivery", [wire_model(model, MIS_DELIVERY)]).saved
 
     result = pipeline.run(day)
     assert result.success

@@ -14,7 +14,8 @@ import sys
 
 import dagster as dg
 
-from wdt_kingdee_assets.definitions import ASSETS, build_resources
+from wdt_kingdee_assets.definitions import build_resources
+from wdt_kingdee_assets_tests.fixtures.pipeline import ASSETS
 
 
 def main(day: str, data_dir: str, batch_size: int, lease_wait: float | None = None) -> int:

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdt_kingdee_assets.beijing import day_window
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import MaterialInfo
 from wdt_kingdee_assets.kingdee.errors import KingdeeProtocolError
 from wdt_kingdee_assets.mapping import (
-    MappingConfig,
     MappingConfigError,
+    MisDeliveryMapping,
     build_bills,
     load_mapping,
 )
@@ -94,7 +95,9 @@ BAD_RECORDS = {
 @pytest.mark.parametrize("name", list(BAD_RECORDS))
 def test_a_malformed_record_is_kept_with_a_reason_naming_the_field(name):
     order, named = BAD_RECORDS[name]
-    lines = normalize_orders([good_order(stockout_id=1, stockout_no="CK1"), order])
+    lines = normalize_orders(
+        [good_order(stockout_id=1, stockout_no="CK1"), order], PRODUCTION_STOCKOUT
+    )
     assert len(lines) == 2, "each record keeps a row; its good neighbour too"
     good, bad = lines.iloc[0], lines.iloc[1]
     assert good["reject_reason"] is None
@@ -108,12 +111,12 @@ def test_a_malformed_record_is_kept_with_a_reason_naming_the_field(name):
 def test_odd_strings_are_kept_verbatim_and_reach_the_bill(text):
     """Quotes, non-ASCII, control characters and very long values pass through untouched."""
     order = good_order(stockout_no=text, detail_list=[good_line(spec_no=text)])
-    lines = normalize_orders([order])
+    lines = normalize_orders([order], PRODUCTION_STOCKOUT)
     assert lines.iloc[0]["reject_reason"] is None
     assert lines.iloc[0]["spec_no"] == text.strip()
 
     materials = {text.strip(): usable_material(text.strip())}
-    bills = build_bills(lines, materials, MappingConfig(), "100")
+    bills = build_bills(lines, materials, MisDeliveryMapping(), "100", flow=PRODUCTION_STOCKOUT)
     assert bills.iloc[0]["bill_no"] == text.strip()
     assert bills.iloc[0]["model"]["FEntity"][0]["FMaterialId"] == {"FNumber": text.strip()}
 
@@ -180,7 +183,7 @@ def expected_rows(order: Any) -> int:
 @FUZZ
 @given(st.lists(fuzzed_orders, max_size=6), st.sets(st.text(max_size=6), max_size=4))
 def test_fuzzed_records_never_crash_or_vanish_and_ready_bills_keep_their_quantities(orders, known):
-    lines = normalize_orders(orders)
+    lines = normalize_orders(orders, PRODUCTION_STOCKOUT)
     assert len(lines) == sum(expected_rows(order) for order in orders), "a record vanished"
     usable = lines[lines["reject_reason"].isna()]
     for line in usable.itertuples(index=False):
@@ -188,7 +191,7 @@ def test_fuzzed_records_never_crash_or_vanish_and_ready_bills_keep_their_quantit
         assert line.spec_no and line.stockout_no and line.warehouse_no and line.status == 110
         assert line.consign_time is not None and line.consign_time.tzinfo is not None
     materials = {number: usable_material(number) for number in set(usable["spec_no"]) | known}
-    bills = build_bills(lines, materials, MappingConfig(), "100")
+    bills = build_bills(lines, materials, MisDeliveryMapping(), "100", flow=PRODUCTION_STOCKOUT)
     identified = lines[lines["stockout_id"].notna()]
     assert sorted(bills["stockout_id"]) == sorted(set(identified["stockout_id"]))
     for bill in bills.itertuples(index=False):
@@ -202,7 +205,7 @@ def test_fuzzed_records_never_crash_or_vanish_and_ready_bills_keep_their_quantit
 
 
 mapping_fields = st.sampled_from(
-    [*MappingConfig.model_fields, "FBillNo", "warehouse", "strategy", "unknown_field"]
+    [*MisDeliveryMapping.model_fields, "FBillNo", "warehouse", "strategy", "unknown_field"]
 )
 
 

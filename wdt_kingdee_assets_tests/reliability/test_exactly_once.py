@@ -15,7 +15,9 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import wire_model
@@ -73,7 +75,9 @@ def test_the_duplicate_check_counts_bills_per_source_not_per_number(make_pipelin
     assert pipeline.run(day).success
     bills = pipeline.stored("kingdee_bills", day)
     copied = bills[bills["readiness"] == "ready"].iloc[0]
-    again = kingdee_client(pipeline).batch_save("STK_MisDelivery", [wire_model(copied["model"])])
+    again = kingdee_client(pipeline).batch_save(
+        "STK_MisDelivery", [wire_model(copied["model"], MIS_DELIVERY)]
+    )
     assert again.saved and again.saved[0].number != copied["bill_no"]
 
     result = pipeline.run(day)
@@ -199,8 +203,8 @@ def test_without_the_lease_racing_writers_duplicate_and_with_it_they_do_not(make
     )
     day = pipeline.days[-1]
     assert pipeline.run(day, selection=UP_TO_BILLS).success
-    bills = bills_to_write(pipeline.stored("kingdee_bills", day))
-    scope = BillScope("STK_MisDelivery", date.fromisoformat(day), "100", "QTCKD01_SYS")
+    bills = bills_to_write(pipeline.stored("kingdee_bills", day), PRODUCTION_STOCKOUT)
+    scope = BillScope(MIS_DELIVERY, date.fromisoformat(day), "100", "QTCKD01_SYS", "FNote")
 
     def race(*writes) -> None:
         start = threading.Barrier(len(writes))

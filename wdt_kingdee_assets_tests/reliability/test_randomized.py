@@ -31,11 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import MappingConfig, build_bills
+from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
@@ -46,7 +47,7 @@ from wdt_kingdee_assets.writer import BillWriter, bills_to_write, results_frame
 from wdt_kingdee_assets_tests.fixtures.kingdee import fast_backoff as kingdee_backoff
 from wdt_kingdee_assets_tests.fixtures.pipeline import TODAY
 from wdt_kingdee_assets_tests.fixtures.wdt import fast_backoff as wdt_backoff
-from wdt_kingdee_assets_tests.fixtures.wdt import stockout_query
+from wdt_kingdee_assets_tests.fixtures.wdt import fast_throttle, stockout_query
 from wdt_kingdee_assets_tests.reliability.invariant import (
     KingdeeWorld,
     assert_nothing_lost_nothing_duplicated,
@@ -184,6 +185,7 @@ def sync_once(
         calls_per_minute=0,
         timeout=5,
         backoff=wdt_backoff(),
+        throttle_wait=fast_throttle(),  # WDT asks for minutes of rest; the suite rests ms
     )
     kingdee = KingdeeClient(
         sandbox.kingdee_base_url,
@@ -204,11 +206,11 @@ def sync_once(
         if (moment := parse_wdt_datetime(order.get("consign_time"))) is None
         or window.contains(moment)
     ]
-    lines = normalize_orders(kept)
+    lines = normalize_orders(kept, PRODUCTION_STOCKOUT)
     usable = sorted(set(lines.loc[lines["reject_reason"].isna(), "spec_no"]))
     materials = kingdee.find_materials(usable, use_org="100") if usable else {}
-    mapping = MappingConfig()
-    bills = build_bills(lines, materials, mapping, "100")
+    mapping = MisDeliveryMapping()
+    bills = build_bills(lines, materials, mapping, "100", flow=PRODUCTION_STOCKOUT)
 
     def crash_between_batches(done: int, total: int) -> None:
         if done == scenario.crash_after_batches and done < total:
@@ -216,15 +218,15 @@ def sync_once(
 
     writer = BillWriter(
         kingdee,
-        BillScope(mapping.form_id, DAY, "100", mapping.bill_type, mapping.source_ref_field),
+        BillScope(PRODUCTION_STOCKOUT.form, DAY, "100", mapping.bill_type, mapping.reference_field),
         batch_size=scenario.batch_size,
         max_sends=scenario.max_sends,
         on_batch=crash_between_batches,
     )
     with holding(lease, wait_seconds=120, poll_seconds=0.02) if lease else nullcontext() as held:
         writer.before_send = held.check if held else None
-        summary = writer.write(bills_to_write(bills))
-    return results_frame(summary, settled_at=datetime.now(BEIJING))
+        summary = writer.write(bills_to_write(bills, PRODUCTION_STOCKOUT))
+    return results_frame(summary, PRODUCTION_STOCKOUT, settled_at=datetime.now(BEIJING))
 
 
 def racing_syncs(

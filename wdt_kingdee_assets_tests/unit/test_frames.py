@@ -3,7 +3,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
-from wdt_kingdee_assets.frames import NORMALIZED_STOCKOUTS, WRITE_RESULTS
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.normalize import normalize_orders
 
 
@@ -20,20 +20,21 @@ def test_jsonl_round_trip_keeps_decimals_times_and_chinese():
                     {"rec_id": 1, "spec_no": "螺丝'A", "num": "0.0001", "goods_name": "螺丝"}
                 ],
             }
-        ]
+        ],
+        PRODUCTION_STOCKOUT,
     )
     stream = io.StringIO()
-    NORMALIZED_STOCKOUTS.write_jsonl(lines, stream)
+    PRODUCTION_STOCKOUT.lines_schema.write_jsonl(lines, stream)
     text = stream.getvalue()
     assert '"num":"0.0001"' in text and "螺丝'A" in text
-    back = NORMALIZED_STOCKOUTS.read_jsonl(io.StringIO(text))
+    back = PRODUCTION_STOCKOUT.lines_schema.read_jsonl(io.StringIO(text))
     assert back["num"].iloc[0] == Decimal("0.0001")
     assert back["consign_time"].iloc[0] == datetime(2024, 3, 1, tzinfo=BEIJING)
     assert back["spec_no"].iloc[0] == "螺丝'A"
 
 
 def test_nested_messages_round_trip():
-    frame = WRITE_RESULTS.frame(
+    frame = PRODUCTION_STOCKOUT.results_schema.frame(
         [
             {
                 "bill_no": "B1",
@@ -45,8 +46,8 @@ def test_nested_messages_round_trip():
         ]
     )
     stream = io.StringIO()
-    WRITE_RESULTS.write_jsonl(frame, stream)
-    back = WRITE_RESULTS.read_jsonl(io.StringIO(stream.getvalue()))
+    PRODUCTION_STOCKOUT.results_schema.write_jsonl(frame, stream)
+    back = PRODUCTION_STOCKOUT.results_schema.read_jsonl(io.StringIO(stream.getvalue()))
     assert back["messages"].iloc[0] == ["字段“物料编码”不存在"]
     assert back["fid"].isna().iloc[0]
 

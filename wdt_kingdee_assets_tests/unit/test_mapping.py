@@ -4,9 +4,11 @@ from decimal import Decimal
 
 import pytest
 
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.mapping import (
-    MappingConfig,
     MappingConfigError,
+    MisDeliveryMapping,
     build_bills,
     load_mapping,
     wire_model,
@@ -50,8 +52,10 @@ def stockout(stockout_id, lines, **extra):
 
 
 def test_default_mapping_builds_the_seed_bill():
-    lines = normalize_orders([stockout(7, [("MAT-001", 3), ("MAT-002", "1.25")])])
-    bills = build_bills(lines, MATERIALS, MappingConfig(), org="100")
+    lines = normalize_orders(
+        [stockout(7, [("MAT-001", 3), ("MAT-002", "1.25")])], PRODUCTION_STOCKOUT
+    )
+    bills = build_bills(lines, MATERIALS, MisDeliveryMapping(), org="100", flow=PRODUCTION_STOCKOUT)
     bill = bills.iloc[0]
     assert bill["readiness"] == "ready"
     model = bill["model"]
@@ -83,9 +87,12 @@ def test_missing_disabled_material_and_rejected_lines_hold_only_their_bills():
             stockout(2, [("MAT-001", 1), ("NEW-404", 2)]),
             stockout(3, [("OFF-1", 1)]),
             stockout(4, [("MAT-001", 0)]),
-        ]
+        ],
+        PRODUCTION_STOCKOUT,
     )
-    bills = build_bills(lines, MATERIALS, MappingConfig(), org="100").set_index("stockout_id")
+    bills = build_bills(
+        lines, MATERIALS, MisDeliveryMapping(), org="100", flow=PRODUCTION_STOCKOUT
+    ).set_index("stockout_id")
     assert bills.loc[1, "readiness"] == "ready"
     assert (
         bills.loc[2, "missing_materials"] == ["NEW-404"]
@@ -100,10 +107,13 @@ def test_missing_disabled_material_and_rejected_lines_hold_only_their_bills():
 
 def test_warehouse_map_and_hold_on_unmapped():
     lines = normalize_orders(
-        [stockout(1, [("MAT-001", 1)]), stockout(2, [("MAT-001", 1)], warehouse_no="CK999")]
+        [stockout(1, [("MAT-001", 1)]), stockout(2, [("MAT-001", 1)], warehouse_no="CK999")],
+        PRODUCTION_STOCKOUT,
     )
-    config = MappingConfig(warehouses={"CK001": "STK-A"}, unmapped_warehouse="hold")
-    bills = build_bills(lines, MATERIALS, config, org="200").set_index("stockout_id")
+    config = MisDeliveryMapping(warehouses={"CK001": "STK-A"}, unmapped_warehouse="hold")
+    bills = build_bills(lines, MATERIALS, config, org="200", flow=PRODUCTION_STOCKOUT).set_index(
+        "stockout_id"
+    )
     assert bills.loc[1, "model"]["FEntity"][0]["FStockId"] == {"FNumber": "STK-A"}
     assert bills.loc[1, "model"]["FStockOrgId"] == {"FNumber": "200"}
     assert "CK999 is not mapped" in bills.loc[2, "hold_reason"]
@@ -113,7 +123,7 @@ def test_wire_quantities_stay_exact():
     assert wire_quantity(Decimal("3")) == 3
     assert wire_quantity("0.1168") == 0.1168
     assert wire_quantity(Decimal("123456789012345.1234")) == "123456789012345.1234"
-    wired = wire_model({"FBillNo": "X", "FEntity": [{"FQty": "2.5000"}]})
+    wired = wire_model({"FBillNo": "X", "FEntity": [{"FQty": "2.5000"}]}, MIS_DELIVERY)
     assert json.dumps(wired) == '{"FBillNo": "X", "FEntity": [{"FQty": 2.5}]}'
 
 
@@ -159,8 +169,10 @@ def test_a_custom_reference_field_carries_the_token_and_frees_the_note(tmp_path)
         encoding="utf-8",
     )
     config = load_mapping(path)
-    lines = normalize_orders([stockout(7, [("MAT-001", 3)])])
-    model = build_bills(lines, MATERIALS, config, org="100").iloc[0]["model"]
+    lines = normalize_orders([stockout(7, [("MAT-001", 3)])], PRODUCTION_STOCKOUT)
+    model = build_bills(lines, MATERIALS, config, org="100", flow=PRODUCTION_STOCKOUT).iloc[0][
+        "model"
+    ]
     assert model["F_PAEZ_SourceRef"] == "[WDT:CK7]"
     assert model["FNote"] == "WDT CK7"
     assert list(model).index("F_PAEZ_SourceRef") == list(model).index("FNote") + 1

@@ -4,6 +4,7 @@ from decimal import Decimal
 import pytest
 
 from wdt_kingdee_assets.beijing import BEIJING
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.normalize import normalize_orders, parse_quantity, parse_wdt_datetime
 
 
@@ -25,7 +26,7 @@ def order(**overrides):
 
 
 def test_typed_lines_with_exact_decimals_and_beijing_times():
-    lines = normalize_orders([order()])
+    lines = normalize_orders([order()], PRODUCTION_STOCKOUT)
     assert list(lines["num"]) == [Decimal("2"), Decimal("0.1168")]
     assert lines["consign_time"].iloc[0] == datetime(2024, 8, 22, 23, 59, 59, tzinfo=BEIJING)
     assert lines["reject_reason"].isna().all()
@@ -64,7 +65,7 @@ def test_unusable_lines_are_kept_with_reasons():
         order(stockout_id=5, status=5),
         {"stockout_no": "CK-NO-ID", "detail_list": [{"spec_no": "X", "num": 1}]},
     ]
-    lines = normalize_orders(orders)
+    lines = normalize_orders(orders, PRODUCTION_STOCKOUT)
     reasons = dict(zip(lines["stockout_id"].astype(object), lines["reject_reason"], strict=False))
     assert "spec_no is missing" in reasons[1]
     assert "consign_time" in reasons[2]
@@ -84,7 +85,8 @@ def test_quotes_and_long_non_ascii_text_pass_through_unchanged():
                 stockout_no="CK'01",
                 detail_list=[{"spec_no": "MAT'9", "num": 1, "goods_name": long_name}],
             )
-        ]
+        ],
+        PRODUCTION_STOCKOUT,
     )
     assert lines["stockout_no"].iloc[0] == "CK'01"
     assert lines["spec_no"].iloc[0] == "MAT'9"

@@ -4,27 +4,36 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from wdt_kingdee_assets.frames import WRITE_RESULTS
-from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, StoredDay
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
+from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, StoredDay, column_schema
 
 DAY = "2025-06-09"
 KEY = dg.AssetKey("kingdee_write_results")
+# What the asset's definition carries: the IO manager reads the stored columns from it.
+DEFINITION = {"dagster/column_schema": column_schema(PRODUCTION_STOCKOUT.results_schema)}
+
+
+def _output_context() -> dg.OutputContext:
+    return dg.build_output_context(asset_key=KEY, partition_key=DAY, definition_metadata=DEFINITION)
 
 
 def _results(*bills: str) -> pd.DataFrame:
-    return WRITE_RESULTS.frame(
+    return PRODUCTION_STOCKOUT.results_schema.frame(
         {"bill_no": bill, "stockout_id": n, "outcome": "created", "messages": [f"保存成功 {bill}"]}
         for n, bill in enumerate(bills, start=1)
     )
 
 
 def _store(manager: PartitionedJsonlIOManager, frame: pd.DataFrame) -> None:
-    manager.handle_output(dg.build_output_context(asset_key=KEY, partition_key=DAY), frame)
+    manager.handle_output(_output_context(), frame)
 
 
 def _load(manager: PartitionedJsonlIOManager, as_type: type = pd.DataFrame) -> pd.DataFrame:
     context = dg.build_input_context(
-        asset_key=KEY, partition_key=DAY, dagster_type=dg.PythonObjectDagsterType(as_type)
+        asset_key=KEY,
+        partition_key=DAY,
+        dagster_type=dg.PythonObjectDagsterType(as_type),
+        upstream_output=_output_context(),
     )
     return manager.load_input(context)
 
@@ -48,9 +57,7 @@ def test_a_changed_file_is_read_again(tmp_path):
     assert list(_load(manager)["bill_no"]) == ["B1", "B2"]
 
     other = PartitionedJsonlIOManager(base_dir=str(tmp_path))
-    other.handle_output(
-        dg.build_output_context(asset_key=KEY, partition_key=DAY), _results("B3", "B4", "B5")
-    )
+    other.handle_output(_output_context(), _results("B3", "B4", "B5"))
     assert list(_load(manager)["bill_no"]) == ["B3", "B4", "B5"], "written by another process"
 
 

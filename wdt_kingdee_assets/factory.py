@@ -1,0 +1,33 @@
+"""One flow → its Dagster definitions: four assets, their checks, the job, schedules and sensors.
+
+The way ``dagster-dlt`` builds assets from a source: the flow (``flows.py``) says what is synced,
+this says where it shows up in Dagster. ``definitions.py`` merges every flow's definitions with
+the shared resources; the API pools (``wdt_api``, ``kingdee_api``) are per API, shared by all
+flows, so that a backfill of several flows still has one caller per API at a time.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from wdt_kingdee_assets.assets import build_assets
+from wdt_kingdee_assets.automation import build_automation
+from wdt_kingdee_assets.checks import build_checks
+from wdt_kingdee_assets.flow import Flow
+
+
+def build_flow_defs(flow: Flow) -> dg.Definitions:
+    assets = build_assets(flow)
+    job = dg.define_asset_job(
+        flow.job_name,
+        selection=dg.AssetSelection.groups(flow.group),
+        description=(f"同步{flow.title}: pull, normalize, map and write one day, with all checks."),
+    )
+    schedules, sensors = build_automation(flow)
+    return dg.Definitions(
+        assets=assets.all(),
+        asset_checks=build_checks(flow, assets),
+        jobs=[job],
+        schedules=schedules,
+        sensors=sensors,
+    )

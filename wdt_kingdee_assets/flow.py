@@ -1,0 +1,242 @@
+"""A flow is a value: which WDT documents become which Kingdee bills, and what it is called.
+
+One :class:`Flow` names its WDT query (method, time type, statuses), its Kingdee form and the
+mapping that turns lines into bills; everything else — the four assets, their checks, the job,
+schedules and sensors (``factory.build_flow_defs``), the stored columns, the lease — is derived
+from it. Pure: no Dagster, no I/O.
+
+Names. The first flow (production stock-out) keeps the names it had before flows existed — asset
+keys ``raw_stockouts`` …, group ``wdt_to_kingdee``, job ``sync_stockouts``, schedule
+``sync_yesterday_daily`` — so that users' run history, schedules and sensor cursors stay where
+they are. Every other flow lives under its own name: asset keys ``<flow>/raw_<documents>`` …,
+group ``<flow>``, job ``sync_<documents>``, schedules and sensors ``<flow>_<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from wdt_kingdee_assets.frames import Column, FrameSchema
+from wdt_kingdee_assets.kingdee.forms import KingdeeForm
+from wdt_kingdee_assets.wdt.methods import WdtMethod
+
+if TYPE_CHECKING:
+    from wdt_kingdee_assets.mapping import MappingConfig
+
+ORIGINAL_GROUP = "wdt_to_kingdee"
+
+
+@dataclass(frozen=True)
+class Source:
+    """The WDT side of a flow: the query that proves a day complete, and how people name it."""
+
+    method: WdtMethod
+    time_type: int  # which time the day is cut by (出库时间 for stock-outs)
+    status: str  # the statuses pulled and accepted, comma-separated ("110" = 已完成)
+    noun: str  # "stock-out": one document, in English
+    chinese: str  # "生产出库单": the documents as WDT names them
+    english: str  # "production stock-outs"
+    lines_title: str  # "出库明细 (stock-out lines)"
+    document_chinese: str  # "出库单": one document, as WDT names it
+    time_title: str  # "出库时间"
+    quantity_title: str  # "实发数量"
+
+    @property
+    def title(self) -> str:
+        """``旺店通生产出库单 (WDT production stock-outs)``"""
+        return f"旺店通{self.chinese} (WDT {self.english})"
+
+    @property
+    def key_title(self) -> str:
+        return f"{self.document_chinese}ID"
+
+    @property
+    def number_title(self) -> str:
+        return f"{self.document_chinese}号"
+
+    @property
+    def key(self) -> str:
+        return self.method.key
+
+    @property
+    def number(self) -> str:
+        return self.method.number
+
+    @property
+    def time_field(self) -> str:
+        return self.method.time_field(self.time_type)
+
+    @property
+    def statuses(self) -> list[int]:
+        return [int(part) for part in self.status.split(",")]
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str  # "production_stockout"
+    documents: str  # "stockouts": the plural in asset and job names
+    source: Source
+    form: KingdeeForm
+    load_mapping: Callable[[], MappingConfig]  # the flow's mapping, from its file or defaults
+    mapping_env: str  # the variable naming the flow's mapping file
+    keeps_original_names: bool = False
+
+    # -- names ---------------------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        """``生产出库 → 其他出库单``"""
+        return f"{self.source.chinese.removesuffix('单')} → {self.form.chinese}"
+
+    @property
+    def group(self) -> str:
+        return ORIGINAL_GROUP if self.keeps_original_names else self.name
+
+    @property
+    def key_prefix(self) -> list[str]:
+        return [] if self.keeps_original_names else [self.name]
+
+    def asset_path(self, name: str) -> list[str]:
+        return [*self.key_prefix, name]
+
+    @property
+    def raw_name(self) -> str:
+        return f"raw_{self.documents}"
+
+    @property
+    def lines_name(self) -> str:
+        return f"normalized_{self.documents}"
+
+    bills_name = "kingdee_bills"
+    results_name = "kingdee_write_results"
+
+    @property
+    def job_name(self) -> str:
+        return f"sync_{self.documents}"
+
+    def qualified(self, name: str) -> str:
+        """A name that must be unique across flows (a schedule, a sensor, a multi-check's op):
+        the first flow's unchanged."""
+        return name if self.keeps_original_names else f"{self.name}_{name}"
+
+    @property
+    def lease_scope(self) -> str:
+        """The prefix of the per-day write lease's key: one writer per flow and day."""
+        return self.group
+
+    # -- stored columns ------------------------------------------------------------------
+
+    @property
+    def schemas(self) -> tuple[FrameSchema, ...]:
+        """The four assets' schemas, in data-flow order."""
+        return (self.raw_schema, self.lines_schema, self.bills_schema, self.results_schema)
+
+    def _stored_name(self, name: str) -> str:
+        return "/".join(self.asset_path(name))
+
+    @property
+    def raw_schema(self) -> FrameSchema:
+        s = self.source
+        return FrameSchema(
+            self._stored_name(self.raw_name),
+            (
+                Column(s.key, "int", f"WDT {s.key} ({s.key_title}), the key"),
+                Column(s.number, "str", f"WDT {s.number} ({s.number_title})"),
+                Column(
+                    s.time_field, "str", f"{s.time_field} ({s.time_title}) exactly as WDT sent it"
+                ),
+                Column("order", "json", "the order as WDT sent it (decimals as exact strings)"),
+            ),
+        )
+
+    @property
+    def lines_schema(self) -> FrameSchema:
+        s = self.source
+        first_status = s.statuses[0]
+        return FrameSchema(
+            self._stored_name(self.lines_name),
+            (
+                Column(s.key, "int", f"WDT {s.key}"),
+                Column(s.number, "str", f"WDT {s.number} ({s.number_title})"),
+                Column("process_no", "str", "production order no. (生产单号)"),
+                Column("warehouse_no", "str", "WDT warehouse code (仓库编号)"),
+                Column(s.time_field, "datetime", f"{s.noun} time ({s.time_title}), Beijing"),
+                Column(
+                    "status",
+                    "int",
+                    f"WDT status ({first_status} = {s.method.statuses[first_status]})",
+                ),
+                Column("rec_id", "int", "WDT detail line id"),
+                Column("spec_no", "str", "merchant SKU code (商家编码) = Kingdee material number"),
+                Column("goods_no", "str", "goods code (货品编号)"),
+                Column("goods_name", "str", "goods name (货品名称)"),
+                Column("num", "decimal", f"{s.quantity_title}, exact"),
+                Column("batch_no", "str", "batch / lot (批次)"),
+                Column("position_no", "str", "bin (货位)"),
+                Column("base_unit_name", "str", "WDT unit name (单位)"),
+                Column("defect", "bool", "defective goods (残次品)"),
+                Column("reject_reason", "str", "why the line cannot be used; empty when usable"),
+            ),
+        )
+
+    @property
+    def bills_schema(self) -> FrameSchema:
+        s, form = self.source, self.form
+        return FrameSchema(
+            self._stored_name(self.bills_name),
+            (
+                Column("bill_no", "str", f"FBillNo sent for the {form.name}"),
+                Column(
+                    "source_ref",
+                    "str",
+                    f"what the bill stands for (the {s.noun}'s number); written into it as [WDT:…]",
+                ),
+                Column(s.key, "int", f"WDT {s.key} the bill comes from"),
+                Column(s.number, "str", f"WDT {s.number}"),
+                Column("bill_date", "str", f"{form.date} (yyyy-MM-dd)"),
+                Column("readiness", "str", "ready | held"),
+                Column("hold_reason", "str", "why the bill is held; empty when ready"),
+                Column("missing_materials", "json", "spec_no values Kingdee lacks or has disabled"),
+                Column(
+                    "missing_states",
+                    "json",
+                    "what Kingdee said of each missing material (absent, disabled, unaudited:A)",
+                ),
+                Column("line_count", "int", f"number of {form.entry} lines"),
+                Column("model", "json", f"the {form.form_id} model sent to BatchSave"),
+            ),
+        )
+
+    @property
+    def results_schema(self) -> FrameSchema:
+        return FrameSchema(
+            self._stored_name(self.results_name),
+            (
+                Column("bill_no", "str", "FBillNo sent"),
+                Column("source_ref", "str", "the source reference the bill carries ([WDT:…])"),
+                Column(self.source.key, "int", f"WDT {self.source.key}"),
+                Column("outcome", "str", "created | already_in_kingdee | failed | held"),
+                Column("fid", "int", "Kingdee FID (internal id) when the bill is in Kingdee"),
+                Column(
+                    "kingdee_bill_no",
+                    "str",
+                    "FBillNo as Kingdee holds it (its coding rule may have renumbered the bill)",
+                ),
+                Column(
+                    "failure",
+                    "str",
+                    "for held and failed bills: permanent (a retry cannot fix it) or transient",
+                ),
+                Column(
+                    "blockers",
+                    "json",
+                    "materials a permanent failure hinges on: it is reconsidered when one of "
+                    "them changes",
+                ),
+                Column("messages", "json", "Kingdee's messages or the hold reason, verbatim"),
+                Column("attempts", "int", "BatchSave calls that carried this bill in this run"),
+                Column("written_at", "datetime", "when this run settled the bill"),
+            ),
+        )
