@@ -2,7 +2,7 @@
 
 One message per finished run that failed or has a failed ERROR-severity check, naming the
 partition (the Beijing day), what failed and the bill numbers in the evidence — so the person on
-duty knows which 其他出库单 (misc. delivery bills) to look at before opening the UI. Formats:
+duty knows which bills (其他出库单, 其他入库单 …) to look at before opening the UI. Formats:
 DingTalk (钉钉群机器人, optional 加签 signing), WeCom (企业微信群机器人), Feishu (飞书自定义机器人,
 optional 签名校验) and plain JSON for anything else. Without a webhook the message goes to the
 sensor's log.
@@ -29,6 +29,8 @@ import dagster as dg
 import requests
 from pydantic import Field
 
+from wdt_kingdee_assets.evidence import BILL_NUMBERS, bills_named
+
 WEBHOOK_ENV = "WDT_KINGDEE_ALERT_WEBHOOK"
 SECRET_ENV = "WDT_KINGDEE_ALERT_SECRET"
 FORMAT_ENV = "WDT_KINGDEE_ALERT_FORMAT"
@@ -42,7 +44,6 @@ BILLS_SHOWN = 30
 DETAIL_CHARS = 300
 # WeCom rejects markdown content over 4096 bytes; the others allow more, one cap keeps them alike.
 MAX_TEXT_BYTES = 3800
-BILL_COLUMNS = {"bill", "bills", "bill_no", "stockout_no"}
 
 
 @dataclass(frozen=True)
@@ -291,40 +292,15 @@ def alert_notifier_from_env() -> AlertNotifier:
 # --- reading what failed out of the instance ------------------------------------------------------
 
 
-def _table_bills(markdown: str) -> list[str]:
-    """Bill numbers in the bill columns of a markdown evidence table (the checks' format)."""
-    rows = [line for line in markdown.splitlines() if line.startswith("|")]
-    if len(rows) < 3:
-        return []
-    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
-    columns = [i for i, name in enumerate(cells[0]) if name in BILL_COLUMNS]
-    return [
-        bill.strip()
-        for row in cells[2:]
-        for i in columns
-        if i < len(row)
-        for bill in row[i].split(",")
-        if bill.strip()
-    ]
-
-
-def _json_bills(value: Any) -> list[str]:
-    """Bill numbers in JSON evidence such as ``{material: [bills]}``."""
-    if isinstance(value, Mapping):
-        return [bill for item in value.values() for bill in _json_bills(item)]
-    if isinstance(value, list):
-        return [str(item) for item in value if isinstance(item, str | int)]
-    return []
-
-
 def check_finding(evaluation: dg.AssetCheckEvaluation) -> Finding:
-    scalars, bills = [], []
+    """What a failed check says, for a message: its figures and the bills it names.
+
+    The bills come from the check's ``bill_numbers`` entry (data, ``evidence.py``);
+    the markdown tables are for people and are not read back."""
+    scalars: list[str] = []
+    bills = bills_named(evaluation.metadata)
     for key, entry in evaluation.metadata.items():
-        if isinstance(entry, dg.MarkdownMetadataValue):
-            bills.extend(_table_bills(entry.value))
-        elif isinstance(entry, dg.JsonMetadataValue):
-            bills.extend(_json_bills(entry.value))
-        elif isinstance(entry.value, bool | int | float | str):
+        if key != BILL_NUMBERS and isinstance(entry.value, bool | int | float | str):
             scalars.append(f"{key}={entry.value}")
     detail = ", ".join(scalars) or "failed"
     if evaluation.description:

@@ -24,6 +24,7 @@ from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
+from wdt_kingdee_assets.outcomes import OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import StoredDay, column_schema
@@ -32,8 +33,6 @@ from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError,
 from wdt_kingdee_assets.wdt.pull import pull_documents
 from wdt_kingdee_assets.writer import (
     MAX_IN_FLIGHT,
-    PERMANENT,
-    TRANSIENT,
     BillWriter,
     bills_to_write,
     results_frame,
@@ -332,7 +331,7 @@ def build_assets(flow: Flow) -> FlowAssets:
             stock_org = mapping.orgs(kingdee.org_number)[0]
             materials = client.find_materials(numbers, use_org=stock_org) if numbers else {}
         built = build_bills(lines, materials, mapping, kingdee.org_number, flow)
-        held = built[built["readiness"] == "held"]
+        held = built[built["readiness"] == Readiness.HELD]
         missing = sorted({number for numbers in built["missing_materials"] for number in numbers})
         context.log.info(
             "%d bills: %d ready, %d held", len(built), len(built) - len(held), len(held)
@@ -442,19 +441,15 @@ def write_day(
             metadata={"lease_holder_run": exc.holder.run_id},
         ) from exc
     results = results_frame(summary, flow, settled_at=datetime.now(BEIJING))
-    trouble = results[results["outcome"].isin(["failed", "held"])].assign(
+    trouble = results[results["outcome"].isin(OPEN)].assign(
         reason=lambda frame: frame["messages"].map(lambda messages: " | ".join(messages)[:300])
     )
     in_kingdee = results[results["kingdee_bill_no"].notna()]
     return dg.Output(
         results,
         metadata={
-            "created": summary.count("created"),
-            "already_in_kingdee": summary.count("already_in_kingdee"),
-            "held": summary.count("held"),
-            "failed": summary.count("failed"),
-            "failed_permanent": summary.failed(PERMANENT),
-            "failed_transient": summary.failed(TRANSIENT),
+            **{outcome.value: summary.count(outcome) for outcome in Outcome},
+            **{f"failed_{kind.value}": summary.failed(kind) for kind in Failure},
             "renumbered_by_kingdee": int(
                 (in_kingdee["kingdee_bill_no"] != in_kingdee["bill_no"]).sum()
             ),

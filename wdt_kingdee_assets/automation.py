@@ -41,6 +41,7 @@ from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.mapping import MappingConfigError
+from wdt_kingdee_assets.outcomes import Failure, Outcome
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.wdt.client import DocumentQuery
 from wdt_kingdee_assets.wdt.errors import WdtError
@@ -103,7 +104,9 @@ def build_schedules(flow: Flow) -> list[dg.ScheduleDefinition]:
         job_name=flow.job_name,
         cron_schedule=DAILY_CRON,
         execution_timezone="Asia/Shanghai",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=dg.DefaultScheduleStatus.RUNNING
+        if flow.schedule_on_by_default
+        else dg.DefaultScheduleStatus.STOPPED,
         description=(
             "每日同步昨天 / daily sync of yesterday: at 00:20 Beijing time, syncs the Beijing day "
             f"that just closed — WDT {flow.source.english} ({flow.source.chinese}) into Kingdee "
@@ -355,7 +358,7 @@ def _in_flight(instance: dg.DagsterInstance, day: str) -> bool:
 def _open_day(record: dg.EventLogRecord, previous: OpenDay | None) -> OpenDay | None:
     """The day as its latest write results leave it; None when nothing is held or failed."""
     written = _metadata(record)
-    held, failed = int(written.get("held", 0)), int(written.get("failed", 0))
+    held, failed = int(written.get(Outcome.HELD, 0)), int(written.get(Outcome.FAILED, 0))
     if not held and not failed:
         return None
     entry = previous or OpenDay(result=0, at=0.0, held=0, failed=0)
@@ -365,7 +368,7 @@ def _open_day(record: dg.EventLogRecord, previous: OpenDay | None) -> OpenDay | 
         held,
         failed,
     )
-    entry.transient = int(written.get("failed_transient", 0))
+    entry.transient = int(written.get(f"failed_{Failure.TRANSIENT}", 0))
     blockers = written.get("blocking_materials")
     entry.blockers = dict(blockers) if isinstance(blockers, Mapping) else {}
     return entry

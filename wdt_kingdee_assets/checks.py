@@ -16,10 +16,12 @@ import dagster as dg
 import pandas as pd
 
 from wdt_kingdee_assets.assets import API_RETRY, FlowAssets, api_step, bill_scope
+from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import BillRecord
 from wdt_kingdee_assets.kingdee.forms import KingdeeForm
 from wdt_kingdee_assets.locator import match_records
+from wdt_kingdee_assets.outcomes import IN_KINGDEE, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.wdt.client import DocumentQuery
@@ -190,6 +192,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             metadata={
                 "missing_materials": len(held_by),
                 "bills_held": len({bill for held in held_by.values() for bill in held}),
+                BILL_NUMBERS: bill_numbers(bill for held in held_by.values() for bill in held),
                 "missing": _table(rows),
                 "missing_json": dg.MetadataValue.json(
                     {number: held for number, held in sorted(held_by.items())}
@@ -211,7 +214,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
     def bill_quantities_match_source(
         bills: pd.DataFrame, lines: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        ready = bills[bills["readiness"] == "ready"]
+        ready = bills[bills["readiness"] == Readiness.READY]
         bill_of = dict(zip(ready[key], ready["bill_no"], strict=True))
         compared = lines[lines[key].isin(list(bill_of))]
         expected = _quantities(
@@ -231,6 +234,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 "mismatches": len(differences),
                 f"{flow.documents}_without_bill": len(without_bill),
                 "differences": _table(differences),
+                BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
             },
         )
 
@@ -242,14 +246,18 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         ),
     )
     def no_held_bills(bills: pd.DataFrame) -> dg.AssetCheckResult:
-        held = bills[bills["readiness"] == "held"]
+        held = bills[bills["readiness"] == Readiness.HELD]
         rows = [
             {"bill": row.bill_no, "reason": row.hold_reason} for row in held.itertuples(index=False)
         ]
         return dg.AssetCheckResult(
             passed=not rows,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"held_bills": len(rows), "bills": _table(rows)},
+            metadata={
+                "held_bills": len(rows),
+                "bills": _table(rows),
+                BILL_NUMBERS: bill_numbers(row["bill"] for row in rows),
+            },
         )
 
     @dg.asset_check(
@@ -262,12 +270,10 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         ),
     )
     def ready_bills_written(results: pd.DataFrame, bills: pd.DataFrame) -> dg.AssetCheckResult:
-        ready = set(bills.loc[bills["readiness"] == "ready", "bill_no"])
+        ready = set(bills.loc[bills["readiness"] == Readiness.READY, "bill_no"])
         outcome = dict(zip(results["bill_no"], results["outcome"], strict=True))
         messages = dict(zip(results["bill_no"], results["messages"], strict=True))
-        unwritten = sorted(
-            bill for bill in ready if outcome.get(bill) not in ("created", "already_in_kingdee")
-        )
+        unwritten = sorted(bill for bill in ready if outcome.get(bill) not in IN_KINGDEE)
         rows = [
             {
                 "bill": bill,
@@ -283,6 +289,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 "ready_bills": len(ready),
                 "not_written": len(unwritten),
                 "bills": _table(rows),
+                BILL_NUMBERS: bill_numbers(unwritten),
             },
         )
 
@@ -348,9 +355,7 @@ def _kingdee_matches_bills(
     form = flow.form
     client = kingdee.client()
     scope = bill_scope(flow, flow.load_mapping(), kingdee, context.partition_key)
-    in_kingdee = results[
-        results["outcome"].isin(["created", "already_in_kingdee"]) & results["fid"].notna()
-    ]
+    in_kingdee = results[results["outcome"].isin(IN_KINGDEE) & results["fid"].notna()]
     bill_of_fid = {
         int(fid): bill_no
         for fid, bill_no in zip(in_kingdee["fid"], in_kingdee["bill_no"], strict=True)
@@ -392,6 +397,7 @@ def _kingdee_matches_bills(
             "entries_read_back": len(entries),
             "mismatches": len(differences),
             "differences": _table(differences),
+            BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
         },
     )
 
@@ -418,5 +424,6 @@ def _kingdee_matches_bills(
             "bills_checked": int(bills["bill_no"].notna().sum()),
             "duplicated": len(duplicated),
             "bills": _table(duplicated),
+            BILL_NUMBERS: bill_numbers(row["bill"] for row in duplicated),
         },
     )

@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.instance import install_instance_config
+from wdt_kingdee_assets.outcomes import Outcome
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
@@ -35,6 +37,12 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--seed", type=int, default=7, help="data generator seed (default 7)")
     data.add_argument(
         "--orders-per-day", type=int, default=40, help="stock-outs per day (default 40)"
+    )
+    data.add_argument(
+        "--stockins-per-day",
+        type=int,
+        default=None,
+        help="production stock-ins per day (default: a quarter of the stock-outs)",
     )
     data.add_argument("--days", type=int, default=3, help="complete days before today (default 3)")
     data.add_argument(
@@ -115,6 +123,7 @@ def _options(args: argparse.Namespace) -> SandboxOptions:
     return SandboxOptions(
         seed=args.seed,
         orders_per_day=args.orders_per_day,
+        stockins_per_day=args.stockins_per_day,
         days=args.days,
         missing_ratio=args.missing_ratio,
         malformed=args.malformed,
@@ -165,6 +174,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
 
 @dataclass
 class DaySummary:
+    flow: str
     day: str
     success: bool
     orders: int | None
@@ -176,7 +186,7 @@ class DaySummary:
     checks_failed: list[str]
 
 
-def _summarize(day: str, result: object) -> DaySummary:
+def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
     from dagster import ExecuteInProcessResult
 
     assert isinstance(result, ExecuteInProcessResult)
@@ -187,16 +197,17 @@ def _summarize(day: str, result: object) -> DaySummary:
         for event in result.get_asset_materialization_events()
         if event.asset_key
     }
-    raw, written = metadata.get("raw_stockouts", {}), metadata.get("kingdee_write_results", {})
+    raw, written = metadata.get(flow.raw_name, {}), metadata.get(flow.results_name, {})
     evaluations = result.get_asset_check_evaluations()
     return DaySummary(
+        flow=flow.documents,
         day=day,
         success=result.success,
         orders=raw.get("orders"),
-        created=written.get("created", 0),
-        already=written.get("already_in_kingdee", 0),
-        held=written.get("held", 0),
-        failed=written.get("failed", 0),
+        created=written.get(Outcome.CREATED, 0),
+        already=written.get(Outcome.ALREADY_IN_KINGDEE, 0),
+        held=written.get(Outcome.HELD, 0),
+        failed=written.get(Outcome.FAILED, 0),
         checks_passed=sum(1 for e in evaluations if e.passed),
         checks_failed=sorted(e.check_name for e in evaluations if not e.passed),
     )
@@ -204,7 +215,8 @@ def _summarize(day: str, result: object) -> DaySummary:
 
 def _print_summary(summaries: list[DaySummary]) -> None:
     print(
-        f"\n{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}{'held':>6}{'failed':>8}  checks"
+        f"\n{'flow':<11}{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}"
+        f"{'held':>6}{'failed':>8}  checks"
     )
     for s in summaries:
         checks = f"{s.checks_passed} passed" + (
@@ -212,7 +224,8 @@ def _print_summary(summaries: list[DaySummary]) -> None:
         )
         orders = "-" if s.orders is None else str(s.orders)
         print(
-            f"{s.day:<12}{'ok' if s.success else 'FAILED':<8}{orders:>7}{s.created:>9}{s.already:>9}"
+            f"{s.flow:<11}{s.day:<12}{'ok' if s.success else 'FAILED':<8}{orders:>7}"
+            f"{s.created:>9}{s.already:>9}"
             f"{s.held:>6}{s.failed:>8}  {checks}"
         )
 
@@ -253,23 +266,33 @@ def run_sync(args: argparse.Namespace) -> int:
         from dagster import DagsterInstance
 
         from wdt_kingdee_assets.definitions import defs
+        from wdt_kingdee_assets.flows import FLOWS
 
-        job = defs.resolve_job_def("sync_stockouts")
         days = [day.isoformat() for day in sandbox.sync_days()]
         print(
-            f"Syncing {', '.join(days)} from the WDT sandbox into the Kingdee sandbox …", flush=True
+            f"Syncing {', '.join(days)} from the WDT sandbox into the Kingdee sandbox, every flow "
+            f"({', '.join(flow.title for flow in FLOWS)}) …",
+            flush=True,
         )
         summaries = []
         with DagsterInstance.get() as instance:
-            for day in days:
-                result = job.execute_in_process(
-                    partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET
-                )
-                summaries.append(_summarize(day, result))
+            for flow in FLOWS:
+                job = defs.resolve_job_def(flow.job_name)
+                for day in days:
+                    result = job.execute_in_process(
+                        partition_key=day,
+                        instance=instance,
+                        raise_on_error=False,
+                        run_config=QUIET,
+                    )
+                    summaries.append(_summarize(flow, day, result))
         _print_summary(summaries)
-        print(
-            f"\nKingdee sandbox now holds {len(sandbox.kingdee.bills())} 其他出库单 (STK_MisDelivery)."
+        held = ", ".join(
+            f"{len(sandbox.kingdee.bills(flow.form.form_id))} {flow.form.chinese} "
+            f"({flow.form.form_id})"
+            for flow in FLOWS
         )
+        print(f"\nKingdee sandbox now holds {held}.")
         print(f"Run history and check results are stored in {home}.")
         if args.ui:
             return _serve_ui(environment, args.port)

@@ -82,6 +82,9 @@ class Flow:
     load_mapping: Callable[[], MappingConfig]  # the flow's mapping, from its file or defaults
     mapping_env: str  # the variable naming the flow's mapping file
     keeps_original_names: bool = False
+    # Whether its daily schedule runs once deployed. A flow added in an upgrade starts stopped:
+    # it must not begin writing a new kind of bill into a customer's Kingdee unasked.
+    schedule_on_by_default: bool = False
 
     # -- names ---------------------------------------------------------------------------
 

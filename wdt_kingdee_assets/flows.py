@@ -7,9 +7,15 @@ from __future__ import annotations
 from functools import partial
 
 from wdt_kingdee_assets.flow import Flow, Source
-from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
-from wdt_kingdee_assets.mapping import MAPPING_ENV, MisDeliveryMapping, load_mapping
-from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKOUT
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY, MISCELLANEOUS
+from wdt_kingdee_assets.mapping import (
+    MAPPING_ENV,
+    STOCKIN_MAPPING_ENV,
+    MiscellaneousMapping,
+    MisDeliveryMapping,
+    load_mapping,
+)
+from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKIN, PROCESS_STOCKOUT
 
 # 生产出库 → 其他出库单: the seed article's scheme, the first flow.
 PRODUCTION_STOCKOUT = Flow(
@@ -31,6 +37,28 @@ PRODUCTION_STOCKOUT = Flow(
     load_mapping=partial(load_mapping, env=MAPPING_ENV, model=MisDeliveryMapping),
     mapping_env=MAPPING_ENV,
     keeps_original_names=True,
+    schedule_on_by_default=True,
 )
 
-FLOWS: tuple[Flow, ...] = (PRODUCTION_STOCKOUT,)
+# 生产入库 → 其他入库单: finished goods checked in (审核) on a Beijing day, one receipt bill each.
+PRODUCTION_STOCKIN = Flow(
+    name="production_stockin",
+    documents="stockins",
+    source=Source(
+        method=PROCESS_STOCKIN,
+        time_type=2,  # 审核时间: when the stock-in became final (see docs/reference)
+        status="80",  # 已完成
+        noun="stock-in",
+        chinese="生产入库单",
+        english="production stock-ins",
+        lines_title="入库明细 (stock-in lines)",
+        document_chinese="入库单",
+        time_title="审核时间",
+        quantity_title="quantity (数量)",
+    ),
+    form=MISCELLANEOUS,
+    load_mapping=partial(load_mapping, env=STOCKIN_MAPPING_ENV, model=MiscellaneousMapping),
+    mapping_env=STOCKIN_MAPPING_ENV,
+)
+
+FLOWS: tuple[Flow, ...] = (PRODUCTION_STOCKOUT, PRODUCTION_STOCKIN)

@@ -24,13 +24,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wdt_kingdee_assets.bulk import gc_paused
-from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY, KingdeeForm
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY, MISCELLANEOUS, KingdeeForm
+from wdt_kingdee_assets.outcomes import Readiness
 from wdt_kingdee_assets.reference import reference_token
 
 if TYPE_CHECKING:
     from wdt_kingdee_assets.flow import Flow
 
 MAPPING_ENV = "WDT_KINGDEE_MAPPING"
+STOCKIN_MAPPING_ENV = "WDT_KINGDEE_STOCKIN_MAPPING"
 REFERENCE_PLACEHOLDER = "source_ref"
 # The shape of a customer's extension field (F_xxx_…).
 _CUSTOM_FIELD = re.compile(r"F_[A-Za-z0-9]+_[A-Za-z0-9_]+")
@@ -212,6 +214,80 @@ class MisDeliveryMapping(MappingConfig):
             }
             if with_lot and lot:
                 item["FLot"] = ref(lot)
+            if rec_id is not None and rec_id is not pd.NA:
+                item["FEntryNote"] = f"WDT rec_id {rec_id}"
+            return item
+
+        return entry
+
+
+STOCKIN_FIELDS = frozenset({"stockin_no", "process_no", "warehouse_no", "stockin_id"})
+
+
+class MiscellaneousMapping(MappingConfig):
+    """How a WDT production stock-in becomes a Kingdee 其他入库单 (STK_MISCELLANEOUS).
+
+    The header needs a department or a supplier (供应商与部门两者必填一项): a production stock-in
+    comes from a workshop, so the department is the default and the supplier is optional.
+    """
+
+    FORM: ClassVar[KingdeeForm] = MISCELLANEOUS
+    DOCUMENT_FIELDS: ClassVar[frozenset[str]] = STOCKIN_FIELDS
+
+    bill_no_template: str = Field(
+        default="{stockin_no}",
+        description="FBillNo; placeholders: " + ", ".join(sorted(STOCKIN_FIELDS)),
+    )
+    bill_type: str = "QTRKD01_SYS"
+    supplier: str | None = Field(
+        default=None, description="供应商 (FSUPPLIERID), sent instead of the department when set"
+    )
+    in_stock_type: Literal["1", "2", "3"] = Field(
+        default="1", description="入库类型 (FInStockType): 1 = 合格入库"
+    )
+
+    def header(self, bill: Mapping[str, Any], note: str, org: str, ref: References) -> dict:
+        stock_org, owner_org = self.orgs(org)
+        partner = (
+            {"FSUPPLIERID": ref(self.supplier)}
+            if self.supplier
+            else {"FDEPTID": ref(self.department)}
+        )
+        return {
+            "FBillNo": bill["bill_no"],
+            "FBillTypeID": {"FNUMBER": self.bill_type},
+            "FStockOrgId": ref(stock_org),
+            "FStockDirect": self.stock_direct,
+            "FDate": bill["bill_date"],
+            **partner,
+            "FOwnerTypeIdHead": "BD_OwnerOrg",
+            "FOwnerIdHead": ref(owner_org),
+            "FBaseCurrId": ref(self.base_currency),
+            "FNOTE": note,
+        }
+
+    def entries(self, org: str, ref: References) -> EntryMaker:
+        stock_org, owner_org = self.orgs(org)
+        status, owner, keeper = ref(self.stock_status), ref(owner_org), ref(stock_org)
+        with_lot, in_stock_type = self.lot_from_batch_no, self.in_stock_type
+
+        def entry(material, unit, quantity, stock, lot, rec_id) -> dict[str, Any]:
+            unit_ref = ref(unit)
+            item: dict[str, Any] = {
+                "FInStockType": in_stock_type,
+                "FMATERIALID": ref(material),
+                "FUnitID": unit_ref,
+                "FQty": quantity,
+                "FBaseUnitId": unit_ref,
+                "FSTOCKID": ref(stock),
+                "FSTOCKSTATUSID": status,
+                "FOWNERTYPEID": "BD_OwnerOrg",
+                "FOWNERID": owner,
+                "FKEEPERTYPEID": "BD_KeeperOrg",
+                "FKEEPERID": keeper,
+            }
+            if with_lot and lot:
+                item["FLOT"] = ref(lot)
             if rec_id is not None and rec_id is not pd.NA:
                 item["FEntryNote"] = f"WDT rec_id {rec_id}"
             return item
@@ -417,7 +493,7 @@ def build_bills(
             ]
         return {
             **header,
-            "readiness": "ready" if ready else "held",
+            "readiness": Readiness.READY if ready else Readiness.HELD,
             "hold_reason": None if ready else "; ".join(reasons),
             "missing_materials": missing,
             "missing_states": {

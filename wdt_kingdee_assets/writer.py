@@ -28,16 +28,11 @@ from wdt_kingdee_assets.kingdee.client import BatchSaveResult, KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
 from wdt_kingdee_assets.locator import BillLocator, BillScope, first_of
 from wdt_kingdee_assets.mapping import wire_model
+from wdt_kingdee_assets.outcomes import Failure, Outcome, Readiness
 
 if TYPE_CHECKING:
     from wdt_kingdee_assets.flow import Flow
 
-CREATED = "created"
-ALREADY = "already_in_kingdee"
-FAILED = "failed"
-HELD = "held"
-PERMANENT = "permanent"
-TRANSIENT = "transient"
 MAX_IN_FLIGHT = 5
 
 # Call-level refusals about the account itself (没有权限, 许可错误, 禁止管理员登录): every further
@@ -82,7 +77,7 @@ class BillOutcome:
         self.failure, self.blockers = None, []
 
     def fail(self, failure: str, message: str, blockers: Iterable[str] = ()) -> None:
-        self.outcome, self.failure = FAILED, failure
+        self.outcome, self.failure = Outcome.FAILED, failure
         self.blockers = list(blockers)
         self.messages.append(message)
 
@@ -100,7 +95,9 @@ class WriteSummary:
     def failed(self, failure: str) -> int:
         """Failed bills of one kind (``permanent`` or ``transient``)."""
         return sum(
-            1 for item in self.outcomes if item.outcome == FAILED and item.failure == failure
+            1
+            for item in self.outcomes
+            if item.outcome == Outcome.FAILED and item.failure == failure
         )
 
     @property
@@ -129,7 +126,7 @@ def bills_to_write(bills: pd.DataFrame, flow: Flow) -> list[BillToWrite]:
             bill_no=row.bill_no,
             source_ref=row.source_ref,
             source_id=int(getattr(row, key)),
-            ready=row.readiness == "ready",
+            ready=row.readiness == Readiness.READY,
             model=row.model,
             hold_reason=row.hold_reason,
             missing_states=dict(row.missing_states or {}),
@@ -168,9 +165,9 @@ def _refusal(bill: BillToWrite, messages: Sequence[str]) -> tuple[str, list[str]
     """(failure, blockers) of a bill Kingdee refused with ``messages``."""
     text = " ".join(messages)
     if any(marker in text for marker in TRANSIENT_MARKERS):
-        return TRANSIENT, []
+        return Failure.TRANSIENT, []
     # Kingdee names the value it refused; a material mentioned is what the bill hinges on.
-    return PERMANENT, [material for material in bill.materials if material in text]
+    return Failure.PERMANENT, [material for material in bill.materials if material in text]
 
 
 class BillWriter:
@@ -219,20 +216,22 @@ class BillWriter:
         outcomes: dict[str, BillOutcome] = {}
         pending: list[BillToWrite] = []
         for bill in bills:
-            outcome = BillOutcome(bill.bill_no, bill.source_ref, bill.source_id, FAILED)
+            outcome = BillOutcome(bill.bill_no, bill.source_ref, bill.source_id, Outcome.FAILED)
             found = first_of(existing, bill.bill_no)
             if found is not None:
                 # A held bill that is already in Kingdee (written earlier, or by hand) is reported
                 # as there: holding it again would hide what Kingdee holds.
-                outcome.settle(ALREADY, found.fid, found.number)
+                outcome.settle(Outcome.ALREADY_IN_KINGDEE, found.fid, found.number)
             elif not bill.ready:
-                outcome.outcome, outcome.failure = HELD, PERMANENT
+                outcome.outcome, outcome.failure = Outcome.HELD, Failure.PERMANENT
                 outcome.blockers = list(bill.missing_states)
                 outcome.messages.append(bill.hold_reason or "held")
             elif bill.bill_no in outcomes:
-                outcome.fail(PERMANENT, f"FBillNo {bill.bill_no} is used by two bills of this day")
+                outcome.fail(
+                    Failure.PERMANENT, f"FBillNo {bill.bill_no} is used by two bills of this day"
+                )
             else:
-                outcome.failure = TRANSIENT  # until Kingdee answers for it
+                outcome.failure = Failure.TRANSIENT  # until Kingdee answers for it
                 pending.append(bill)
             summary.outcomes.append(outcome)
             if bill.bill_no and bill.bill_no not in outcomes:
@@ -256,7 +255,7 @@ class BillWriter:
         while to_send:
             if self._stopped:
                 for bill in to_send:
-                    outcomes[bill.bill_no].fail(PERMANENT, f"not sent: {self._stopped}")
+                    outcomes[bill.bill_no].fail(Failure.PERMANENT, f"not sent: {self._stopped}")
                 return
             if self.before_send:
                 self.before_send()
@@ -280,7 +279,9 @@ class BillWriter:
                 to_send = self._settle(to_send, [], outcomes, summary)
                 continue
             for saved in result.saved:
-                outcomes[to_send[saved.dindex].bill_no].settle(CREATED, saved.fid, saved.number)
+                outcomes[to_send[saved.dindex].bill_no].settle(
+                    Outcome.CREATED, saved.fid, saved.number
+                )
             if result.call_failed:
                 self._call_failed(to_send, result, outcomes, summary)
                 return
@@ -311,10 +312,12 @@ class BillWriter:
             "; ".join(result.call_errors) or "(no message)"
         )
         self.log.error("%s; %d bill(s) not written", message, len(sent) - len(result.saved))
-        failure = TRANSIENT if result.msg_code in TRANSIENT_CALL_CODES else PERMANENT
+        failure = (
+            Failure.TRANSIENT if result.msg_code in TRANSIENT_CALL_CODES else Failure.PERMANENT
+        )
         if result.msg_code in ACCOUNT_REFUSALS:
             self._stopped = message
-        unsaved = [bill for bill in sent if outcomes[bill.bill_no].outcome != CREATED]
+        unsaved = [bill for bill in sent if outcomes[bill.bill_no].outcome != Outcome.CREATED]
         for bill in unsaved:
             outcomes[bill.bill_no].messages.append(message)
         found = self._locate(unsaved, outcomes, summary)
@@ -324,9 +327,9 @@ class BillWriter:
             outcome = outcomes[bill.bill_no]
             record = first_of(found, bill.bill_no)
             if record is not None:
-                outcome.settle(CREATED, record.fid, record.number)
+                outcome.settle(Outcome.CREATED, record.fid, record.number)
             else:
-                outcome.outcome, outcome.failure = FAILED, failure
+                outcome.outcome, outcome.failure = Outcome.FAILED, failure
 
     def _locate(
         self,
@@ -341,7 +344,9 @@ class BillWriter:
             return self.locator.locate(bills)
         except KingdeeError as exc:
             for bill in bills:
-                outcomes[bill.bill_no].fail(TRANSIENT, f"could not confirm in Kingdee: {exc}")
+                outcomes[bill.bill_no].fail(
+                    Failure.TRANSIENT, f"could not confirm in Kingdee: {exc}"
+                )
             return None
 
     def _settle(
@@ -367,21 +372,25 @@ class BillWriter:
             outcome = outcomes[bill.bill_no]
             record = first_of(found, bill.bill_no)
             if record is not None:
-                outcome.settle(ALREADY, record.fid, record.number)
+                outcome.settle(Outcome.ALREADY_IN_KINGDEE, record.fid, record.number)
             else:
                 failure, blockers = _refusal(bill, outcome.messages)
-                outcome.outcome, outcome.failure, outcome.blockers = FAILED, failure, blockers
+                outcome.outcome, outcome.failure, outcome.blockers = (
+                    Outcome.FAILED,
+                    failure,
+                    blockers,
+                )
         resend = []
         for bill in unknown:
             outcome = outcomes[bill.bill_no]
             record = first_of(found, bill.bill_no)
             if record is not None:
-                outcome.settle(CREATED, record.fid, record.number)
+                outcome.settle(Outcome.CREATED, record.fid, record.number)
             elif outcome.attempts < self.max_sends:
                 resend.append(bill)
             else:
                 outcome.fail(
-                    TRANSIENT,
+                    Failure.TRANSIENT,
                     f"not in Kingdee after {outcome.attempts} BatchSave attempt(s) without answer",
                 )
         return resend

@@ -1,9 +1,12 @@
-"""Seeded, deterministic sandbox data: a material catalog and WDT production stock-outs by day.
+"""Seeded, deterministic sandbox data: a material catalog, and WDT production stock-outs and
+stock-ins by day.
 
-Orders have the shape of reference §7 (``wms.stockout.Process.queryWithDetail``). Each day draws
-from its own ``random.Random(f"{seed}:{day}")``, so a day's orders do not depend on which other
-days were generated, and ``stockout_id`` is derived from the day's ordinal, so ids never collide
-across days.
+Stock-outs have the shape of reference §7 (``wms.stockout.Process.queryWithDetail``); stock-ins
+the shape of the published answer of ``wms.stockin.Process.queryWithDetail``
+(``docs/reference/production_stockin.md`` §1). Each day draws from its own
+``random.Random(f"{seed}:{day}")`` (stock-ins from ``f"{seed}:in:{day}"``), so a day's orders do
+not depend on which other days were generated, and ids are derived from the day's ordinal, so
+they never collide across days.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ MALFORMED_KINDS: tuple[str, ...] = (
 )
 
 _STATUS_WEIGHTS = ((110, 92), (5, 2), (48, 2), (50, 2), (77, 2))
+# 80 已完成; 10 已取消, 20 编辑中, 30 待审核, 37 待质检, 40 质检待确认.
+_STOCKIN_STATUS_WEIGHTS = ((80, 92), (10, 2), (20, 2), (30, 2), (37, 1), (40, 1))
 _MATERIALS = (
     ("不锈钢螺丝", "Pcs"),
     ("六角螺母", "Pcs"),
@@ -311,3 +316,108 @@ def generate_day(
     for k, order in enumerate(result[orders:]):
         _break(order, MALFORMED_KINDS[k % len(MALFORMED_KINDS)])
     return result
+
+
+def _stockin_line(
+    rng: random.Random, rec_id: int, material: CatalogMaterial, index: int, day: date
+) -> dict[str, Any]:
+    """A stock-in detail line as the method's published answer has it: the batch and the bin on
+    the line itself (no position list), empty strings where a value is absent."""
+    num = _quantity(rng, material.base_unit)
+    batch = f"R{day:%Y%m%d}{1 + _below(rng, 19):02d}" if material.batch_managed else ""
+    template = _line_template(material, index)
+    return {
+        "rec_id": rec_id,
+        **template,
+        "expire_date": f"{day.year + 2}-{day.month:02d}-{day.day:02d}" if batch else "",
+        "num": num,
+        "num2": num,
+        "production_date": day.isoformat() if batch else "",
+        "position_no": f"A-{1 + _below(rng, 29):02d}-{1 + _below(rng, 8):02d}",
+        "batch_no": batch,
+        "expect_num": num,
+        "remark": "生产成品入库",
+        "weight": Decimal(1),
+        "goods_weight": num,
+        "defect": False,
+        "unit_ratio": Decimal(1),
+        "validity_days": 730 if batch else 0,
+        "need_inspect_num": Decimal(0),
+        "brand_name": _BRANDS[index % len(_BRANDS)],
+        "aux_unit_name": "无",
+        "base_unit_name": material.base_unit,
+    }
+
+
+def generate_stockin(
+    rng: random.Random,
+    *,
+    stockin_id: int,
+    stockin_no: str,
+    process_no: str,
+    check_time: datetime,
+    catalog: Sequence[CatalogMaterial],
+    status: int = 80,
+    warehouse: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """One production stock-in as WDT sends it; ``check_time`` (审核时间) is Beijing local."""
+    warehouse_no, warehouse_name = warehouse or rng.choice(WAREHOUSES)
+    count = min(len(catalog), rng.choice((1, 1, 1, 2, 2, 3, 4, 6)))
+    picks = rng.sample(range(len(catalog)), count)
+    lines = [
+        _stockin_line(rng, stockin_id * 100 + n, catalog[index], index, check_time.date())
+        for n, index in enumerate(picks, start=1)
+    ]
+    created = check_time - timedelta(minutes=5 + _below(rng, 600))
+    modified = check_time + timedelta(seconds=_below(rng, 601))
+    total = sum((line["num"] for line in lines), Decimal(0))
+    return {
+        "stockin_id": stockin_id,
+        "stockin_no": stockin_no,
+        "logistics_name": "无",
+        "logistics_no": "",
+        "created": created.strftime(TIME_FORMAT),
+        "src_order_type": 6,  # 生产成品单
+        "goods_type_count": len(lines),
+        "remark": "库存异动生产生成",
+        "goods_count": total,
+        "operator_name": rng.choice(_OPERATORS),
+        "warehouse_name": warehouse_name,
+        "warehouse_no": warehouse_no,
+        "producer_name": rng.choice(_PRODUCERS),
+        "modified": modified.strftime(TIME_FORMAT),
+        "process_no": process_no,
+        "right_num": total,
+        "note_count": 0,
+        "check_time": check_time.strftime(TIME_FORMAT),
+        "flag_id": 0,
+        "flag_name": "无",
+        "status": status,
+        "detail_list": lines,
+    }
+
+
+def generate_stockin_day(
+    day: date, *, seed: int, stockins: int, catalog: Sequence[CatalogMaterial]
+) -> list[dict[str, Any]]:
+    """``stockins`` production stock-ins checked (审核) on Beijing ``day``, numbered in time order."""
+    if not 0 <= stockins < IDS_PER_DAY:
+        raise ValueError(f"stock-ins per day must be 0 to {IDS_PER_DAY - 1}, got {stockins}")
+    if not catalog:
+        raise ValueError("the catalog is empty")
+    rng = random.Random(f"{seed}:in:{day.isoformat()}")
+    midnight = datetime.combine(day, time())
+    seconds = sorted(_below(rng, 86_400) for _ in range(stockins))
+    statuses, weights = zip(*_STOCKIN_STATUS_WEIGHTS, strict=True)
+    return [
+        generate_stockin(
+            rng,
+            stockin_id=day.toordinal() * IDS_PER_DAY + n,
+            stockin_no=f"RK{day:%Y%m%d}{n:04d}",
+            process_no=f"PS{day:%Y%m%d}{1 + _below(rng, 99):02d}",
+            check_time=midnight + timedelta(seconds=offset),
+            catalog=catalog,
+            status=rng.choices(statuses, weights)[0],
+        )
+        for n, offset in enumerate(seconds, start=1)
+    ]

@@ -102,7 +102,6 @@ _LOGIN_CLOCK_SKEW_SECONDS = 600
 _DEFAULT_LIMIT = 2000
 _MAX_LIMIT = 10000
 
-_BILL_TYPES = frozenset({"qtckd01_sys"})
 _CURRENCIES = frozenset({"pre001"})
 _STOCK_STATUSES = frozenset({"kczt01_sys"})
 _STOCK_DIRECTIONS = frozenset({"general", "return"})
@@ -111,6 +110,17 @@ _KEEPER_TYPES = frozenset({"bd_keeperorg", "bd_supplier", "bd_customer"})
 
 _LABELS = {
     "FBillNo": "单据编号",
+    "FSUPPLIERID": "供应商",
+    "FDEPTID": "部门",
+    "FInStockType": "入库类型",
+    "FMATERIALID": "物料编码",
+    "FSTOCKID": "收货仓库",
+    "FLOT": "批号",
+    "FSTOCKSTATUSID": "库存状态",
+    "FOWNERTYPEID": "货主类型",
+    "FOWNERID": "货主",
+    "FKEEPERTYPEID": "保管者类型",
+    "FKEEPERID": "保管者",
     "FBillTypeID": "单据类型",
     "FStockOrgId": "库存组织",
     "FPickOrgId": "领用组织",
@@ -167,6 +177,7 @@ class _Entry:
 
 @dataclass
 class _Bill:
+    form: str  # the form id, canonical spelling
     fid: int
     bill_no: str
     date: datetime
@@ -174,11 +185,79 @@ class _Bill:
     note: str
     bill_type: str
     stock_org: str
-    pick_org: str
+    pick_org: str | None
     dept: str | None
     direction: str
     entries: list[_Entry] = field(default_factory=list)
     custom: dict[str, str] = field(default_factory=dict)  # the customer's F_… header fields
+
+
+@dataclass(frozen=True)
+class _SaveForm:
+    """A bill form the sandbox saves: its field keys exactly as the form's metadata spells them
+    (a model key in another case is an unknown key, ignored — so its required field is
+    missing), its bill types and its coding rule's prefix."""
+
+    form_id: str
+    bill_types: frozenset[str]
+    number_prefix: str  # what the coding rule numbers bills with (numbering="auto")
+    note: str
+    dept: str  # the department; the header needs it or ``partner``
+    partner: str  # 客户 (customer) or 供应商 (supplier): not simulated, never resolvable
+    pick_org: str | None
+    material: str
+    stock: str
+    lot: str
+    stock_status: str
+    owner_type: str
+    owner: str
+    keeper_type: str
+    keeper: str
+    in_stock_type: str | None = None  # 入库类型, required on receipts
+
+
+_SAVE_FORMS = {
+    form.form_id.casefold(): form
+    for form in (
+        _SaveForm(
+            form_id="STK_MisDelivery",
+            bill_types=frozenset({"qtckd01_sys"}),
+            number_prefix="QTCK",
+            note="FNote",
+            dept="FDeptId",
+            partner="FCustId",
+            pick_org="FPickOrgId",
+            material="FMaterialId",
+            stock="FStockId",
+            lot="FLot",
+            stock_status="FStockStatusId",
+            owner_type="FOwnerTypeId",
+            owner="FOwnerId",
+            keeper_type="FKeeperTypeId",
+            keeper="FKeeperId",
+        ),
+        _SaveForm(
+            form_id="STK_MISCELLANEOUS",
+            bill_types=frozenset({"qtrkd01_sys"}),
+            number_prefix="QTRK",
+            note="FNOTE",
+            dept="FDEPTID",
+            partner="FSUPPLIERID",
+            pick_org=None,
+            material="FMATERIALID",
+            stock="FSTOCKID",
+            lot="FLOT",
+            stock_status="FSTOCKSTATUSID",
+            owner_type="FOWNERTYPEID",
+            owner="FOWNERID",
+            keeper_type="FKEEPERTYPEID",
+            keeper="FKEEPERID",
+            in_stock_type="FInStockType",
+        ),
+    )
+}
+# 入库类型: 1 合格入库 (and the form's other choices, which the sandbox accepts as well) [G].
+_IN_STOCK_TYPES = frozenset({"1", "2", "3"})
 
 
 @dataclass
@@ -491,25 +570,33 @@ def _entry_of(row: Any) -> _Entry:
     return row[1]
 
 
-_MIS_DELIVERY_FIELDS = _fields(
-    _Field("FID", False, lambda row: _bill_of(row).fid),
-    _Field("FBillNo", False, lambda row: _bill_of(row).bill_no),
-    _Field("FDate", False, lambda row: _bill_of(row).date),
-    _Field("FDocumentStatus", False, lambda row: _bill_of(row).status),
-    _Field("FNote", False, lambda row: _bill_of(row).note),
-    _Field("FStockDirect", False, lambda row: _bill_of(row).direction),
-    _Field("FBillTypeID.FNumber", False, lambda row: _bill_of(row).bill_type),
-    _Field("FStockOrgId.FNumber", False, lambda row: _bill_of(row).stock_org),
-    _Field("FPickOrgId.FNumber", False, lambda row: _bill_of(row).pick_org),
-    _Field("FDeptId.FNumber", False, lambda row: _bill_of(row).dept),
-    _Field("FEntity_FEntryId", True, lambda row: _entry_of(row).entry_id),
-    _Field("FEntity_FSeq", True, lambda row: _entry_of(row).seq),
-    _Field("FMaterialId.FNumber", True, lambda row: _entry_of(row).material),
-    _Field("FQty", True, lambda row: _entry_of(row).qty),
-    _Field("FUnitID.FNumber", True, lambda row: _entry_of(row).unit),
-    _Field("FStockId.FNumber", True, lambda row: _entry_of(row).stock),
-    _Field("FLot.FNumber", True, lambda row: _entry_of(row).lot),
-)
+def _bill_fields(form: _SaveForm) -> dict[str, _Field]:
+    """What ExecuteBillQuery can read of a saved form (field keys compared without case)."""
+    return _fields(
+        _Field("FID", False, lambda row: _bill_of(row).fid),
+        _Field("FBillNo", False, lambda row: _bill_of(row).bill_no),
+        _Field("FDate", False, lambda row: _bill_of(row).date),
+        _Field("FDocumentStatus", False, lambda row: _bill_of(row).status),
+        _Field(form.note, False, lambda row: _bill_of(row).note),
+        _Field("FStockDirect", False, lambda row: _bill_of(row).direction),
+        _Field("FBillTypeID.FNumber", False, lambda row: _bill_of(row).bill_type),
+        _Field("FStockOrgId.FNumber", False, lambda row: _bill_of(row).stock_org),
+        *(
+            [_Field(f"{form.pick_org}.FNumber", False, lambda row: _bill_of(row).pick_org)]
+            if form.pick_org
+            else []
+        ),
+        _Field(f"{form.dept}.FNumber", False, lambda row: _bill_of(row).dept),
+        _Field("FEntity_FEntryId", True, lambda row: _entry_of(row).entry_id),
+        _Field("FEntity_FSeq", True, lambda row: _entry_of(row).seq),
+        _Field(f"{form.material}.FNumber", True, lambda row: _entry_of(row).material),
+        _Field("FQty", True, lambda row: _entry_of(row).qty),
+        _Field("FUnitID.FNumber", True, lambda row: _entry_of(row).unit),
+        _Field(f"{form.stock}.FNumber", True, lambda row: _entry_of(row).stock),
+        _Field(f"{form.lot}.FNumber", True, lambda row: _entry_of(row).lot),
+    )
+
+
 _MATERIAL_FIELDS = _fields(
     _Field("FMATERIALID", False, lambda row: row.material_id),
     _Field("FNumber", False, lambda row: row.material.number),
@@ -564,11 +651,9 @@ class KingdeeSimulator:
         self._custom_fields = tuple(dict.fromkeys(custom_header_fields))
         if bad := [name for name in self._custom_fields if not name.startswith("F_")]:
             raise ValueError(f"custom header fields are named F_…, got {bad}")
+        custom = _fields(*(_custom_field(name) for name in self._custom_fields))
         self._forms: dict[str, dict[str, _Field]] = {
-            "stk_misdelivery": {
-                **_MIS_DELIVERY_FIELDS,
-                **_fields(*(_custom_field(name) for name in self._custom_fields)),
-            },
+            **{key: {**_bill_fields(form), **custom} for key, form in _SAVE_FORMS.items()},
             "bd_material": _MATERIAL_FIELDS,
             "bd_stock": _STOCK_FIELDS,
         }
@@ -608,14 +693,17 @@ class KingdeeSimulator:
         with self._lock:
             return [row.material for row in self._materials.values()]
 
-    def bills(self) -> list[dict]:
-        """What Kingdee holds, in save order."""
+    def bills(self, form_id: str = "STK_MisDelivery") -> list[dict]:
+        """What Kingdee holds of one form (其他出库单 unless named), in save order."""
         with self._lock:
-            return [self._bill_view(bill) for bill in self._bills]
+            return [
+                self._bill_view(bill) for bill in self._bills if _fold(bill.form) == _fold(form_id)
+            ]
 
     @staticmethod
     def _bill_view(bill: _Bill) -> dict:
         return {
+            "FormId": bill.form,
             "FID": bill.fid,
             "FBillNo": bill.bill_no,
             "FDate": _kingdee_date(bill.date),
@@ -639,10 +727,15 @@ class KingdeeSimulator:
     def state(self) -> dict[str, Any]:
         """The admin view: bills, counts, calls per service, faults."""
         with self._lock:
+            by_form = Counter(bill.form for bill in self._bills)
             return {
-                "bills": [self._bill_view(bill) for bill in self._bills],
+                "bills": self.bills(),
+                "bills_by_form": {
+                    form.form_id: self.bills(form.form_id) for form in _SAVE_FORMS.values()
+                },
                 "counts": {
-                    "bills": len(self._bills),
+                    "bills": by_form["STK_MisDelivery"],
+                    "bills_by_form": dict(by_form),
                     "entries": sum(len(bill.entries) for bill in self._bills),
                     "materials": len(self._materials),
                     "warehouses": len(self._warehouses),
@@ -950,10 +1043,12 @@ class KingdeeSimulator:
     def _batch_save(self, formid: str | None, data: dict[str, Any]) -> dict[str, Any]:
         if not formid:
             raise _Rejected(5, "单据标识(FormId)不能为空。")
-        if formid.casefold() != "stk_misdelivery":
+        form = _SAVE_FORMS.get(formid.casefold())
+        if form is None:
             known = formid.casefold() in ("bd_material", "bd_stock")
+            saved = "”、“".join(form.form_id for form in _SAVE_FORMS.values())
             message = (
-                f"沙箱只模拟“STK_MisDelivery”的保存，不支持保存“{formid}”。"
+                f"沙箱只模拟“{saved}”的保存，不支持保存“{formid}”。"
                 if known
                 else f"标识为“{formid}”的业务对象不存在，或者被删除。"
             )
@@ -972,7 +1067,9 @@ class KingdeeSimulator:
         returned: list[dict[str, Any]] = []
         with self._lock:
             for dindex, model in enumerate(models):
-                problems, bill = self._validate(model, verify=verify, number_search=number_search)
+                problems, bill = self._validate(
+                    form, model, verify=verify, number_search=number_search
+                )
                 if bill is None:
                     errors.extend(_error(message, name, dindex) for name, message in problems)
                     continue
@@ -985,12 +1082,13 @@ class KingdeeSimulator:
 
     @staticmethod
     def _returned(bill: _Bill, names: list[str]) -> dict[str, Any]:
+        note = _SAVE_FORMS[bill.form.casefold()].note
         header = {
             "fbillno": ("FBillNo", bill.bill_no),
             "fid": ("FID", bill.fid),
             "fdate": ("FDate", _kingdee_date(bill.date)),
             "fdocumentstatus": ("FDocumentStatus", bill.status),
-            "fnote": ("FNote", bill.note),
+            note.casefold(): (note, bill.note),
             **{name.casefold(): (name, value) for name, value in bill.custom.items()},
         }
         picked = (header.get(name.casefold()) for name in names)
@@ -1001,7 +1099,7 @@ class KingdeeSimulator:
         return row.material if row else None
 
     def _validate(
-        self, model: Any, *, verify: bool, number_search: bool
+        self, form: _SaveForm, model: Any, *, verify: bool, number_search: bool
     ) -> tuple[list[tuple[str | None, str]], _Bill | None]:
         """Every problem with one model (FieldName, message), or the bill to store."""
         if not isinstance(model, Mapping):
@@ -1054,12 +1152,19 @@ class KingdeeSimulator:
         if (
             self.unique_bill_no
             and bill_no
-            and any(_fold(bill.bill_no) == _fold(bill_no) for bill in self._bills)
+            and any(
+                bill.form == form.form_id and _fold(bill.bill_no) == _fold(bill_no)
+                for bill in self._bills
+            )
         ):
             problems.append(("FBillNo", f"单据编号“{bill_no}”已经存在，不允许重复保存。"))
-        bill_type = reference(model, "FBillTypeID", lambda number: number.casefold() in _BILL_TYPES)
+        bill_type = reference(
+            model, "FBillTypeID", lambda number: number.casefold() in form.bill_types
+        )
         stock_org = reference(model, "FStockOrgId", lambda number: _fold(number) in orgs)
-        pick_org = reference(model, "FPickOrgId", lambda number: _fold(number) in orgs)
+        pick_org = None
+        if form.pick_org:
+            pick_org = reference(model, form.pick_org, lambda number: _fold(number) in orgs)
         direction = choice(model, "FStockDirect", _STOCK_DIRECTIONS)
         bill_date = _parse_date(model.get("FDate"))
         if model.get("FDate") in (None, ""):
@@ -1071,13 +1176,13 @@ class KingdeeSimulator:
         if model.get("FOwnerIdHead") is not None:
             reference(model, "FOwnerIdHead", lambda number: _fold(number) in orgs)
         dept = None
-        if model.get("FDeptId") is not None:
-            dept = reference(model, "FDeptId", lambda number: _fold(number) in self._departments)
-        if model.get("FCustId") is not None:
-            # Customers are not simulated: any reference to one is unresolvable.
-            reference(model, "FCustId", lambda number: False)
-        elif model.get("FDeptId") is None:
-            problems.append(("FDeptId", "字段“领料部门”是必填项。"))
+        if model.get(form.dept) is not None:
+            dept = reference(model, form.dept, lambda number: _fold(number) in self._departments)
+        if model.get(form.partner) is not None:
+            # Customers and suppliers are not simulated: any reference to one is unresolvable.
+            reference(model, form.partner, lambda number: False)
+        elif model.get(form.dept) is None:
+            problems.append((form.dept, f"字段“{_LABELS[form.dept]}”是必填项。"))
         lines = model.get("FEntity")
         if not isinstance(lines, list) or not lines:
             problems.append(("FEntity", "单据体“明细信息”至少需要一行分录。"))
@@ -1096,7 +1201,9 @@ class KingdeeSimulator:
                 # IsVerifyBaseDataField: a disabled or unaudited record counts as non-existent.
                 return not verify or (not material.forbidden and material.document_status == "C")
 
-            material_no = reference(line, "FMaterialId", material_exists, row)
+            if form.in_stock_type:
+                choice(line, form.in_stock_type, _IN_STOCK_TYPES, row)
+            material_no = reference(line, form.material, material_exists, row)
             material = self._material(material_no, org) if material_no else None
             unit = reference(line, "FUnitID", lambda number: True, row)
             base_unit = reference(line, "FBaseUnitId", lambda number: True, row)
@@ -1111,26 +1218,29 @@ class KingdeeSimulator:
                             )
                         )
             qty = self._quantity(line.get("FQty"), row, problems)
-            stock = reference(line, "FStockId", lambda number: _fold(number) in warehouses, row)
-            lot = _ref_number(line.get("FLot"))
+            stock = reference(line, form.stock, lambda number: _fold(number) in warehouses, row)
+            lot = _ref_number(line.get(form.lot))
             if material is not None and material.batch_managed and lot is None:
                 problems.append(
                     (
-                        "FLot",
+                        form.lot,
                         f"第{row}行物料“{material.number}”启用了批号管理，字段“批号”是必填项。",
                     )
                 )
             if material is not None and not material.batch_managed:
                 lot = None  # the field is locked for materials without lot management
-            if line.get("FStockStatusId") is not None:
+            if line.get(form.stock_status) is not None:
                 reference(
-                    line, "FStockStatusId", lambda number: number.casefold() in _STOCK_STATUSES, row
+                    line,
+                    form.stock_status,
+                    lambda number: number.casefold() in _STOCK_STATUSES,
+                    row,
                 )
-            if line.get("FOwnerTypeId") is not None:
-                choice(line, "FOwnerTypeId", _OWNER_TYPES, row)
-            if line.get("FKeeperTypeId") is not None:
-                choice(line, "FKeeperTypeId", _KEEPER_TYPES, row)
-            for name in ("FOwnerId", "FKeeperId"):
+            if line.get(form.owner_type) is not None:
+                choice(line, form.owner_type, _OWNER_TYPES, row)
+            if line.get(form.keeper_type) is not None:
+                choice(line, form.keeper_type, _KEEPER_TYPES, row)
+            for name in (form.owner, form.keeper):
                 if line.get(name) is not None:
                     reference(line, name, lambda number: _fold(number) in orgs, row)
             if material_no and unit and qty is not None and stock:
@@ -1140,11 +1250,12 @@ class KingdeeSimulator:
         if problems or bill_date is None:
             return problems, None
         bill = _Bill(
+            form=form.form_id,
             fid=next(self._ids),
-            bill_no=bill_no or f"QTCK{next(self._numbers):06d}",
+            bill_no=bill_no or f"{form.number_prefix}{next(self._numbers):06d}",
             date=bill_date.replace(hour=0, minute=0, second=0),
             status="A",
-            note=str(model.get("FNote") or ""),
+            note=str(model.get(form.note) or ""),
             bill_type=bill_type or "",
             stock_org=stock_org or "",
             pick_org=pick_org or "",
@@ -1263,8 +1374,11 @@ class KingdeeSimulator:
 
     def _rows(self, form: str, per_entry: bool) -> list[Any]:
         """The form's rows in primary-key order (Kingdee's default), one per entry if asked."""
-        if form == "stk_misdelivery":
-            bills = sorted(self._bills, key=lambda bill: bill.fid)
+        if form in _SAVE_FORMS:
+            bills = sorted(
+                (bill for bill in self._bills if bill.form.casefold() == form),
+                key=lambda bill: bill.fid,
+            )
             if per_entry:
                 return [(bill, entry) for bill in bills for entry in bill.entries]
             return [(bill, None) for bill in bills]

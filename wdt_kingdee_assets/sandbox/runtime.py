@@ -22,11 +22,17 @@ from wdt_kingdee_assets.sandbox.datagen import (
     CatalogMaterial,
     build_catalog,
     generate_day,
+    generate_stockin_day,
 )
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import SimServer
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial, KingdeeSimulator
-from wdt_kingdee_assets.sandbox.wdt_server import BEIJING, WdtSimulator, parse_stored_time
+from wdt_kingdee_assets.sandbox.wdt_server import (
+    BEIJING,
+    STOCKIN,
+    WdtSimulator,
+    parse_stored_time,
+)
 
 # Today is seeded up to this long ago, as a warehouse's last scans reach WDT a little late. The
 # sandbox's own figure (it reads nothing of the pipeline's); the pipeline reads the open day up
@@ -38,6 +44,7 @@ SEEDED_LAG = timedelta(minutes=2)
 class SandboxOptions:
     seed: int = 7
     orders_per_day: int = 40
+    stockins_per_day: int | None = None  # production stock-ins; None = a quarter of the orders
     days: int = 3  # complete days before today; today's orders so far are added too
     missing_ratio: float = 0.03
     malformed: int = 0
@@ -123,8 +130,14 @@ class Sandbox:
         """The complete days that were seeded, oldest first."""
         return [self.today - timedelta(days=n) for n in range(self.options.days, 0, -1)]
 
+    @property
+    def stockins_per_day(self) -> int:
+        opts = self.options
+        return opts.orders_per_day // 4 if opts.stockins_per_day is None else opts.stockins_per_day
+
     def seed(self) -> int:
-        """Generate the days (and today's orders up to now); returns the number of orders."""
+        """Generate the days (and today's documents up to now): stock-outs and stock-ins;
+        returns the number of stock-outs."""
         opts = self.options
         added = 0
         for day in [*self.sync_days(), self.today]:
@@ -144,6 +157,14 @@ class Sandbox:
                 ]
             self.wdt.add_orders(orders)
             added += len(orders)
+            stockins = generate_stockin_day(
+                day, seed=opts.seed, stockins=self.stockins_per_day, catalog=self.catalog
+            )
+            if day == self.today:
+                stockins = [
+                    o for o in stockins if (t := parse_stored_time(o["check_time"])) and t < cutoff
+                ]
+            self.wdt.add_orders(stockins, STOCKIN.name)
         return added
 
     def start(self) -> Sandbox:

@@ -1,4 +1,6 @@
-"""A protocol-faithful simulator of WDT Ultimate's ``wms.stockout.Process.queryWithDetail``.
+"""A protocol-faithful simulator of WDT Ultimate's paged document queries:
+``wms.stockout.Process.queryWithDetail`` (生产出库查询) and ``wms.stockin.Process.queryWithDetail``
+(生产入库查询), each with its own store (:data:`METHODS`, the simulator's own table of them).
 
 It runs as a :class:`SimApp` on :class:`SimServer` and checks each call in the order of reference
 §10, answering with the real error envelopes ``{"status": N, "message": "…"}`` and the documented
@@ -7,7 +9,8 @@ Chinese messages, so the real client is what the tests exercise. Where the refer
 
 Admin endpoints (JSON) let tests and the demo look inside and inject faults:
 ``GET /__admin__/state``, ``POST /__admin__/reset``, ``POST|DELETE /__admin__/faults``,
-``POST /__admin__/orders``, ``GET /__admin__/orders?day=YYYY-MM-DD``.
+``POST /__admin__/orders`` (``{"orders": [...], "method": …}``, the stock-out method by default),
+``GET /__admin__/orders?day=YYYY-MM-DD&method=…``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from wdt_kingdee_assets.sandbox.datagen import (
     CatalogMaterial,
     build_catalog,
     generate_order,
+    generate_stockin,
 )
 from wdt_kingdee_assets.sandbox.faults import FaultPlan, FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import (
@@ -44,7 +48,6 @@ from wdt_kingdee_assets.sandbox.httpserver import (
 )
 from wdt_kingdee_assets.wdt.signing import sign, split_appsecret, wdt_timestamp
 
-METHOD = "wms.stockout.Process.queryWithDetail"
 OPERATION = "queryWithDetail"
 API_PATH = "/openapi"
 SUPPORTED_FAULTS = frozenset(
@@ -64,7 +67,6 @@ SYSTEM_PARAMS = ("sid", "key", "salt", "method", "v", "timestamp", "sign")
 TIMESTAMP_TOLERANCE = 120
 MAX_PAGE_SIZE = 2000
 MAX_WINDOW = timedelta(days=30)
-TIME_FIELDS = {1: "created", 2: "consign_time", 3: "modified"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 BEIJING = timezone(timedelta(hours=8))  # no DST in China since 1991: a fixed offset is exact
 
@@ -72,13 +74,46 @@ MSG_RATE = "超过每分钟最大调用频率限制，请稍后重试"
 MSG_CONCURRENCY = "超过每分钟最大并发次数限制，请稍后重试"
 MSG_STATUS_FILTER = "状态参数格式不正确，请用以逗号隔开的整数字符串为参数"
 MSG_WINDOW = "您的查询时间过宽,查询时间不能大于30天"
-MSG_PAGED_ONLY = f"此方法仅支持分页查询：{METHOD}"
 MSG_AUTH = "验证失败"
 
 _STATUS_FILTER = re.compile(r"^\d+(,\d+)*$")
 _WDT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _JAVA_INT = re.compile(r"^-?\d{1,10}$")
 _INSERTED_IDS_FROM = 900_000_000_000  # far above datagen's day-ordinal ids
+
+
+@dataclass(frozen=True)
+class SimMethod:
+    """One document query the simulator serves, as its official page describes it."""
+
+    name: str
+    key: str  # the order's id
+    number: str  # the order's number, also a filter
+    time_fields: dict[int, str]  # time_type → order field
+    completed: int  # the status of a finished document (what inserted rows get)
+
+    @property
+    def paged_only(self) -> str:
+        return f"此方法仅支持分页查询：{self.name}"
+
+
+STOCKOUT = SimMethod(
+    "wms.stockout.Process.queryWithDetail",
+    "stockout_id",
+    "stockout_no",
+    {1: "created", 2: "consign_time", 3: "modified"},
+    completed=110,
+)
+STOCKIN = SimMethod(
+    "wms.stockin.Process.queryWithDetail",
+    "stockin_id",
+    "stockin_no",
+    {1: "created", 2: "check_time", 3: "modified"},  # 建单 / 审核 / 最后修改时间
+    completed=80,
+)
+METHODS = {method.name: method for method in (STOCKOUT, STOCKIN)}
+METHOD = STOCKOUT.name  # the first method, the default of the admin routes
+SORT_TIME_TYPE = 2  # each store is kept sorted by its documents' time_type 2 time
 
 
 class _Reply(Exception):
@@ -142,24 +177,49 @@ class _Row:
 
     order: dict[str, Any]
     times: dict[int, datetime | None]  # by time_type
-
-    @property
-    def sort_key(self) -> tuple[datetime, int]:
-        return (self.times[2] or datetime.min, int(self.order["stockout_id"]))
+    sort_key: tuple[datetime, int]
 
 
-def _row(order: dict[str, Any]) -> _Row:
+def _row(order: dict[str, Any], method: SimMethod) -> _Row:
     parsed = {
-        time_type: parse_stored_time(order.get(name)) for time_type, name in TIME_FIELDS.items()
+        time_type: parse_stored_time(order.get(name))
+        for time_type, name in method.time_fields.items()
     }
     # A real order always has valid times; sandbox data may carry a broken one on purpose (to
     # reach the normalizer's reject path), so filter such an order by its other times.
     fallback = next((moment for moment in parsed.values() if moment is not None), None)
-    return _Row(order, {key: moment or fallback for key, moment in parsed.items()})
+    times = {key: moment or fallback for key, moment in parsed.items()}
+    return _Row(order, times, (times[SORT_TIME_TYPE] or datetime.min, int(order[method.key])))
+
+
+class _Store:
+    """One method's documents, kept sorted by their time for windowed reads."""
+
+    def __init__(self, method: SimMethod) -> None:
+        self.method = method
+        self.rows: dict[str, _Row] = {}
+        self._sorted: list[_Row] | None = []
+        self.sorted_keys: list[tuple[datetime, int]] = []
+
+    def add(self, rows: Iterable[_Row]) -> None:
+        for row in rows:
+            self.rows[str(row.order[self.method.key])] = row
+        self._sorted = None
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self._sorted = None
+
+    def ordered(self) -> list[_Row]:
+        if self._sorted is None:
+            self._sorted = sorted(self.rows.values(), key=lambda row: row.sort_key)
+            self.sorted_keys = [row.sort_key for row in self._sorted]
+        return self._sorted
 
 
 @dataclass(frozen=True)
 class _Query:
+    method: SimMethod
     filters: dict[str, Any]
     time_type: int
     start: datetime | None
@@ -170,7 +230,7 @@ class _Query:
 
 
 class WdtSimulator:
-    """The WDT open API for production stock-outs, in memory, thread-safe."""
+    """The WDT open API for production stock-outs and stock-ins, in memory, thread-safe."""
 
     def __init__(
         self,
@@ -193,9 +253,7 @@ class WdtSimulator:
         # A throttle may last a stated time (`throttle,seconds=300`), by this server's clock.
         self.faults = FaultPlan(SUPPORTED_FAULTS, clock)
         self._lock = threading.RLock()
-        self._rows: dict[str, _Row] = {}
-        self._sorted: list[_Row] | None = []
-        self._sorted_keys: list[tuple[datetime, int]] = []
+        self._stores = {name: _Store(method) for name, method in METHODS.items()}
         self._accepted: deque[float] = deque()
         self._in_flight = 0
         self._calls = 0
@@ -204,56 +262,73 @@ class WdtSimulator:
 
     # --- data -------------------------------------------------------------------------------
 
-    def add_orders(self, orders: Iterable[dict[str, Any]]) -> None:
-        """Store orders (an order with a known ``stockout_id`` replaces the old one)."""
+    def _store(self, method: str) -> _Store:
+        if method not in self._stores:
+            raise ValueError(f"no such method {method!r}; served: {sorted(self._stores)}")
+        return self._stores[method]
+
+    def add_orders(self, orders: Iterable[dict[str, Any]], method: str = METHOD) -> None:
+        """Store orders of ``method`` (an order with a known id replaces the old one)."""
+        store = self._store(method)
+        key = store.method.key
         rows = []
         for order in orders:
-            if not isinstance(order, dict) or not str(order.get("stockout_id", "")).isdigit():
-                raise ValueError("every order must be an object with an integer stockout_id")
+            if not isinstance(order, dict) or not str(order.get(key, "")).isdigit():
+                raise ValueError(f"every order must be an object with an integer {key}")
             # A private copy: callers may go on mutating what they passed in.
-            rows.append(_row(json.loads(dumps_exact(order), parse_float=Decimal)))
+            parsed = json.loads(dumps_exact(order), parse_float=Decimal)
+            rows.append(_row(parsed, store.method))
         with self._lock:
-            for row in rows:
-                self._rows[str(row.order["stockout_id"])] = row
-            self._sorted = None
+            store.add(rows)
 
     def reset(self) -> None:
         """Forget orders, calls, the rate window and faults."""
         with self._lock:
-            self._rows.clear()
-            self._sorted = None
+            for store in self._stores.values():
+                store.clear()
             self._accepted.clear()
             self._calls = 0
             self._inserted = 0
         self.faults.clear()
 
-    def _ordered(self) -> list[_Row]:
-        with self._lock:
-            if self._sorted is None:
-                self._sorted = sorted(self._rows.values(), key=lambda row: row.sort_key)
-                self._sorted_keys = [row.sort_key for row in self._sorted]
-            return self._sorted
-
     def state(self) -> dict[str, Any]:
+        """The stock-out store's figures at the top (``orders``, ``by_day`` …), every method's
+        under ``methods``."""
         with self._lock:
-            rows = list(self._rows.values())
+            stores = {name: list(store.rows.values()) for name, store in self._stores.items()}
             calls = self._calls
-        by_day = Counter(row.times[2].date().isoformat() for row in rows if row.times[2])
-        by_status = Counter(str(row.order.get("status")) for row in rows)
+
+        def figures(rows: list[_Row]) -> dict[str, Any]:
+            by_day = Counter(
+                row.times[SORT_TIME_TYPE].date().isoformat()
+                for row in rows
+                if row.times[SORT_TIME_TYPE]
+            )
+            by_status = Counter(str(row.order.get("status")) for row in rows)
+            return {
+                "orders": len(rows),
+                "by_day": dict(sorted(by_day.items())),
+                "by_status": dict(sorted(by_status.items())),
+            }
+
         return {
-            "orders": len(rows),
-            "by_day": dict(sorted(by_day.items())),
-            "by_status": dict(sorted(by_status.items())),
+            **figures(stores[METHOD]),
+            "methods": {name: figures(rows) for name, rows in stores.items()},
             "calls": calls,
             "faults": self.faults.snapshot(),
         }
 
-    def orders_on(self, day: date | None) -> list[dict[str, Any]]:
-        """Stored orders (by consign day when ``day`` is given), in the API's order."""
+    def orders_on(self, day: date | None, method: str = METHOD) -> list[dict[str, Any]]:
+        """Stored orders of ``method`` (by their day — consign day, check day — when ``day`` is
+        given), in the API's order."""
+        store = self._store(method)
+        with self._lock:
+            rows = store.ordered()
         return [
             row.order
-            for row in self._ordered()
-            if day is None or (row.times[2] is not None and row.times[2].date() == day)
+            for row in rows
+            if day is None
+            or (row.times[SORT_TIME_TYPE] is not None and row.times[SORT_TIME_TYPE].date() == day)
         ]
 
     # --- HTTP -------------------------------------------------------------------------------
@@ -345,7 +420,8 @@ class WdtSimulator:
         # Verified over the raw bytes received: the official SDKs serialise JSON differently.
         if sign(dict(query), body_text, self._secret) != query["sign"]:
             raise _Reply(1, MSG_AUTH)
-        if query["method"] != METHOD:
+        method = METHODS.get(query["method"])
+        if method is None:
             raise _Reply(1, f"method is not exists: {query['method']}")  # [G] exact text
         try:
             arguments = json.loads(body_text, parse_float=Decimal)
@@ -357,7 +433,7 @@ class WdtSimulator:
         if not isinstance(params, dict):
             raise _Reply(1, "argument type mismatch")
         if "page_no" not in query or "page_size" not in query:
-            raise _Reply(100, MSG_PAGED_ONLY)
+            raise _Reply(100, method.paged_only)
         page_no = _java_int(query["page_no"])
         page_size = _java_int(query["page_size"])
         # Above 2000 the real server may clamp or refuse [G]: refusing is the strict reading,
@@ -368,22 +444,25 @@ class WdtSimulator:
         status = params.get("status")
         if status not in (None, "") and not _STATUS_FILTER.match(str(status)):
             raise _Reply(100, MSG_STATUS_FILTER)
-        start, end = self._window(params)
+        start, end = self._window(params, method)
         try:
             time_type = int(params.get("time_type") or 1)
         except (TypeError, ValueError):
             raise _Reply(1, "argument type mismatch") from None
-        if time_type not in TIME_FIELDS:
+        if time_type not in method.time_fields:
             raise _Reply(100, "time_type参数错误")  # [G] exact text
         self._admit(concurrent)
-        return _Query(params, time_type, start, end, page_no, page_size, calc_total)
+        return _Query(method, params, time_type, start, end, page_no, page_size, calc_total)
 
-    def _window(self, params: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    def _window(
+        self, params: dict[str, Any], method: SimMethod
+    ) -> tuple[datetime | None, datetime | None]:
         raw_start, raw_end = params.get("start_time"), params.get("end_time")
+        # Both pages: without a document or production number the window is required.
         if (
             not raw_start
             and not raw_end
-            and (params.get("stockout_no") or params.get("process_no"))
+            and (params.get(method.number) or params.get("process_no"))
         ):
             return None, None
         if not raw_start or not raw_end:
@@ -422,7 +501,7 @@ class WdtSimulator:
         status = filters.get("status")
         if status not in (None, "") and str(order.get("status")) not in str(status).split(","):
             return False
-        for name in ("warehouse_no", "stockout_no", "process_no"):
+        for name in ("warehouse_no", query.method.number, "process_no"):
             wanted = filters.get(name)
             if wanted not in (None, "") and str(order.get(name)) != str(wanted):
                 return False
@@ -434,36 +513,42 @@ class WdtSimulator:
         return moment is not None and query.start <= moment <= query.end
 
     def _answer(self, query: _Query) -> tuple[dict[str, Any], tuple[datetime, datetime] | None]:
+        store = self._stores[query.method.name]
         with self._lock:
-            rows = self._ordered()
-            if query.time_type == 2 and query.start is not None and query.end is not None:
-                # Rows are sorted by consign time, so the window is one contiguous slice.
-                low = bisect.bisect_left(self._sorted_keys, (query.start, -1))
-                high = bisect.bisect_right(self._sorted_keys, (query.end, 2**63))
+            rows = store.ordered()
+            if (
+                query.time_type == SORT_TIME_TYPE
+                and query.start is not None
+                and query.end is not None
+            ):
+                # Rows are sorted by this time, so the window is one contiguous slice.
+                low = bisect.bisect_left(store.sorted_keys, (query.start, -1))
+                high = bisect.bisect_right(store.sorted_keys, (query.end, 2**63))
                 rows = rows[low:high]
             matched = [row for row in rows if self._matches(row, query)]
         first = query.page_no * query.page_size
-        page = [self._served(row.order) for row in matched[first : first + query.page_size]]
+        page = [
+            self._served(row.order, query.method)
+            for row in matched[first : first + query.page_size]
+        ]
         data: dict[str, Any] = {"order": page}
         if query.calc_total:
             data = {"total_count": len(matched), **data}
         window = (query.start, query.end) if query.start and query.end else None
         return data, window
 
-    def _served(self, order: dict[str, Any]) -> dict[str, Any]:
+    def _served(self, order: dict[str, Any], method: SimMethod) -> dict[str, Any]:
         if self.datetime_format == "string":
             return order
-        return {
-            key: _epoch_ms(value) if key in ("created", "modified", "consign_time") else value
-            for key, value in order.items()
-        }
+        times = set(method.time_fields.values())
+        return {key: _epoch_ms(value) if key in times else value for key, value in order.items()}
 
     def _insert_rows(self, count: int, query: _Query) -> None:
         """New completed orders stamped at the window's start: every later page shifts by one."""
         assert query.start is not None
-        filters = query.filters
-        wanted = [int(s) for s in str(filters.get("status") or "110").split(",")]
-        status = 110 if 110 in wanted else wanted[0]
+        filters, method = query.filters, query.method
+        wanted = [int(s) for s in str(filters.get("status") or method.completed).split(",")]
+        status = method.completed if method.completed in wanted else wanted[0]
         wanted_warehouse = str(filters.get("warehouse_no") or "")
         warehouse = (
             (wanted_warehouse, dict(WAREHOUSES).get(wanted_warehouse, "仓库"))
@@ -475,20 +560,35 @@ class WdtSimulator:
             for _ in range(count):
                 self._inserted += 1
                 number = self._inserted
-                order = generate_order(
-                    random.Random(f"insert:{number}"),
-                    stockout_id=_INSERTED_IDS_FROM + number,
-                    stockout_no=f"CK{query.start:%Y%m%d}9{number:05d}",
-                    process_no=f"PS{query.start:%Y%m%d}9{number:03d}",
-                    consign_time=query.start,
-                    catalog=self._catalog,
-                    status=status,
-                    warehouse=warehouse,
-                )
+                rng = random.Random(f"insert:{number}")
+                document_id = _INSERTED_IDS_FROM + number
+                process_no = f"PS{query.start:%Y%m%d}9{number:03d}"
+                if method is STOCKIN:
+                    order = generate_stockin(
+                        rng,
+                        stockin_id=document_id,
+                        stockin_no=f"RK{query.start:%Y%m%d}9{number:05d}",
+                        process_no=process_no,
+                        check_time=query.start,
+                        catalog=self._catalog,
+                        status=status,
+                        warehouse=warehouse,
+                    )
+                else:
+                    order = generate_order(
+                        rng,
+                        stockout_id=document_id,
+                        stockout_no=f"CK{query.start:%Y%m%d}9{number:05d}",
+                        process_no=process_no,
+                        consign_time=query.start,
+                        catalog=self._catalog,
+                        status=status,
+                        warehouse=warehouse,
+                    )
                 stamp = query.start.strftime(TIME_FORMAT)
-                order.update(created=stamp, modified=stamp)
+                order.update({name: stamp for name in method.time_fields.values()})
                 orders.append(order)
-            self.add_orders(orders)
+            self.add_orders(orders, method.name)
 
     # --- admin --------------------------------------------------------------------------------
 
@@ -513,7 +613,7 @@ class WdtSimulator:
             if not isinstance(orders, list):
                 return SimResponse.json({"error": 'expected {"orders": [...]}'}, 400)
             try:
-                self.add_orders(orders)
+                self.add_orders(orders, payload.get("method") or METHOD)
             except ValueError as exc:
                 return SimResponse.json({"error": str(exc)}, 400)
             return SimResponse.json({"added": len(orders)})
@@ -523,7 +623,11 @@ class WdtSimulator:
                 day = date.fromisoformat(day_text) if day_text else None
             except ValueError:
                 return SimResponse.json({"error": f"day must be YYYY-MM-DD, got {day_text!r}"}, 400)
-            text = dumps_exact({"orders": [self._served(o) for o in self.orders_on(day)]})
+            method = request.query.get("method") or METHOD
+            if method not in METHODS:
+                return SimResponse.json({"error": f"no such method {method!r}"}, 400)
+            served = [self._served(o, METHODS[method]) for o in self.orders_on(day, method)]
+            text = dumps_exact({"orders": served})
             return SimResponse(200, text.encode("utf-8"), [_JSON_TYPE])
         return SimResponse.json({"error": f"no admin route {route[0]} {request.path}"}, 404)
 

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import dagster as dg
 import pytest
 
-from wdt_kingdee_assets.definitions import build_resources
-from wdt_kingdee_assets_tests.fixtures.pipeline import ASSETS, CHECKS, SYNC_JOB, Pipeline
+from wdt_kingdee_assets.definitions import FLOW_DEFS, build_resources
+from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline
 
 
 @dataclass
@@ -81,10 +81,11 @@ def tick(
     **resources: object,
 ) -> dg.SensorResult:
     """One evaluation, as the daemon does it after a restart: a new context with the saved cursor."""
+    # Every flow's assets and jobs (whichever flow the sensor is for), the sensor on its own.
     definitions = dg.Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        jobs=[SYNC_JOB],
+        assets=[asset for flow_defs in FLOW_DEFS.values() for asset in flow_defs.assets],
+        asset_checks=[c for flow_defs in FLOW_DEFS.values() for c in flow_defs.asset_checks],
+        jobs=[job for flow_defs in FLOW_DEFS.values() for job in flow_defs.jobs],
         sensors=[sensor],
         resources=build_resources(str(pipeline.data_dir)),
     )

@@ -82,8 +82,13 @@ def test_main_job_syncs_recent_days_and_prints_a_summary(tmp_path: Path):
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    rows = [line for line in result.stdout.splitlines() if line[:4].isdigit()]
-    assert len(rows) == 2 and all(" ok " in row for row in rows)
+    rows = [line.split() for line in result.stdout.splitlines()]
+    synced = [row for row in rows if row and row[0] in ("stockouts", "stockins")]
+    # Every flow, every day: the stock-outs and the stock-ins of both days, each run ok.
+    assert sorted((row[0], row[2]) for row in synced) == sorted(
+        (flow, "ok") for flow in ("stockouts", "stockins") for _ in range(2)
+    )
+    assert "其他入库单 (STK_MISCELLANEOUS)" in result.stdout
     assert "dagster dev" in result.stdout
     assert (tmp_path / "home" / "dagster.yaml").exists()
 

@@ -95,7 +95,7 @@ def test_malformed_records_are_reported_as_rejected_lines_and_held_bills(make_pi
 
 def test_wrong_mapping_fails_the_blocking_check_and_writes_nothing(make_pipeline, monkeypatch):
     def doubling_mapping(*args, **kwargs):
-        bills = build_bills(*args, **kwargs, flow=PRODUCTION_STOCKOUT)
+        bills = build_bills(*args, **kwargs)
         first = bills.index[bills["readiness"] == "ready"][0]
         model = bills.at[first, "model"]
         model["FEntity"][0]["FQty"] = model["FEntity"][0]["FQty"] * 2

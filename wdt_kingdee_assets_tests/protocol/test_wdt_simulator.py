@@ -20,10 +20,10 @@ import requests
 from wdt_kingdee_assets.sandbox.datagen import build_catalog, generate_day
 from wdt_kingdee_assets.sandbox.wdt_server import (
     MSG_CONCURRENCY,
-    MSG_PAGED_ONLY,
     MSG_RATE,
     MSG_STATUS_FILTER,
     MSG_WINDOW,
+    STOCKOUT,
 )
 from wdt_kingdee_assets.wdt.signing import sign, split_appsecret, wdt_timestamp
 from wdt_kingdee_assets_tests.fixtures.wdt import WdtSandbox
@@ -156,7 +156,7 @@ def test_body_must_be_an_array_holding_one_object(wdt_sim: WdtSandbox, raw_body:
 
 def test_paged_method_needs_the_pager(wdt_sim: WdtSandbox) -> None:
     envelope = call(wdt_sim, drop=("page_no", "page_size", "calc_total"))
-    assert envelope == {"status": 100, "message": MSG_PAGED_ONLY}
+    assert envelope == {"status": 100, "message": STOCKOUT.paged_only}
     assert envelope["message"].startswith("此方法仅支持分页查询")
 
 
