@@ -19,6 +19,7 @@ from wdt_kingdee_assets.kingdee.errors import (
     KingdeeUnknownOutcome,
 )
 from wdt_kingdee_assets.kingdee.filters import field_eq
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets_tests.fixtures.kingdee import (
     KingdeeSandbox,
@@ -27,7 +28,7 @@ from wdt_kingdee_assets_tests.fixtures.kingdee import (
     mis_delivery_bill,
 )
 
-FORM = "STK_MisDelivery"
+FORM = MIS_DELIVERY.form_id
 
 
 def _fault(sandbox: KingdeeSandbox, text: str) -> None:
@@ -122,7 +123,7 @@ def test_bill_entries_read_back_quantities(kingdee_client: KingdeeClient) -> Non
         FORM, [mis_delivery_bill("RB-1", lines), mis_delivery_bill("RB-2")]
     )
     fids = [bill.fid for bill in saved.saved]
-    entries = kingdee_client.bill_entries(FORM, [*fids, 999_999])
+    entries = kingdee_client.bill_entries(MIS_DELIVERY, [*fids, 999_999])
     assert [(entry.bill_no, entry.material_number, entry.qty) for entry in entries] == [
         ("RB-1", "MAT-001", Decimal(3)),
         ("RB-1", "MAT-003", Decimal("1.25")),
@@ -144,10 +145,10 @@ def test_read_back_packs_in_lists_to_one_page_each(kingdee_sim: KingdeeSandbox) 
     fids = [bill.fid for bill in saved.saved]
 
     packed = client_for(kingdee_sim, in_list_size=3, page_limit=5)
-    entries = packed.bill_entries(FORM, fids, dict.fromkeys(fids, 2))
+    entries = packed.bill_entries(MIS_DELIVERY, fids, dict.fromkeys(fids, 2))
     assert packed.stats.calls == 3
     fixed = client_for(kingdee_sim, in_list_size=3, page_limit=5)
-    assert fixed.bill_entries(FORM, fids) == entries
+    assert fixed.bill_entries(MIS_DELIVERY, fids) == entries
     assert fixed.stats.calls == 4
     assert sorted((entry.bill_no, entry.qty) for entry in entries) == sorted(
         (no, Decimal(qty)) for no in bills for qty in (1, 2)
@@ -177,7 +178,7 @@ def test_a_renumbering_coding_rule_answers_with_its_own_number(kingdee_sim: King
     assert [bill.number for bill in result.saved] == ["QTCK000001", "QTCK000002"]
     assert found_numbers(client, ["OURS-1", "OURS-2"]) == {}
     [first, second] = client.find_bills(
-        FORM, [], org="100", day=date(2025, 3, 1), bill_type="QTCKD01_SYS"
+        MIS_DELIVERY, [], org="100", day=date(2025, 3, 1), bill_type="QTCKD01_SYS"
     )
     assert (first.number, first.reference) == ("QTCK000001", "WDT OURS-1")
     assert (second.fid, second.document_status) == (result.saved[1].fid, "A")
@@ -197,14 +198,18 @@ def test_look_ups_are_scoped_to_the_stock_org_day_and_bill_type(
         ],
     )
     assert len(saved.saved) == 3
-    assert [r.number for r in client.find_bills(FORM, ["ORG-1", "ORG-2"], org="100")] == [
+    assert [r.number for r in client.find_bills(MIS_DELIVERY, ["ORG-1", "ORG-2"], org="100")] == [
         "ORG-1",
         "ORG-2",
     ]
-    assert [r.fid for r in client.find_bills(FORM, ["ORG-1"], org="200")] == [saved.saved[1].fid]
+    assert [r.fid for r in client.find_bills(MIS_DELIVERY, ["ORG-1"], org="200")] == [
+        saved.saved[1].fid
+    ]
 
     def on(day: date, bill_type: str = "QTCKD01_SYS", numbers: tuple[str, ...] = ()) -> list[str]:
-        records = client.find_bills(FORM, list(numbers), org="100", day=day, bill_type=bill_type)
+        records = client.find_bills(
+            MIS_DELIVERY, list(numbers), org="100", day=day, bill_type=bill_type
+        )
         return [record.number for record in records]
 
     assert on(date(2025, 3, 1)) == ["ORG-1"]
@@ -218,7 +223,7 @@ def test_paged_look_ups_order_by_their_key(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim, page_limit=3)
     numbers = [f"ORD-{n}" for n in range(8)]
     assert client.batch_save(FORM, [mis_delivery_bill(no) for no in reversed(numbers)]).saved
-    records = client.find_bills(FORM, numbers, org="100")
+    records = client.find_bills(MIS_DELIVERY, numbers, org="100")
     assert [r.fid for r in records] == sorted(r.fid for r in records)
     assert sorted(r.number for r in records) == numbers
     queries = [q for q in kingdee_sim.app.queries() if q["FormId"] == FORM]
@@ -479,6 +484,7 @@ def test_decimal_quantities_go_out_exactly(kingdee_client: KingdeeClient) -> Non
     ]
     assert kingdee_client.batch_save(FORM, [mis_delivery_bill("DEC-1", lines)]).is_success
     entries = kingdee_client.bill_entries(
-        FORM, [record.fid for record in kingdee_client.find_bills(FORM, ["DEC-1"], org="100")]
+        MIS_DELIVERY,
+        [record.fid for record in kingdee_client.find_bills(MIS_DELIVERY, ["DEC-1"], org="100")],
     )
     assert [entry.qty for entry in entries] == [Decimal("0.1"), Decimal("12345678.123456789012")]

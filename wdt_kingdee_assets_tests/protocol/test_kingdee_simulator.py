@@ -312,6 +312,7 @@ def test_auto_numbering_and_bills_view(kingdee_sim: KingdeeSandbox) -> None:
     assert result.saved[0].number == "QTCK000001"
     assert kingdee_sim.app.bills() == [
         {
+            "FormId": "STK_MisDelivery",
             "FID": result.saved[0].fid,
             "FBillNo": "QTCK000001",
             "FDate": "2025-03-01T00:00:00",

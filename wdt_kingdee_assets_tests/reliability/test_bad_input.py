@@ -20,6 +20,7 @@ from wdt_kingdee_assets.beijing import day_window
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import MaterialInfo
 from wdt_kingdee_assets.kingdee.errors import KingdeeProtocolError
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.mapping import (
     MappingConfigError,
     MisDeliveryMapping,
@@ -326,7 +327,7 @@ def test_kingdee_queries_answering_garbage_raise_an_error_quoting_the_answer(
 ):
     kingdee_sim.app.faults.add(FaultRule.parse(f"{kind}@ExecuteBillQuery,times=99"))
     with pytest.raises(KingdeeProtocolError) as raised:
-        kingdee_client.find_bills("STK_MisDelivery", ["CK1"], org="100")
+        kingdee_client.find_bills(MIS_DELIVERY, ["CK1"], org="100")
     assert named in str(raised.value)
 
 
