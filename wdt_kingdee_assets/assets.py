@@ -18,7 +18,8 @@ from pydantic import Field
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
 from wdt_kingdee_assets.flow import Flow
-from wdt_kingdee_assets.kingdee.client import material_state
+from wdt_kingdee_assets.grouping import batch_of
+from wdt_kingdee_assets.kingdee.client import KingdeeClient, material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryError
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
@@ -26,8 +27,9 @@ from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_
 from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
 from wdt_kingdee_assets.outcomes import OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
+from wdt_kingdee_assets.reference import parse_reference
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
-from wdt_kingdee_assets.storage import StoredDay, column_schema
+from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, StoredDay, column_schema
 from wdt_kingdee_assets.wdt.client import DocumentQuery
 from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError, WdtRejectedError
 from wdt_kingdee_assets.wdt.pull import pull_documents
@@ -313,9 +315,10 @@ def build_assets(flow: Flow) -> FlowAssets:
         retry_policy=API_RETRY,
         kinds={"api", "pandas"},
         description=(
-            f"{form.plural}: one bill per {source.noun} built by the mapping, with materials and "
-            "base units from Kingdee BD_MATERIAL. Each bill is `ready`, or `held` with the reason "
-            "(material missing in Kingdee, rejected lines, unmapped warehouse)."
+            f"{form.plural}: one bill per {source.noun} (or, with the mapping's strategy "
+            "per_day_warehouse, merged bills per warehouse and day) built by the mapping, with "
+            "materials and base units from Kingdee BD_MATERIAL. Each bill is `ready`, or `held` "
+            "with the reason (material missing in Kingdee, rejected lines, unmapped warehouse)."
         ),
         metadata={"dagster/column_schema": column_schema(flow.bills_schema)},
     )
@@ -330,7 +333,14 @@ def build_assets(flow: Flow) -> FlowAssets:
             numbers = sorted(set(usable["spec_no"]))
             stock_org = mapping.orgs(kingdee.org_number)[0]
             materials = client.find_materials(numbers, use_org=stock_org) if numbers else {}
-        built = build_bills(lines, materials, mapping, kingdee.org_number, flow)
+        earlier, own = None, frozenset()
+        if mapping.strategy == "per_day_warehouse":
+            earlier = earlier_batches(flow, context.resources.io_manager, context.partition_key)
+            with api_step(context.partition_key):
+                own = documents_with_own_bills(
+                    client, bill_scope(flow, mapping, kingdee, context.partition_key)
+                )
+        built = build_bills(lines, materials, mapping, kingdee.org_number, flow, earlier, own)
         held = built[built["readiness"] == Readiness.HELD]
         missing = sorted({number for numbers in built["missing_materials"] for number in numbers})
         context.log.info(
@@ -378,6 +388,45 @@ def build_assets(flow: Flow) -> FlowAssets:
         return write_day(flow, context, config, bills, kingdee)
 
     return FlowAssets(raw, lines, bills, results)
+
+
+def earlier_batches(
+    flow: Flow, io_manager: PartitionedJsonlIOManager, partition_key: str
+) -> dict[str, int]:
+    """Merged bills: the batch each document was built into by the day's previous build.
+
+    The day's stored bills are the ledger: a document keeps its batch, so a bill Kingdee may
+    already hold is rebuilt exactly, and a document ready only now goes to a supplement. (Lose
+    the data dir and the ledger with it: the rebuilt bills then differ from Kingdee's and the
+    read-back check fails naming them, rather than anything being written twice.)
+    """
+    path = io_manager.path_for("/".join(flow.asset_path(flow.bills_name)), partition_key)
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8") as stream:
+        previous = flow.bills_schema.read_jsonl(stream)
+    merged = previous[previous["lineage"].notna() & previous["source_ref"].notna()]
+    return {
+        document: batch_of(source_ref.rsplit("/", 1)[-1])
+        for source_ref, sources in zip(merged["source_ref"], merged["sources"], strict=True)
+        for document in sources or []
+    }
+
+
+def documents_with_own_bills(client: KingdeeClient, scope: BillScope) -> frozenset[str]:
+    """Merged bills: the documents Kingdee already holds a bill of their own for on this day
+    (written one per document before the mapping switched to merged bills). They keep that bill
+    instead of being merged again, so a switch of strategy never writes a document twice."""
+    records = client.find_bills(
+        scope.form,
+        [],
+        org=scope.org,
+        reference_field=scope.reference_field,
+        day=scope.day,
+        bill_type=scope.bill_type,
+    )
+    references = (parse_reference(record.reference) for record in records)
+    return frozenset(ref for ref in references if ref and "/" not in ref)
 
 
 def _status_names(flow: Flow) -> str:

@@ -49,6 +49,15 @@ def _quantities(pairs: Iterable[tuple[Any, str, Any]]) -> dict[tuple[Any, str], 
     return dict(totals)
 
 
+def _names(bills: pd.DataFrame) -> list[str]:
+    """How a check names each row of the bills: its FBillNo, or for a held document that is in no
+    merged bill, the document (its source reference)."""
+    return [
+        bill_no or source_ref
+        for bill_no, source_ref in zip(bills["bill_no"], bills["source_ref"], strict=True)
+    ]
+
+
 def _model_quantities(bills: pd.DataFrame, form: KingdeeForm) -> dict[tuple[Any, str], Decimal]:
     return _quantities(
         (bill_no, entry[form.material]["FNumber"], entry[form.quantity])
@@ -88,7 +97,6 @@ def _latest_metadata(
 def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinition]:
     """The flow's checks, bound to its assets."""
     source, form = flow.source, flow.form
-    key = source.key
 
     @dg.asset_check(
         name=f"{flow.raw_name}_complete",
@@ -179,9 +187,9 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
     )
     def materials_exist_in_kingdee(bills: pd.DataFrame) -> dg.AssetCheckResult:
         held_by: dict[str, list[str]] = defaultdict(list)
-        for bill_no, missing in zip(bills["bill_no"], bills["missing_materials"], strict=True):
+        for name, missing in zip(_names(bills), bills["missing_materials"], strict=True):
             for number in missing or []:
-                held_by[number].append(bill_no)
+                held_by[number].append(name)
         rows = [
             {"material": number, "bills": ", ".join(held), "bill_count": len(held)}
             for number, held in sorted(held_by.items())
@@ -214,29 +222,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
     def bill_quantities_match_source(
         bills: pd.DataFrame, lines: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        ready = bills[bills["readiness"] == Readiness.READY]
-        bill_of = dict(zip(ready[key], ready["bill_no"], strict=True))
-        compared = lines[lines[key].isin(list(bill_of))]
-        expected = _quantities(
-            (bill_of[document], spec_no, num)
-            for document, spec_no, num in zip(
-                compared[key], compared["spec_no"], compared["num"], strict=True
-            )
-        )
-        differences = _differences(expected, _model_quantities(ready, form))
-        identified = set(lines[key].dropna())
-        without_bill = sorted(identified - set(bills[key]))
-        return dg.AssetCheckResult(
-            passed=not differences and not without_bill,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "bills_compared": len(ready),
-                "mismatches": len(differences),
-                f"{flow.documents}_without_bill": len(without_bill),
-                "differences": _table(differences),
-                BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
-            },
-        )
+        return _bills_match_source(flow, bills, lines)
 
     @dg.asset_check(
         asset=assets.bills,
@@ -248,7 +234,8 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
     def no_held_bills(bills: pd.DataFrame) -> dg.AssetCheckResult:
         held = bills[bills["readiness"] == Readiness.HELD]
         rows = [
-            {"bill": row.bill_no, "reason": row.hold_reason} for row in held.itertuples(index=False)
+            {"bill": name, "reason": reason}
+            for name, reason in zip(_names(held), held["hold_reason"], strict=True)
         ]
         return dg.AssetCheckResult(
             passed=not rows,
@@ -343,6 +330,89 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         ready_bills_written,
         kingdee_matches_bills,
     ]
+
+
+def _bills_match_source(
+    flow: Flow, bills: pd.DataFrame, lines: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """Σ num of the WDT lines each ready bill stands for = Σ quantity of its entries, per bill and
+    material and per warehouse and material; for merged bills, every usable line of a merged
+    document in exactly one entry's lineage; and every document in some bill (ready or held)."""
+    key, number, form = flow.source.key, flow.source.number, flow.form
+    usable = lines[lines["reject_reason"].isna() & lines[key].notna()]
+    of_document: dict[Any, list[tuple[Any, str, Any, Any]]] = defaultdict(list)
+    warehouse_of: dict[Any, Any] = {}
+    for document, rec_id, spec_no, num, warehouse in zip(
+        usable[number],
+        usable["rec_id"],
+        usable["spec_no"],
+        usable["num"],
+        usable["warehouse_no"],
+        strict=True,
+    ):
+        of_document[document].append((rec_id, spec_no, num, warehouse))
+        warehouse_of[document] = warehouse
+    line = {
+        (document, rec_id): (spec_no, num)
+        for document, items in of_document.items()
+        for rec_id, spec_no, num, _ in items
+    }
+    ready = bills[bills["readiness"] == Readiness.READY]
+    expected: list[tuple[Any, str, Any]] = []
+    billed: dict[tuple[Any, Any], int] = defaultdict(int)
+    merged_documents: set[Any] = set()
+    for bill_no, sources, lineage in zip(
+        ready["bill_no"], ready["sources"], ready["lineage"], strict=True
+    ):
+        if lineage:  # a merged bill: its entries say which lines they add up
+            for document, rec_id, _ in (item for entry in lineage for item in entry):
+                billed[(document, rec_id)] += 1
+                merged_documents.add(document)
+                spec_no, num = line.get((document, rec_id), ("(no such WDT line)", 0))
+                expected.append((bill_no, spec_no, num))
+        else:  # a bill of one document: all its usable lines
+            for document in sources or []:
+                expected += [(bill_no, spec, num) for _, spec, num, _ in of_document[document]]
+    differences = _differences(_quantities(expected), _model_quantities(ready, form))
+    warehouse_of_bill = {
+        bill_no: warehouse_of.get((sources or [None])[0])
+        for bill_no, sources in zip(ready["bill_no"], ready["sources"], strict=True)
+    }
+    per_warehouse = _differences(
+        _quantities((warehouse_of_bill[bill], spec, num) for bill, spec, num in expected),
+        _quantities(
+            (warehouse_of_bill[bill], material, qty)
+            for (bill, material), qty in _model_quantities(ready, form).items()
+        ),
+    )
+    unbilled = [
+        {"document": document, "rec_id": rec_id, "times_billed": billed.get((document, rec_id), 0)}
+        for document in sorted(merged_documents, key=str)
+        for rec_id, _, _, _ in of_document[document]
+        if billed.get((document, rec_id), 0) != 1
+    ]
+    covered = {document for sources in bills["sources"] for document in sources or []}
+    identified = set(lines[key].dropna())
+    without_bill = sorted(
+        (identified - set(bills[key].dropna()))
+        - {ident for ident, doc in zip(lines[key], lines[number], strict=True) if doc in covered}
+    )
+    problems = [*differences, *per_warehouse]
+    return dg.AssetCheckResult(
+        passed=not problems and not without_bill and not unbilled,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "bills_compared": len(ready),
+            "mismatches": len(differences),
+            "warehouse_mismatches": len(per_warehouse),
+            f"{flow.documents}_without_bill": len(without_bill),
+            "lines_not_billed_once": len(unbilled),
+            "differences": _table(differences),
+            "per_warehouse_differences": _table(per_warehouse),
+            "lines_not_billed_once_list": _table(unbilled),
+            BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
+        },
+    )
 
 
 def _kingdee_matches_bills(

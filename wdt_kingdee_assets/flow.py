@@ -209,6 +209,18 @@ class Flow:
                 ),
                 Column("line_count", "int", f"number of {form.entry} lines"),
                 Column("model", "json", f"the {form.form_id} model sent to BatchSave"),
+                Column(
+                    "sources",
+                    "json",
+                    f"the {s.noun}s the bill carries ({s.number}); several for a merged bill",
+                ),
+                Column(
+                    "lineage",
+                    "json",
+                    f"merged bills: per {form.entry} line, the WDT lines it adds up "
+                    f"[{s.number}, rec_id, num]; empty for a bill of one {s.noun} (line i is "
+                    f"its line i)",
+                ),
             ),
         )
 

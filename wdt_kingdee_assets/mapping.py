@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wdt_kingdee_assets.bulk import gc_paused
+from wdt_kingdee_assets.grouping import SourceLine, merge_documents
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY, MISCELLANEOUS, KingdeeForm
 from wdt_kingdee_assets.outcomes import Readiness
 from wdt_kingdee_assets.reference import reference_token
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 MAPPING_ENV = "WDT_KINGDEE_MAPPING"
 STOCKIN_MAPPING_ENV = "WDT_KINGDEE_STOCKIN_MAPPING"
 REFERENCE_PLACEHOLDER = "source_ref"
+# A merged bill's number: its warehouse, its day (yyyymmdd) and its part ("1", "S1-2" …).
+MERGED_FIELDS = frozenset({"warehouse_no", "date", "part"})
 # The shape of a customer's extension field (F_xxx_…).
 _CUSTOM_FIELD = re.compile(r"F_[A-Za-z0-9]+_[A-Za-z0-9_]+")
 
@@ -65,7 +68,22 @@ class MappingConfig(BaseModel):
     FORM: ClassVar[KingdeeForm]
     DOCUMENT_FIELDS: ClassVar[frozenset[str]]
 
-    strategy: Literal["per_stockout"] = "per_stockout"
+    strategy: Literal["per_stockout", "per_day_warehouse"] = Field(
+        default="per_stockout",
+        description="per_stockout: one bill per document; per_day_warehouse: merged bills "
+        "(合并生单), one per warehouse and day (grouping.py)",
+    )
+    merged_bill_no_template: str = Field(
+        default="{warehouse_no}-{date}-{part}",
+        description="merged bills' FBillNo; placeholders: " + ", ".join(sorted(MERGED_FIELDS)),
+    )
+    max_lines: int = Field(
+        default=200, ge=1, le=10_000, description="merged bills: entry lines per bill (part)"
+    )
+    merge_lines: bool = Field(
+        default=True,
+        description="merged bills: one entry per (material, lot), or one per source line",
+    )
     bill_no_template: str = Field(description="FBillNo, from the document's fields")
     bill_type: str
     stock_org: str | None = Field(default=None, description="库存组织; None = KINGDEE_ORG_NUMBER")
@@ -104,6 +122,15 @@ class MappingConfig(BaseModel):
     @classmethod
     def _bill_no_placeholders(cls, template: str) -> str:
         return _checked_template(template, cls.DOCUMENT_FIELDS)
+
+    @field_validator("merged_bill_no_template")
+    @classmethod
+    def _merged_bill_no_placeholders(cls, template: str) -> str:
+        if "{part}" not in template:
+            raise ValueError(
+                "must contain {part}: the parts of one day's bill need their own numbers"
+            )
+        return _checked_template(template, MERGED_FIELDS)
 
     @field_validator("note_template")
     @classmethod
@@ -409,13 +436,20 @@ def build_bills(
     config: MappingConfig,
     org: str,
     flow: Flow,
+    earlier: Mapping[str, int] | None = None,
+    own: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
-    """One bill per document (the flow's bills columns), ``ready`` or ``held`` with the reasons.
+    """The day's bills (the flow's bills columns), each ``ready`` or ``held`` with the reasons.
 
-    A bill is held when any of its lines was rejected (a partial bill would misstate the
-    document), when Kingdee lacks or has disabled one of its materials, when a material has no
-    base unit, or when its warehouse is not mapped. Lines without a document id cannot form a
-    bill; they stay visible in the normalized lines and their rejected-lines check.
+    First each document is judged: it is held when any of its lines was rejected (a partial bill
+    would misstate the document), when Kingdee lacks or has disabled one of its materials, when a
+    material has no base unit, or when its warehouse is not mapped. Lines without a document id
+    cannot form a bill; they stay visible in the normalized lines and their rejected-lines check.
+    Then the mapping's ``strategy`` groups the ready documents: one bill each (``per_stockout``),
+    or merged per warehouse and day (``per_day_warehouse``, ``grouping.py``; ``earlier`` says
+    which batch each document was built into before, so that no built bill changes; the
+    documents in ``own`` already have a bill of their own in Kingdee and keep it). A held
+    document is its own held row either way.
 
     One pass over the lines sorted by document (stable, so each bill keeps WDT's line order),
     on plain lists: per-group pandas calls would cost far more than the work itself.
@@ -436,7 +470,8 @@ def build_bills(
     }
     lot_numbers, rec_ids, quantities = column["batch_no"], column["rec_id"], column["num"]
 
-    def bill(first: int, end: int) -> dict[str, Any]:
+    def judged(first: int, end: int) -> dict[str, Any]:
+        """One document: its header, its usable lines, and why it is held (if it is)."""
         header = {
             key: int(ids[first]),
             number: column[number][first],
@@ -444,7 +479,7 @@ def build_bills(
             "warehouse_no": column["warehouse_no"][first],
         }
         moment = column[flow.source.time_field][first]
-        # One bill per document: the document's number is what the bill stands for.
+        # A document's own bill stands for it: the document's number is its source reference.
         header["source_ref"] = header[number]
         header["bill_no"] = (
             _format(config.bill_no_template, header, config.DOCUMENT_FIELDS)
@@ -472,25 +507,7 @@ def build_bills(
         stock = _stock_number(warehouse_no, config) if warehouse_no else None
         if warehouse_no and stock is None:
             reasons.append(f"warehouse {warehouse_no} is not mapped to a Kingdee FStockId")
-
-        ready = not reasons and header["bill_no"] and header["bill_date"] and stock
-        model = None
-        if ready:
-            note = _format(config.note_template, _note_values(header), note_fields)
-            model = config.header(header, note, org, ref)
-            if config.reference_field != form.note:
-                model[config.reference_field] = reference_token(header["source_ref"])
-            model[form.entry] = [
-                entry(
-                    spec[k],
-                    materials[spec[k]].base_unit,
-                    quantities[k],
-                    stock,
-                    lot_numbers[k],
-                    rec_ids[k],
-                )
-                for k in usable
-            ]
+        ready = bool(not reasons and header["bill_no"] and header["bill_date"] and stock)
         return {
             **header,
             "readiness": Readiness.READY if ready else Readiness.HELD,
@@ -501,16 +518,115 @@ def build_bills(
                 for number in missing
             },
             "line_count": end - first,
-            "model": model,
+            "model": None,
+            "sources": [header[number]] if header[number] else [],
+            "lineage": None,
+            "_usable": usable,
+            "_stock": stock,
         }
 
-    bills = []
+    def model(bill: Mapping[str, Any], values: Mapping[str, Any], made: list[dict]) -> dict:
+        note = _format(config.note_template, _note_values(values), note_fields)
+        built = config.header(bill, note, org, ref)
+        if config.reference_field != form.note:
+            built[config.reference_field] = reference_token(values["source_ref"])
+        built[form.entry] = made
+        return built
+
+    def own_bill(document: dict[str, Any]) -> dict[str, Any]:
+        """A ready document's bill of its own (``per_stockout``)."""
+        made = [
+            entry(
+                spec[k],
+                materials[spec[k]].base_unit,
+                quantities[k],
+                document["_stock"],
+                lot_numbers[k],
+                rec_ids[k],
+            )
+            for k in document["_usable"]
+        ]
+        return {**document, "model": model(document, document, made)}
+
+    def merged_bills(ready: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ready documents merged per warehouse and day (``per_day_warehouse``)."""
+        groups: dict[tuple[str, str, str], dict[str, list[SourceLine]]] = {}
+        for document in ready:
+            where = (document["bill_date"], document["warehouse_no"], document["_stock"])
+            groups.setdefault(where, {})[document[number]] = [
+                SourceLine(
+                    document[number],
+                    None if rec_ids[k] is pd.NA else rec_ids[k],
+                    spec[k],
+                    materials[spec[k]].base_unit,
+                    quantities[k],
+                    lot_numbers[k] if config.lot_from_batch_no else None,
+                )
+                for k in document["_usable"]
+            ]
+        bills = []
+        for (bill_date, warehouse_no, stock), documents in sorted(groups.items()):
+            parts = merge_documents(
+                documents,
+                earlier or {},
+                max_lines=config.max_lines,
+                merge_lines=config.merge_lines,
+            )
+            for part in parts:
+                date_digits = bill_date.replace("-", "")
+                bill = {
+                    "warehouse_no": warehouse_no,
+                    "bill_date": bill_date,
+                    "bill_no": _format(
+                        config.merged_bill_no_template,
+                        {"warehouse_no": warehouse_no, "date": date_digits, "part": part.label},
+                        MERGED_FIELDS,
+                    ),
+                    "source_ref": f"{bill_date}/{warehouse_no}/{part.label}",
+                    # The note's {process_no}: how many documents the bill merges.
+                    "process_no": f"合并生单 {len(part.sources)} 张",
+                }
+                made = [
+                    entry(item.material, item.unit, item.quantity, stock, item.lot, None)
+                    for item in part.entries
+                ]
+                bills.append(
+                    {
+                        **bill,
+                        "readiness": Readiness.READY,
+                        "missing_materials": [],
+                        "missing_states": {},
+                        "line_count": len(made),
+                        "model": model(bill, bill, made),
+                        "sources": part.sources,
+                        "lineage": [
+                            [[line.document, line.rec_id, line.quantity] for line in item.lineage]
+                            for item in part.entries
+                        ],
+                    }
+                )
+        return bills
+
+    documents = []
     first = 0
     with gc_paused():
         while first < len(ids):
             end = first + 1
             while end < len(ids) and ids[end] == ids[first]:
                 end += 1
-            bills.append(bill(first, end))
+            documents.append(judged(first, end))
             first = end
+        held = [document for document in documents if document["readiness"] == Readiness.HELD]
+        ready = [document for document in documents if document["readiness"] == Readiness.READY]
+        if config.strategy == "per_day_warehouse":
+            for document in held:
+                document["bill_no"] = None  # a held document is in no merged bill (yet)
+            alone = [own_bill(document) for document in ready if document[number] in own]
+            to_merge = [document for document in ready if document[number] not in own]
+            bills = [*merged_bills(to_merge), *alone, *held]
+        else:
+            bills = [
+                own_bill(document) if document["readiness"] == Readiness.READY else document
+                for document in documents
+            ]
         return flow.bills_schema.frame(bills)

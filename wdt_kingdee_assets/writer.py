@@ -50,7 +50,7 @@ TRANSIENT_MARKERS = ("网络控制", "网控", "死锁", "deadlock", "超时", "
 class BillToWrite:
     bill_no: str | None  # None only for a held bill whose document has no number
     source_ref: str | None
-    source_id: int  # the WDT document's id (stockout_id …)
+    source_id: int | None  # the WDT document's id (stockout_id …); None for a merged bill
     ready: bool
     model: Mapping[str, Any] | None
     hold_reason: str | None = None
@@ -62,7 +62,7 @@ class BillToWrite:
 class BillOutcome:
     bill_no: str | None
     source_ref: str | None
-    source_id: int
+    source_id: int | None
     outcome: str
     fid: int | None = None
     kingdee_bill_no: str | None = None
@@ -125,7 +125,7 @@ def bills_to_write(bills: pd.DataFrame, flow: Flow) -> list[BillToWrite]:
         BillToWrite(
             bill_no=row.bill_no,
             source_ref=row.source_ref,
-            source_id=int(getattr(row, key)),
+            source_id=None if pd.isna(getattr(row, key)) else int(getattr(row, key)),
             ready=row.readiness == Readiness.READY,
             model=row.model,
             hold_reason=row.hold_reason,
