@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -165,6 +166,21 @@ class FlowAssets:
         return [self.raw, self.lines, self.bills, self.results]
 
 
+def _daily(flow: Flow, name: str) -> dict[str, Any]:
+    """What every asset of a flow is: one of its four names, under its prefix and group, by day."""
+    return {
+        "name": name,
+        "key_prefix": flow.key_prefix,
+        "partitions_def": daily_partitions,
+        "group_name": flow.group,
+    }
+
+
+def _calls_api(pool: str) -> dict[str, Any]:
+    """An API-bound step: in the API's pool, retried by Dagster after a transient failure."""
+    return {"pool": pool, "retry_policy": API_RETRY, "kinds": {"api", "pandas"}}
+
+
 def build_assets(flow: Flow) -> FlowAssets:
     """The flow's assets: pull, normalize, map, write — one Beijing day per partition."""
     source, form = flow.source, flow.form
@@ -189,13 +205,8 @@ def build_assets(flow: Flow) -> FlowAssets:
         )
 
     @dg.asset(
-        name=flow.raw_name,
-        key_prefix=flow.key_prefix,
-        partitions_def=daily_partitions,
-        group_name=flow.group,
-        pool=WDT_POOL,
-        retry_policy=API_RETRY,
-        kinds={"api", "pandas"},
+        **_daily(flow, flow.raw_name),
+        **_calls_api(WDT_POOL),
         description=(
             f"{source.title} whose {source.noun} time ({source.time_title}) falls on the "
             "partition's Beijing day, exactly as WDT sent them. Complete: the distinct orders "
@@ -271,11 +282,8 @@ def build_assets(flow: Flow) -> FlowAssets:
         )
 
     @dg.asset(
-        name=flow.lines_name,
-        key_prefix=flow.key_prefix,
+        **_daily(flow, flow.lines_name),
         ins={"raw": dg.AssetIn(raw_key)},
-        partitions_def=daily_partitions,
-        group_name=flow.group,
         kinds={"pandas"},
         description=(
             f"{source.lines_title}, one typed row per WDT detail line: exact decimal quantities, "
@@ -306,14 +314,9 @@ def build_assets(flow: Flow) -> FlowAssets:
         )
 
     @dg.asset(
-        name=flow.bills_name,
-        key_prefix=flow.key_prefix,
+        **_daily(flow, flow.bills_name),
+        **_calls_api(KINGDEE_POOL),
         ins={"lines": dg.AssetIn(lines_key)},
-        partitions_def=daily_partitions,
-        group_name=flow.group,
-        pool=KINGDEE_POOL,
-        retry_policy=API_RETRY,
-        kinds={"api", "pandas"},
         description=(
             f"{form.plural}: one bill per {source.noun} (or, with the mapping's strategy "
             "per_day_warehouse, merged bills per warehouse and day) built by the mapping, with "
@@ -361,14 +364,9 @@ def build_assets(flow: Flow) -> FlowAssets:
         )
 
     @dg.asset(
-        name=flow.results_name,
-        key_prefix=flow.key_prefix,
+        **_daily(flow, flow.results_name),
+        **_calls_api(KINGDEE_POOL),
         ins={"bills": dg.AssetIn(bills_key)},
-        partitions_def=daily_partitions,
-        group_name=flow.group,
-        pool=KINGDEE_POOL,
-        retry_policy=API_RETRY,
-        kinds={"api", "pandas"},
         description=(
             f"金蝶写入结果 (what Kingdee now holds), one row per {form.chinese}: created, "
             "already_in_kingdee, held or failed (permanent or transient), with the FID, the number "

@@ -178,9 +178,40 @@ class MappingConfig(BaseModel):
     def header(self, bill: Mapping[str, Any], note: str, org: str, ref: References) -> dict:
         """The bill's header fields in the form's template order, without its entries."""
 
-    @abstractmethod
+    def entry_first(self) -> dict[str, Any]:
+        """Fields a form's entries start with (its template's order), before the common ones."""
+        return {}
+
     def entries(self, org: str, ref: References) -> EntryMaker:
-        """A maker of the form's entry lines for bills of stock org ``org``."""
+        """A maker of the form's entry lines for bills of stock org ``org``, keyed as the form
+        spells its fields (``kingdee/forms.py``), in Kingdee's template order."""
+        form = self.FORM
+        stock_org, owner_org = self.orgs(org)
+        status, owner, keeper = ref(self.stock_status), ref(owner_org), ref(stock_org)
+        first, with_lot = self.entry_first(), self.lot_from_batch_no
+
+        def entry(material, unit, quantity, stock, lot, rec_id) -> dict[str, Any]:
+            unit_ref = ref(unit)
+            item: dict[str, Any] = {
+                **first,
+                form.material: ref(material),
+                "FUnitID": unit_ref,
+                form.quantity: quantity,
+                "FBaseUnitId": unit_ref,
+                form.stock: ref(stock),
+                form.stock_status: status,
+                form.owner_type: "BD_OwnerOrg",
+                form.owner: owner,
+                form.keeper_type: "BD_KeeperOrg",
+                form.keeper: keeper,
+            }
+            if with_lot and lot:
+                item[form.lot] = ref(lot)
+            if rec_id is not None and rec_id is not pd.NA:
+                item["FEntryNote"] = f"WDT rec_id {rec_id}"
+            return item
+
+        return entry
 
 
 # (material, unit, quantity, stock, lot or None, WDT line id or None) → one entry of the form.
@@ -219,33 +250,6 @@ class MisDeliveryMapping(MappingConfig):
             "FBaseCurrId": ref(self.base_currency),
             "FNote": note,
         }
-
-    def entries(self, org: str, ref: References) -> EntryMaker:
-        stock_org, owner_org = self.orgs(org)
-        status, owner, keeper = ref(self.stock_status), ref(owner_org), ref(stock_org)
-        with_lot = self.lot_from_batch_no
-
-        def entry(material, unit, quantity, stock, lot, rec_id) -> dict[str, Any]:
-            unit_ref = ref(unit)
-            item: dict[str, Any] = {
-                "FMaterialId": ref(material),
-                "FUnitID": unit_ref,
-                "FQty": quantity,
-                "FBaseUnitId": unit_ref,
-                "FStockId": ref(stock),
-                "FStockStatusId": status,
-                "FOwnerTypeId": "BD_OwnerOrg",
-                "FOwnerId": owner,
-                "FKeeperTypeId": "BD_KeeperOrg",
-                "FKeeperId": keeper,
-            }
-            if with_lot and lot:
-                item["FLot"] = ref(lot)
-            if rec_id is not None and rec_id is not pd.NA:
-                item["FEntryNote"] = f"WDT rec_id {rec_id}"
-            return item
-
-        return entry
 
 
 STOCKIN_FIELDS = frozenset({"stockin_no", "process_no", "warehouse_no", "stockin_id"})
@@ -293,33 +297,8 @@ class MiscellaneousMapping(MappingConfig):
             "FNOTE": note,
         }
 
-    def entries(self, org: str, ref: References) -> EntryMaker:
-        stock_org, owner_org = self.orgs(org)
-        status, owner, keeper = ref(self.stock_status), ref(owner_org), ref(stock_org)
-        with_lot, in_stock_type = self.lot_from_batch_no, self.in_stock_type
-
-        def entry(material, unit, quantity, stock, lot, rec_id) -> dict[str, Any]:
-            unit_ref = ref(unit)
-            item: dict[str, Any] = {
-                "FInStockType": in_stock_type,
-                "FMATERIALID": ref(material),
-                "FUnitID": unit_ref,
-                "FQty": quantity,
-                "FBaseUnitId": unit_ref,
-                "FSTOCKID": ref(stock),
-                "FSTOCKSTATUSID": status,
-                "FOWNERTYPEID": "BD_OwnerOrg",
-                "FOWNERID": owner,
-                "FKEEPERTYPEID": "BD_KeeperOrg",
-                "FKEEPERID": keeper,
-            }
-            if with_lot and lot:
-                item["FLOT"] = ref(lot)
-            if rec_id is not None and rec_id is not pd.NA:
-                item["FEntryNote"] = f"WDT rec_id {rec_id}"
-            return item
-
-        return entry
+    def entry_first(self) -> dict[str, Any]:
+        return {"FInStockType": self.in_stock_type}
 
 
 def load_mapping(

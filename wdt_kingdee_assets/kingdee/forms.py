@@ -20,6 +20,13 @@ class KingdeeForm:
     english: str  # misc. delivery bill
     note: str  # the header remark field (备注), where the source reference goes by default
     material: str  # the entry's material field
+    stock: str  # the entry's warehouse (仓库)
+    lot: str  # the entry's lot (批号)
+    stock_status: str  # the entry's stock status (库存状态)
+    owner_type: str  # the entry's owner type and owner (货主)
+    owner: str
+    keeper_type: str  # the entry's keeper type and keeper (保管者)
+    keeper: str
     quantity: str = "FQty"
     entry: str = "FEntity"
     bill_type: str = "FBillTypeID"
@@ -48,6 +55,13 @@ MIS_DELIVERY = KingdeeForm(
     english="misc. delivery bill",
     note="FNote",
     material="FMaterialId",
+    stock="FStockId",
+    lot="FLot",
+    stock_status="FStockStatusId",
+    owner_type="FOwnerTypeId",
+    owner="FOwnerId",
+    keeper_type="FKeeperTypeId",
+    keeper="FKeeperId",
 )
 
 MISCELLANEOUS = KingdeeForm(
@@ -56,6 +70,13 @@ MISCELLANEOUS = KingdeeForm(
     english="misc. receipt bill",
     note="FNOTE",
     material="FMATERIALID",
+    stock="FSTOCKID",
+    lot="FLOT",
+    stock_status="FSTOCKSTATUSID",
+    owner_type="FOWNERTYPEID",
+    owner="FOWNERID",
+    keeper_type="FKEEPERTYPEID",
+    keeper="FKEEPERID",
 )
 
 FORMS = {form.form_id: form for form in (MIS_DELIVERY, MISCELLANEOUS)}
