@@ -9,7 +9,6 @@ import dagster as dg
 
 from wdt_kingdee_assets import assets as assets_module
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
-from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills, wire_model
 from wdt_kingdee_assets.normalize import normalize_orders
@@ -45,17 +44,6 @@ def simple_order(pipeline, stockout_id, number, moment, *, warehouse="CK001", qu
             }
         ],
     }
-
-
-def kingdee_client(pipeline) -> KingdeeClient:
-    creds = pipeline.sandbox.kingdee_credentials
-    return KingdeeClient(
-        pipeline.sandbox.kingdee_base_url,
-        creds.acct_id,
-        creds.username,
-        creds.app_id,
-        creds.app_secret,
-    )
 
 
 def test_late_stockout_fails_the_completeness_check(make_pipeline):
@@ -147,7 +135,7 @@ def test_bill_already_in_kingdee_with_other_quantities_fails_the_read_back_check
         "100",
         flow=PRODUCTION_STOCKOUT,
     ).iloc[0]["model"]
-    saved = kingdee_client(pipeline).batch_save(
+    saved = pipeline.kingdee_client().batch_save(
         "STK_MisDelivery", [wire_model(model, MIS_DELIVERY)]
     )
     assert saved.saved and not saved.errors
@@ -179,7 +167,7 @@ def test_a_bill_keyed_twice_into_kingdee_fails_the_duplicate_check(make_pipeline
         "100",
         flow=PRODUCTION_STOCKOUT,
     ).iloc[0]["model"]
-    client = kingdee_client(pipeline)
+    client = pipeline.kingdee_client()
     for _ in range(2):
         assert client.batch_save("STK_MisDelivery", [wire_model(model, MIS_DELIVERY)]).saved
 

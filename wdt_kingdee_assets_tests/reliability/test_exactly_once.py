@@ -16,7 +16,6 @@ import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
-from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
@@ -32,17 +31,6 @@ RACER = "wdt_kingdee_assets_tests.reliability.materialize_day"
 ASSETS_ONLY = dg.AssetSelection.all().without_checks()
 UP_TO_BILLS = dg.AssetSelection.assets("raw_stockouts", "normalized_stockouts", "kingdee_bills")
 BATCHES_OF_5 = {"ops": {"kingdee_write_results": {"config": {"batch_size": 5}}}}
-
-
-def kingdee_client(pipeline) -> KingdeeClient:
-    creds = pipeline.sandbox.kingdee_credentials
-    return KingdeeClient(
-        pipeline.sandbox.kingdee_base_url,
-        creds.acct_id,
-        creds.username,
-        creds.app_id,
-        creds.app_secret,
-    )
 
 
 def test_a_renumbering_kingdee_gets_each_bill_once_over_reruns(make_pipeline):
@@ -75,7 +63,7 @@ def test_the_duplicate_check_counts_bills_per_source_not_per_number(make_pipelin
     assert pipeline.run(day).success
     bills = pipeline.stored("kingdee_bills", day)
     copied = bills[bills["readiness"] == "ready"].iloc[0]
-    again = kingdee_client(pipeline).batch_save(
+    again = pipeline.kingdee_client().batch_save(
         "STK_MisDelivery", [wire_model(copied["model"], MIS_DELIVERY)]
     )
     assert again.saved and again.saved[0].number != copied["bill_no"]
@@ -220,7 +208,7 @@ def test_without_the_lease_racing_writers_duplicate_and_with_it_they_do_not(make
             thread.join()
 
     def unguarded() -> None:
-        BillWriter(kingdee_client(pipeline), scope, batch_size=5).write(bills)
+        BillWriter(pipeline.kingdee_client(), scope, batch_size=5).write(bills)
 
     race(unguarded, unguarded)
     numbers = [bill["FBillNo"] for bill in pipeline.sandbox.kingdee.bills()]
@@ -237,7 +225,7 @@ def test_without_the_lease_racing_writers_duplicate_and_with_it_they_do_not(make
             lease = WriteLease(pipeline.instance, f"wdt_to_kingdee/{day}", run_id)
             with holding(lease, wait_seconds=60, poll_seconds=0.05) as held:
                 writer = BillWriter(
-                    kingdee_client(pipeline), scope, batch_size=5, before_send=held.check
+                    pipeline.kingdee_client(), scope, batch_size=5, before_send=held.check
                 )
                 writer.write(bills)
 
