@@ -361,7 +361,8 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
                 materials,  # noqa: B023
                 MisDeliveryMapping(),
                 "100",
-                flow=PRODUCTION_STOCKOUT,
+                source=PRODUCTION_STOCKOUT.source,
+                schema=PRODUCTION_STOCKOUT.bills_schema,
             )
         )
         mapping = min(mapping, seconds)

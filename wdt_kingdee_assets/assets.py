@@ -343,7 +343,16 @@ def build_assets(flow: Flow) -> FlowAssets:
                 own = documents_with_own_bills(
                     client, bill_scope(flow, mapping, kingdee, context.partition_key)
                 )
-        built = build_bills(lines, materials, mapping, kingdee.org_number, flow, earlier, own)
+        built = build_bills(
+            lines,
+            materials,
+            mapping,
+            kingdee.org_number,
+            source,
+            flow.bills_schema,
+            earlier,
+            own,
+        )
         held = built[built["readiness"] == Readiness.HELD]
         missing = sorted({number for numbers in built["missing_materials"] for number in numbers})
         context.log.info(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from wdt_kingdee_assets.flow import Flow, Source
+from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY, MISCELLANEOUS
 from wdt_kingdee_assets.mapping import (
     MAPPING_ENV,
@@ -15,6 +15,7 @@ from wdt_kingdee_assets.mapping import (
     MisDeliveryMapping,
     load_mapping,
 )
+from wdt_kingdee_assets.source import Source
 from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKIN, PROCESS_STOCKOUT
 
 # 生产出库 → 其他出库单: the seed article's scheme, the first flow.

@@ -30,7 +30,8 @@ from wdt_kingdee_assets.outcomes import Readiness
 from wdt_kingdee_assets.reference import reference_token
 
 if TYPE_CHECKING:
-    from wdt_kingdee_assets.flow import Flow
+    from wdt_kingdee_assets.frames import FrameSchema
+    from wdt_kingdee_assets.source import Source
 
 MAPPING_ENV = "WDT_KINGDEE_MAPPING"
 STOCKIN_MAPPING_ENV = "WDT_KINGDEE_STOCKIN_MAPPING"
@@ -414,11 +415,13 @@ def build_bills(
     materials: Mapping[str, Material],
     config: MappingConfig,
     org: str,
-    flow: Flow,
+    source: Source,
+    schema: FrameSchema,
     earlier: Mapping[str, int] | None = None,
     own: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
-    """The day's bills (the flow's bills columns), each ``ready`` or ``held`` with the reasons.
+    """The day's bills (``schema``: the flow's bills columns), each ``ready`` or ``held`` with the
+    reasons.
 
     First each document is judged: it is held when any of its lines was rejected (a partial bill
     would misstate the document), when Kingdee lacks or has disabled one of its materials, when a
@@ -433,7 +436,7 @@ def build_bills(
     One pass over the lines sorted by document (stable, so each bill keeps WDT's line order),
     on plain lists: per-group pandas calls would cost far more than the work itself.
     """
-    key, number = flow.source.key, flow.source.number
+    key, number = source.key, source.number
     form = config.FORM
     stock_org = config.orgs(org)[0]
     note_fields = config.note_fields()
@@ -457,7 +460,7 @@ def build_bills(
             "process_no": column["process_no"][first],
             "warehouse_no": column["warehouse_no"][first],
         }
-        moment = column[flow.source.time_field][first]
+        moment = column[source.time_field][first]
         # A document's own bill stands for it: the document's number is its source reference.
         header["source_ref"] = header[number]
         header["bill_no"] = (
@@ -608,4 +611,4 @@ def build_bills(
                 own_bill(document) if document["readiness"] == Readiness.READY else document
                 for document in documents
             ]
-        return flow.bills_schema.frame(bills)
+        return schema.frame(bills)

@@ -18,7 +18,8 @@ from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.bulk import gc_paused
 
 if TYPE_CHECKING:
-    from wdt_kingdee_assets.flow import Flow, Source
+    from wdt_kingdee_assets.flow import Flow
+    from wdt_kingdee_assets.source import Source
 
 WDT_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 # Ids and statuses are stored as 64-bit integers: a larger value is garbage, not an id.

@@ -133,7 +133,8 @@ def test_bill_already_in_kingdee_with_other_quantities_fails_the_read_back_check
         known,
         MisDeliveryMapping(),
         "100",
-        flow=PRODUCTION_STOCKOUT,
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
     ).iloc[0]["model"]
     saved = pipeline.kingdee_client().batch_save(
         "STK_MisDelivery", [wire_model(model, MIS_DELIVERY)]
@@ -165,7 +166,8 @@ def test_a_bill_keyed_twice_into_kingdee_fails_the_duplicate_check(make_pipeline
         {material.number: KnownMaterial(material.base_unit)},
         MisDeliveryMapping(),
         "100",
-        flow=PRODUCTION_STOCKOUT,
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
     ).iloc[0]["model"]
     client = pipeline.kingdee_client()
     for _ in range(2):

@@ -117,7 +117,14 @@ def test_odd_strings_are_kept_verbatim_and_reach_the_bill(text):
     assert lines.iloc[0]["spec_no"] == text.strip()
 
     materials = {text.strip(): usable_material(text.strip())}
-    bills = build_bills(lines, materials, MisDeliveryMapping(), "100", flow=PRODUCTION_STOCKOUT)
+    bills = build_bills(
+        lines,
+        materials,
+        MisDeliveryMapping(),
+        "100",
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
+    )
     assert bills.iloc[0]["bill_no"] == text.strip()
     assert bills.iloc[0]["model"]["FEntity"][0]["FMaterialId"] == {"FNumber": text.strip()}
 
@@ -192,7 +199,14 @@ def test_fuzzed_records_never_crash_or_vanish_and_ready_bills_keep_their_quantit
         assert line.spec_no and line.stockout_no and line.warehouse_no and line.status == 110
         assert line.consign_time is not None and line.consign_time.tzinfo is not None
     materials = {number: usable_material(number) for number in set(usable["spec_no"]) | known}
-    bills = build_bills(lines, materials, MisDeliveryMapping(), "100", flow=PRODUCTION_STOCKOUT)
+    bills = build_bills(
+        lines,
+        materials,
+        MisDeliveryMapping(),
+        "100",
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
+    )
     identified = lines[lines["stockout_id"].notna()]
     assert sorted(bills["stockout_id"]) == sorted(set(identified["stockout_id"]))
     for bill in bills.itertuples(index=False):

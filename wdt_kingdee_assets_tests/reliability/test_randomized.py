@@ -210,7 +210,14 @@ def sync_once(
     usable = sorted(set(lines.loc[lines["reject_reason"].isna(), "spec_no"]))
     materials = kingdee.find_materials(usable, use_org="100") if usable else {}
     mapping = MisDeliveryMapping()
-    bills = build_bills(lines, materials, mapping, "100", flow=PRODUCTION_STOCKOUT)
+    bills = build_bills(
+        lines,
+        materials,
+        mapping,
+        "100",
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
+    )
 
     def crash_between_batches(done: int, total: int) -> None:
         if done == scenario.crash_after_batches and done < total:

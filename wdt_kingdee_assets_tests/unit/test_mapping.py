@@ -55,7 +55,14 @@ def test_default_mapping_builds_the_seed_bill():
     lines = normalize_orders(
         [stockout(7, [("MAT-001", 3), ("MAT-002", "1.25")])], PRODUCTION_STOCKOUT
     )
-    bills = build_bills(lines, MATERIALS, MisDeliveryMapping(), org="100", flow=PRODUCTION_STOCKOUT)
+    bills = build_bills(
+        lines,
+        MATERIALS,
+        MisDeliveryMapping(),
+        org="100",
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
+    )
     bill = bills.iloc[0]
     assert bill["readiness"] == "ready"
     model = bill["model"]
@@ -91,7 +98,12 @@ def test_missing_disabled_material_and_rejected_lines_hold_only_their_bills():
         PRODUCTION_STOCKOUT,
     )
     bills = build_bills(
-        lines, MATERIALS, MisDeliveryMapping(), org="100", flow=PRODUCTION_STOCKOUT
+        lines,
+        MATERIALS,
+        MisDeliveryMapping(),
+        org="100",
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
     ).set_index("stockout_id")
     assert bills.loc[1, "readiness"] == "ready"
     assert (
@@ -111,9 +123,14 @@ def test_warehouse_map_and_hold_on_unmapped():
         PRODUCTION_STOCKOUT,
     )
     config = MisDeliveryMapping(warehouses={"CK001": "STK-A"}, unmapped_warehouse="hold")
-    bills = build_bills(lines, MATERIALS, config, org="200", flow=PRODUCTION_STOCKOUT).set_index(
-        "stockout_id"
-    )
+    bills = build_bills(
+        lines,
+        MATERIALS,
+        config,
+        org="200",
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
+    ).set_index("stockout_id")
     assert bills.loc[1, "model"]["FEntity"][0]["FStockId"] == {"FNumber": "STK-A"}
     assert bills.loc[1, "model"]["FStockOrgId"] == {"FNumber": "200"}
     assert "CK999 is not mapped" in bills.loc[2, "hold_reason"]
@@ -170,9 +187,14 @@ def test_a_custom_reference_field_carries_the_token_and_frees_the_note(tmp_path)
     )
     config = load_mapping(path)
     lines = normalize_orders([stockout(7, [("MAT-001", 3)])], PRODUCTION_STOCKOUT)
-    model = build_bills(lines, MATERIALS, config, org="100", flow=PRODUCTION_STOCKOUT).iloc[0][
-        "model"
-    ]
+    model = build_bills(
+        lines,
+        MATERIALS,
+        config,
+        org="100",
+        source=PRODUCTION_STOCKOUT.source,
+        schema=PRODUCTION_STOCKOUT.bills_schema,
+    ).iloc[0]["model"]
     assert model["F_PAEZ_SourceRef"] == "[WDT:CK7]"
     assert model["FNote"] == "WDT CK7"
     assert list(model).index("F_PAEZ_SourceRef") == list(model).index("FNote") + 1
