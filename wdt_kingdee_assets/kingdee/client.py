@@ -36,6 +36,10 @@ from wdt_kingdee_assets.kingdee.signing import login_sign, sdk_headers
 from wdt_kingdee_assets.throttle import Backoff, shared_limiter
 
 BATCH_SAVE = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.BatchSave"
+SUBMIT = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.Submit"
+AUDIT = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.Audit"
+UNAUDIT = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.UnAudit"
+DELETE = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.Delete"
 EXECUTE_BILL_QUERY = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery"
 LOGIN_BY_SIGN = "Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginBySign"
 
@@ -341,12 +345,42 @@ class KingdeeClient:
         and :class:`KingdeeAuthError` when the credentials are refused (nothing was saved).
         """
         data = {**DEFAULT_SAVE_OPTIONS, **(options or {}), "Model": list(models)}
-        payload = {"formid": form_id, "data": data}
-        service = _short(BATCH_SAVE)
+        return self._write(BATCH_SAVE, {"formid": form_id, "data": data}, len(models))
+
+    def submit(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
+        """Submit (提交) saved bills by number: A or D → B. Per bill, like a save; never retried."""
+        return self._operate(SUBMIT, form_id, bill_nos)
+
+    def audit(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
+        """Audit (审核) submitted bills by number: B → C, the moment stock moves."""
+        return self._operate(AUDIT, form_id, bill_nos)
+
+    def unaudit(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
+        """UnAudit (反审核) audited bills by number: C → D, the stock movement reversed."""
+        return self._operate(UNAUDIT, form_id, bill_nos)
+
+    def delete(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
+        """Delete (删除) bills not submitted or audited (A or D) by number."""
+        return self._operate(DELETE, form_id, bill_nos)
+
+    def _operate(self, service: str, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
+        # ``Numbers`` is an array, ``Ids`` a comma string (reference §4); by number, as the
+        # numbers Kingdee answered the save with are what the write results hold.
+        numbers = list(bill_nos)
+        data = {"CreateOrgId": 0, "Numbers": numbers, "Ids": ""}
+        return self._write(service, {"formid": form_id, "data": data}, len(numbers))
+
+    def _write(self, service_name: str, payload: dict, count: int) -> BatchSaveResult:
+        """One call that changes Kingdee, answered per bill by DIndex; never retried.
+
+        Raises :class:`KingdeeUnknownOutcome` when the answer is unusable (reconcile before
+        anything is sent again) and :class:`KingdeeAuthError` when the credentials are refused.
+        """
+        service = _short(service_name)
         self._ensure_session()
         sid_used = self._sid
         try:
-            body = self._exchange(BATCH_SAVE, payload, self.write_timeout)
+            body = self._exchange(service_name, payload, self.write_timeout)
         except KingdeeTransientError as exc:
             raise KingdeeUnknownOutcome(None, exc.messages, service, exc.cause) from exc
         except KingdeeProtocolError as exc:
@@ -369,7 +403,7 @@ class KingdeeClient:
         if msg_code in _TRANSIENT_MSG_CODES:
             # When MsgCode 14 fires is a guess (reference §7): reconciling is safe either way.
             raise KingdeeUnknownOutcome(msg_code, self._messages(status), service, "throttled")
-        return self._batch_result(body, status, msg_code, len(models))
+        return self._batch_result(body, status, msg_code, count)
 
     def execute_bill_query(
         self,
@@ -811,9 +845,13 @@ class KingdeeClient:
 
 
 __all__ = [
+    "AUDIT",
     "BATCH_SAVE",
+    "DELETE",
     "EXECUTE_BILL_QUERY",
     "LOGIN_BY_SIGN",
+    "SUBMIT",
+    "UNAUDIT",
     "BatchSaveResult",
     "BillRecord",
     "ClientStats",

@@ -72,6 +72,10 @@ MSG_CALL_ERRORS = {
 _SERVICE_PATH = re.compile(r"/k3cloud/(?P<service>[A-Za-z0-9_.]+)\.common\.kdsvc/?", re.IGNORECASE)
 _SERVICES = {
     "kingdee.bos.webapi.servicesstub.dynamicformservice.batchsave": "BatchSave",
+    "kingdee.bos.webapi.servicesstub.dynamicformservice.submit": "Submit",
+    "kingdee.bos.webapi.servicesstub.dynamicformservice.audit": "Audit",
+    "kingdee.bos.webapi.servicesstub.dynamicformservice.unaudit": "UnAudit",
+    "kingdee.bos.webapi.servicesstub.dynamicformservice.delete": "Delete",
     "kingdee.bos.webapi.servicesstub.dynamicformservice.executebillquery": "ExecuteBillQuery",
     "kingdee.bos.webapi.servicesstub.authservice.loginbysign": "LoginBySign",
 }
@@ -95,6 +99,10 @@ _SUPPORTED_FAULTS = frozenset(
 _AFTER_COMMIT = frozenset(
     {"timeout_after_commit", "5xx_after_commit", "reset_after_commit", "truncated_json"}
 )
+# The operations on saved bills: each moves a bill between document states (FDocumentStatus:
+# A 创建, B 审核中, C 已审核, D 重新审核), one bill at a time, with Save's envelope.
+_LIFECYCLE = frozenset({"Submit", "Audit", "UnAudit", "Delete"})
+_STATUS_NAMES = {"A": "创建", "B": "审核中", "C": "已审核", "D": "重新审核"}
 # A held connection outlasts any sane client read timeout unless the rule says how long.
 _DEFAULT_HOLD_SECONDS = 30.0
 # LoginBySign's timestamp must be this close to the server clock (the SDK signs with seconds).
@@ -640,6 +648,9 @@ class KingdeeSimulator:
         unique_bill_no: bool = True,
         numbering: Literal["keep", "auto"] = "keep",
         custom_header_fields: Iterable[str] = (),
+        track_stock: bool = False,
+        allow_negative_stock: bool = False,
+        approval_workflow: bool = False,
     ) -> None:
         if numbering not in ("keep", "auto"):
             raise ValueError(f"numbering must be 'keep' or 'auto', got {numbering!r}")
@@ -648,6 +659,11 @@ class KingdeeSimulator:
         self.per_bill_latency = per_bill_latency
         self.unique_bill_no = unique_bill_no
         self.numbering = numbering
+        # On-hand stock per (material, warehouse), moved by Audit and UnAudit; None = not tracked.
+        self.on_hand: dict[tuple[str, str], Decimal] | None = {} if track_stock else None
+        self.allow_negative_stock = allow_negative_stock
+        # A workflow bound to the bill types: Audit over the WebAPI is refused (WorkflowAudit).
+        self.approval_workflow = approval_workflow
         self._custom_fields = tuple(dict.fromkeys(custom_header_fields))
         if bad := [name for name in self._custom_fields if not name.startswith("F_")]:
             raise ValueError(f"custom header fields are named F_…, got {bad}")
@@ -930,6 +946,8 @@ class KingdeeSimulator:
             formid, data = self._unwrap(operation, request.body)
             if operation == "BatchSave":
                 payload: Any = self._batch_save(formid, data)
+            elif operation in _LIFECYCLE:
+                payload = self._lifecycle(operation, formid, data)
             else:
                 payload = self._query(data)
         except _Rejected as rejected:
@@ -1037,6 +1055,107 @@ class KingdeeSimulator:
         if not isinstance(data, Mapping):
             raise _Rejected(8, "data数据包不能为空。")
         return (str(formid) if formid else None), dict(data)
+
+    # -- Submit, Audit, UnAudit, Delete -------------------------------------------------------
+
+    def _lifecycle(self, operation: str, formid: str | None, data: dict[str, Any]) -> dict:
+        """One operation on the bills named by ``Numbers`` (an array) or ``Ids`` (a comma-
+        separated string), each on its own: a bill that cannot take it is an error at its DIndex,
+        the others move on (per-bill outcomes in one call [G], as BatchSave answers)."""
+        form = _SAVE_FORMS.get((formid or "").casefold())
+        if form is None:
+            raise _Rejected(4, f"标识为“{formid}”的业务对象不存在，或者被删除。")
+        numbers, ids = data.get("Numbers"), data.get("Ids")
+        if numbers and not isinstance(numbers, list):
+            raise _Rejected(8, "参数Numbers必须是单据编号的数组。")  # [G] exact text
+        targets: list[str] = [str(number) for number in numbers or []]
+        by_id = bool(not targets and ids)
+        if by_id:
+            targets = [part.strip() for part in str(ids).split(",") if part.strip()]
+        if not targets:
+            raise _Rejected(8, "请指定要操作的单据编号(Numbers)或内码(Ids)。")  # [G] exact text
+        errors: list[dict[str, Any]] = []
+        successes: list[dict[str, Any]] = []
+        with self._lock:
+            for dindex, target in enumerate(targets):
+                bill = self._find_bill(form, target, by_id)
+                if bill is None:
+                    errors.append(_error(f"单据“{target}”不存在，或者已被删除。", None, dindex))
+                    continue
+                problem = self._transition(operation, form, bill)
+                if problem:
+                    errors.append(_error(problem, None, dindex))
+                else:
+                    successes.append({"Id": bill.fid, "Number": bill.bill_no, "DIndex": dindex})
+        return _envelope(errors, 11 if errors else 0, successes=successes)
+
+    def _find_bill(self, form: _SaveForm, target: str, by_id: bool) -> _Bill | None:
+        for bill in self._bills:
+            if bill.form != form.form_id:
+                continue
+            if (str(bill.fid) == target) if by_id else _fold(bill.bill_no) == _fold(target):
+                return bill
+        return None
+
+    def _transition(self, operation: str, form: _SaveForm, bill: _Bill) -> str | None:
+        """Move ``bill`` as ``operation`` asks; the refusal (Kingdee's words [G]) when it cannot."""
+        state = f"“{bill.bill_no}”的单据状态为“{_STATUS_NAMES.get(bill.status, bill.status)}”"
+        if operation == "Submit":
+            if bill.status not in ("A", "D"):
+                return f"{state}，不能提交。"
+            bill.status = "B"
+        elif operation == "Audit":
+            if bill.status != "B":
+                return f"{state}，只有审核中的单据才能审核。"
+            if self.approval_workflow:
+                return f"“{bill.bill_no}”已启用审批流，请通过工作流审批（WorkflowAudit），不能直接审核。"
+            shortage = self._move_stock(form, bill, +1)
+            if shortage:
+                return shortage
+            bill.status = "C"
+        elif operation == "UnAudit":
+            if bill.status != "C":
+                return f"{state}，只有已审核的单据才能反审核。"
+            shortage = self._move_stock(form, bill, -1)
+            if shortage:
+                return shortage
+            bill.status = "D"
+        else:  # Delete
+            if bill.status not in ("A", "D"):
+                return f"{state}，不能删除。"
+            self._bills.remove(bill)
+        return None
+
+    def _move_stock(self, form: _SaveForm, bill: _Bill, sign: int) -> str | None:
+        """Audit (+1) or UnAudit (−1) a bill's stock movement; the refusal when on-hand stock of a
+        material and warehouse would go negative (when stock is tracked and negative stock is
+        not allowed). Nothing moves unless every entry can."""
+        if self.on_hand is None:
+            return None
+        outbound = (form.form_id == "STK_MisDelivery") == (bill.direction != "RETURN")
+        moves: dict[tuple[str, str], Decimal] = {}
+        for entry in bill.entries:
+            place = (_fold(entry.material), _fold(entry.stock))
+            change = -entry.qty if outbound else entry.qty
+            moves[place] = moves.get(place, Decimal(0)) + change * sign
+        for (material, stock), change in moves.items():
+            after = self.on_hand.get((material, stock), Decimal(0)) + change
+            if after < 0 and not self.allow_negative_stock:
+                return (
+                    f"物料“{material}”在仓库“{stock}”的即时库存不足（可用 "
+                    f"{self.on_hand.get((material, stock), Decimal(0))}，需要 {-change}），"
+                    "不允许负库存。"
+                )
+        for place, change in moves.items():
+            self.on_hand[place] = self.on_hand.get(place, Decimal(0)) + change
+        return None
+
+    def set_stock(self, material: str, stock: str, qty: Decimal) -> None:
+        """Put ``qty`` on hand for a material in a warehouse (turns stock tracking on)."""
+        with self._lock:
+            if self.on_hand is None:
+                self.on_hand = {}
+            self.on_hand[(_fold(material), _fold(stock))] = Decimal(qty)
 
     # -- BatchSave --------------------------------------------------------------------------
 

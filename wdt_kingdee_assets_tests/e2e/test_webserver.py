@@ -30,6 +30,7 @@ from dagster_graphql import DagsterGraphQLClient
 from wdt_kingdee_assets.instance import install_instance_config
 from wdt_kingdee_assets.normalize import parse_wdt_datetime
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
+from wdt_kingdee_assets.sandbox.wdt_server import STOCKIN
 
 pytestmark = pytest.mark.slow
 
@@ -139,6 +140,16 @@ class Dagster:
         nodes = data["repositoriesOrError"].get("nodes") or []
         return (nodes[0]["location"]["name"], nodes[0]["name"]) if nodes else None
 
+    def asset_groups(self) -> dict[str, dict[str, Any]]:
+        """Group → its asset keys and the jobs that materialize them, as the UI lists them."""
+        data = self.query("{ assetNodes { assetKey { path } groupName jobNames } }")
+        groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"assets": set(), "jobs": set()})
+        for node in data["assetNodes"]:
+            group = groups[node["groupName"]]
+            group["assets"].add("/".join(node["assetKey"]["path"]))
+            group["jobs"].update(job for job in node["jobNames"] if not job.startswith("__"))
+        return dict(groups)
+
     def launch_backfill(self, days: list[str]) -> str:
         data = self.query(
             """mutation($params: LaunchBackfillParams!) {
@@ -241,7 +252,9 @@ def quantities(lines: list[dict[str, Any]], material: str, qty: str) -> dict[str
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     # Eight closed days: one for the single run, seven for the backfill.
-    running = Sandbox(SandboxOptions(seed=5, orders_per_day=5, days=8, missing_ratio=0))
+    running = Sandbox(
+        SandboxOptions(seed=5, orders_per_day=5, stockins_per_day=6, days=8, missing_ratio=0)
+    )
     running.seed()
     with running:
         yield running
@@ -263,8 +276,24 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
         dagster = Dagster(port)
         # The webserver answers before it has loaded the code location.
         wait_for("the code location", dagster.location, 90)
+        # Two flows, each a group of four daily assets with its own job.
+        groups = dagster.asset_groups()
+        assert groups["wdt_to_kingdee"] == {
+            "assets": {
+                "raw_stockouts",
+                "normalized_stockouts",
+                "kingdee_bills",
+                "kingdee_write_results",
+            },
+            "jobs": {"sync_stockouts"},
+        }
+        assert groups["production_stockin"]["jobs"] == {"sync_stockins"}
+        assert len(groups["production_stockin"]["assets"]) == 4
         run_id = dagster.client.submit_job_execution(
             "sync_stockouts", tags={"dagster/partition": single}
+        )
+        stockin_run = dagster.client.submit_job_execution(
+            "sync_stockins", tags={"dagster/partition": single}
         )
         backfill_id = dagster.launch_backfill(backfilled)
 
@@ -274,6 +303,19 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
             120,
         )
         assert dagster.client.get_run_status(run_id).value == "SUCCESS"
+        wait_for(
+            "the stock-in run",
+            lambda: dagster.client.get_run_status(stockin_run).value in FINISHED,
+            120,
+        )
+        assert dagster.client.get_run_status(stockin_run).value == "SUCCESS"
+        receipts = sandbox.kingdee.bills("STK_MISCELLANEOUS")
+        checked_in = [
+            order
+            for order in sandbox.wdt.orders_on(date.fromisoformat(single), STOCKIN.name)
+            if order["status"] == 80
+        ]
+        assert len(receipts) == len(checked_in) > 0
         runs = wait_for(
             "the backfill's runs",
             lambda: (r := dagster.runs("dagster/backfill", backfill_id)) and len(r) == len(backfilled) and all(x["status"] in FINISHED for x in r) and r,

@@ -1,0 +1,109 @@
+"""Bills that take effect: Submit, Audit, UnAudit and Delete against the Kingdee simulator, through
+the project's client and the official SDK, with document states and on-hand stock."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from k3cloud_webapi_sdk.main import K3CloudApiSdk
+
+from wdt_kingdee_assets.kingdee.errors import KingdeeUnknownOutcome
+from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
+from wdt_kingdee_assets.sandbox.faults import FaultRule
+from wdt_kingdee_assets_tests.fixtures.kingdee import mis_delivery_bill
+
+FORM = MIS_DELIVERY.form_id
+
+
+def states(client, *numbers: str) -> dict[str, str]:
+    records = client.find_bills(MIS_DELIVERY, list(numbers), org="100")
+    return {record.number: record.document_status for record in records}
+
+
+def test_a_bill_goes_created_submitted_audited_and_back(kingdee_client):
+    assert kingdee_client.batch_save(FORM, [mis_delivery_bill("LC-1")]).is_success
+    assert states(kingdee_client, "LC-1") == {"LC-1": "A"}
+    submitted = kingdee_client.submit(FORM, ["LC-1"])
+    assert submitted.is_success and submitted.saved[0].number == "LC-1"
+    assert states(kingdee_client, "LC-1") == {"LC-1": "B"}
+    assert kingdee_client.audit(FORM, ["LC-1"]).is_success
+    assert states(kingdee_client, "LC-1") == {"LC-1": "C"}
+    assert kingdee_client.unaudit(FORM, ["LC-1"]).is_success
+    assert states(kingdee_client, "LC-1") == {"LC-1": "D"}
+    assert kingdee_client.delete(FORM, ["LC-1"]).is_success
+    assert states(kingdee_client, "LC-1") == {}
+
+
+def test_each_bill_of_a_call_is_refused_or_moved_on_its_own(kingdee_client):
+    saved = kingdee_client.batch_save(FORM, [mis_delivery_bill("LC-2"), mis_delivery_bill("LC-3")])
+    assert saved.is_success
+    assert kingdee_client.submit(FORM, ["LC-2"]).is_success
+    # Audit asks for LC-2 (submitted), LC-3 (only created) and a number Kingdee lacks.
+    result = kingdee_client.audit(FORM, ["LC-2", "LC-3", "NOPE"])
+    assert not result.is_success
+    assert [bill.number for bill in result.saved] == ["LC-2"]
+    assert set(result.errors) == {1, 2}
+    assert "只有审核中的单据才能审核" in result.errors[1][0]
+    assert "不存在" in result.errors[2][0]
+    assert states(kingdee_client, "LC-2", "LC-3") == {"LC-2": "C", "LC-3": "A"}
+    # What is audited cannot be submitted again nor deleted.
+    assert "不能提交" in kingdee_client.submit(FORM, ["LC-2"]).errors[0][0]
+    assert "不能删除" in kingdee_client.delete(FORM, ["LC-2"]).errors[0][0]
+
+
+def test_an_audit_that_would_take_stock_negative_is_refused(kingdee_sim, kingdee_client):
+    kingdee_sim.app.set_stock("MAT-001", "CK001", Decimal(7))
+    bills = [mis_delivery_bill("ST-1"), mis_delivery_bill("ST-2")]  # 5 Pcs of MAT-001 each
+    assert kingdee_client.batch_save(FORM, bills).is_success
+    assert kingdee_client.submit(FORM, ["ST-1", "ST-2"]).is_success
+    result = kingdee_client.audit(FORM, ["ST-1", "ST-2"])
+    assert [bill.number for bill in result.saved] == ["ST-1"]
+    assert "即时库存不足" in result.errors[1][0]
+    assert kingdee_sim.app.on_hand[("mat-001", "ck001")] == Decimal(2)
+    # Stock arrives: the refused bill audits now.
+    kingdee_sim.app.set_stock("MAT-001", "CK001", Decimal(12))
+    assert kingdee_client.audit(FORM, ["ST-2"]).is_success
+    assert kingdee_sim.app.on_hand[("mat-001", "ck001")] == Decimal(7)
+
+
+def test_a_bound_approval_workflow_refuses_the_webapi_audit(kingdee_sim, kingdee_client):
+    kingdee_sim.app.approval_workflow = True
+    assert kingdee_client.batch_save(FORM, [mis_delivery_bill("WF-1")]).is_success
+    assert kingdee_client.submit(FORM, ["WF-1"]).is_success
+    result = kingdee_client.audit(FORM, ["WF-1"])
+    assert not result.is_success and "WorkflowAudit" in result.errors[0][0]
+    assert states(kingdee_client, "WF-1") == {"WF-1": "B"}
+
+
+@pytest.mark.parametrize(
+    "fault", ["5xx_after_commit@Audit", "timeout_after_commit@Audit,seconds=1"]
+)
+def test_an_audit_that_commits_without_an_answer_is_an_unknown_outcome(
+    kingdee_sim, kingdee_client, fault
+):
+    assert kingdee_client.batch_save(FORM, [mis_delivery_bill("UO-1")]).is_success
+    assert kingdee_client.submit(FORM, ["UO-1"]).is_success
+    kingdee_sim.app.faults.add(FaultRule.parse(fault))
+    with pytest.raises(KingdeeUnknownOutcome):
+        kingdee_client.audit(FORM, ["UO-1"])
+    # It did commit: the status says so, which is how a caller reconciles before resending.
+    assert states(kingdee_client, "UO-1") == {"UO-1": "C"}
+
+
+def test_the_official_sdk_submits_and_audits_unchanged(kingdee_sim):
+    creds = kingdee_sim.credentials
+    sdk = K3CloudApiSdk(kingdee_sim.base_url)
+    sdk.InitConfig(
+        creds.acct_id, creds.username, creds.app_id, creds.app_secret, kingdee_sim.base_url
+    )
+    saved = json.loads(sdk.BatchSave(FORM, {"Model": [mis_delivery_bill("SDK-LC")]}))
+    fid = saved["Result"]["ResponseStatus"]["SuccessEntitys"][0]["Id"]
+    for operation in (sdk.Submit, sdk.Audit):
+        answer = json.loads(operation(FORM, {"Numbers": ["SDK-LC"]}))
+        assert answer["Result"]["ResponseStatus"]["IsSuccess"], answer
+    unaudited = json.loads(sdk.UnAudit(FORM, {"Ids": str(fid)}))
+    assert unaudited["Result"]["ResponseStatus"]["SuccessEntitys"][0]["Number"] == "SDK-LC"
+    [bill] = kingdee_sim.app.bills()
+    assert bill["FDocumentStatus"] == "D"
