@@ -44,6 +44,8 @@ TRANSIENT_CALL_CODES = frozenset({4, 6, 12})
 # A per-bill refusal is about the bill's content, which a retry sends unchanged; these phrases
 # mark the few that are about the moment instead (network control, lock, timeout) [G].
 TRANSIENT_MARKERS = ("网络控制", "网控", "死锁", "deadlock", "超时", "timeout", "繁忙")
+# An audit refused for want of stock clears once stock arrives: worth retrying, unlike most.
+STOCK_MARKERS = ("库存不足", "即时库存", "负库存")
 
 
 @dataclass(frozen=True)
@@ -161,13 +163,14 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _refusal(bill: BillToWrite, messages: Sequence[str]) -> tuple[str, list[str]]:
-    """(failure, blockers) of a bill Kingdee refused with ``messages``."""
+def classify_refusal(materials: Sequence[str], messages: Sequence[str]) -> tuple[str, list[str]]:
+    """(failure, blockers) of a bill Kingdee refused with ``messages``: transient when the words
+    are about the moment or about stock (it arrives), else permanent."""
     text = " ".join(messages)
-    if any(marker in text for marker in TRANSIENT_MARKERS):
+    if any(marker in text for marker in (*TRANSIENT_MARKERS, *STOCK_MARKERS)):
         return Failure.TRANSIENT, []
     # Kingdee names the value it refused; a material mentioned is what the bill hinges on.
-    return Failure.PERMANENT, [material for material in bill.materials if material in text]
+    return Failure.PERMANENT, [material for material in materials if material in text]
 
 
 class BillWriter:
@@ -374,7 +377,7 @@ class BillWriter:
             if record is not None:
                 outcome.settle(Outcome.ALREADY_IN_KINGDEE, record.fid, record.number)
             else:
-                failure, blockers = _refusal(bill, outcome.messages)
+                failure, blockers = classify_refusal(bill.materials, outcome.messages)
                 outcome.outcome, outcome.failure, outcome.blockers = (
                     Outcome.FAILED,
                     failure,

@@ -488,6 +488,18 @@ class KingdeeClient:
                 found.setdefault(record.fid, record)
         return [found[fid] for fid in sorted(found)]
 
+    def bill_statuses(
+        self, form: KingdeeForm, fids: Iterable[int], *, reference_field: str | None = None
+    ) -> list[BillRecord]:
+        """The bills with these FIDs as Kingdee holds them now (number, reference, document
+        status), in FID order; a FID Kingdee no longer has is absent."""
+        found: list[BillRecord] = []
+        for chunk in _chunks((str(fid) for fid in fids), self.in_list_size):
+            found += self._bill_records(
+                form, field_in("FID", [int(fid) for fid in chunk]), reference_field or form.note
+            )
+        return sorted({record.fid: record for record in found}.values(), key=lambda r: r.fid)
+
     @staticmethod
     def _day_filter(form: KingdeeForm, day: date, bill_type: str) -> str:
         """One bill type's bills dated ``day``; FDate compared as a range, so a date stored with a
