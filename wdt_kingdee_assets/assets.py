@@ -23,10 +23,11 @@ from wdt_kingdee_assets.grouping import batch_of
 from wdt_kingdee_assets.kingdee.client import KingdeeClient, material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryError
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
+from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
-from wdt_kingdee_assets.outcomes import OPEN, Failure, Outcome, Readiness
+from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.reference import parse_reference
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
@@ -471,9 +472,10 @@ def write_day(
                 on_wait=waiting,
             ) as lease,
         ):
+            mapping = flow.load_mapping()
             writer = BillWriter(
                 client,
-                bill_scope(flow, flow.load_mapping(), kingdee, context.partition_key),
+                bill_scope(flow, mapping, kingdee, context.partition_key),
                 batch_size=config.batch_size,
                 max_sends=config.max_sends,
                 max_in_flight=config.max_in_flight,
@@ -483,6 +485,27 @@ def write_day(
             )
             to_write = bills_to_write(bills, flow)
             summary = writer.write(to_write)
+            # What happens after the save (submit, audit), still holding the day: only bills
+            # Kingdee now holds, each gated on Kingdee's read-back of it (lifecycle.py).
+            lease.check()
+            lifecycle = Lifecycle(
+                client,
+                writer.scope,
+                mapping.after_save,
+                batch_size=config.batch_size,
+                log=context.log,
+            )
+            models = {bill.bill_no: bill.model for bill in to_write if bill.bill_no}
+            after_save = {
+                settled.fid: settled
+                for settled in lifecycle.settle(
+                    [
+                        BillInKingdee(item.bill_no, item.fid, models.get(item.bill_no))
+                        for item in summary.outcomes
+                        if item.outcome in IN_KINGDEE and item.fid is not None and item.bill_no
+                    ]
+                )
+            }
             # What each blocking material is now: the retry sensor re-syncs the day once one
             # of them changes (created, enabled, audited), not on a timer. Those holding bills
             # back were looked up with the bills; only those a refusal named are asked now.
@@ -496,8 +519,11 @@ def write_day(
             description=f"partition {context.partition_key}: {exc}",
             metadata={"lease_holder_run": exc.holder.run_id},
         ) from exc
-    results = results_frame(summary, flow, settled_at=datetime.now(BEIJING))
-    trouble = results[results["outcome"].isin(OPEN)].assign(
+    results = results_frame(summary, flow, datetime.now(BEIJING), after_save)
+    settled = results["settled"].dropna()
+    trouble = results[
+        results["outcome"].isin(OPEN) | results["settled"].isin(NOT_IN_EFFECT)
+    ].assign(
         reason=lambda frame: frame["messages"].map(lambda messages: " | ".join(messages)[:300])
     )
     in_kingdee = results[results["kingdee_bill_no"].notna()]
@@ -510,12 +536,24 @@ def write_day(
                 (in_kingdee["kingdee_bill_no"] != in_kingdee["bill_no"]).sum()
             ),
             "blocking_materials": dg.MetadataValue.json(blockers),
+            **{state.value: int((settled == state).sum()) for state in Settled},
+            "not_in_effect_transient": int(
+                (
+                    results["settled"].isin(NOT_IN_EFFECT)
+                    & (results["failure"] == Failure.TRANSIENT)
+                ).sum()
+            ),
+            "after_save": mapping.after_save,
+            "submit_calls": lifecycle.calls.get("Submit", 0),
+            "audit_calls": lifecycle.calls.get("Audit", 0),
             "batch_save_calls": summary.batch_calls,
             "call_failures": summary.call_failures,
             "reconciliations": summary.reconciliations,
             "api_calls": client.stats.calls,
             "lease_waited_seconds": round(lease.waited, 3),
             "duration_seconds": round(time.monotonic() - started, 3),
-            "held_and_failed": preview(trouble, ["bill_no", "outcome", "failure", "reason"]),
+            "held_and_failed": preview(
+                trouble, ["bill_no", "outcome", "settled", "failure", "reason"]
+            ),
         },
     )

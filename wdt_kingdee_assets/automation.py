@@ -40,6 +40,7 @@ from wdt_kingdee_assets.beijing import BEIJING, day_window, start_date
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
+from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT
 from wdt_kingdee_assets.mapping import MappingConfigError
 from wdt_kingdee_assets.outcomes import Failure, Outcome
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
@@ -356,9 +357,16 @@ def _in_flight(instance: dg.DagsterInstance, day: str) -> bool:
 
 
 def _open_day(record: dg.EventLogRecord, previous: OpenDay | None) -> OpenDay | None:
-    """The day as its latest write results leave it; None when nothing is held or failed."""
+    """The day as its latest write results leave it; None when nothing is held or failed.
+
+    A bill in Kingdee that did not take effect (refused at submit or audit, unconfirmed) counts
+    as failed: 库存不足 is transient — retried until stock arrives — like a call without an answer.
+    """
     written = _metadata(record)
-    held, failed = int(written.get(Outcome.HELD, 0)), int(written.get(Outcome.FAILED, 0))
+    held = int(written.get(Outcome.HELD, 0))
+    failed = int(written.get(Outcome.FAILED, 0)) + sum(
+        int(written.get(state, 0)) for state in NOT_IN_EFFECT
+    )
     if not held and not failed:
         return None
     entry = previous or OpenDay(result=0, at=0.0, held=0, failed=0)
@@ -368,7 +376,9 @@ def _open_day(record: dg.EventLogRecord, previous: OpenDay | None) -> OpenDay | 
         held,
         failed,
     )
-    entry.transient = int(written.get(f"failed_{Failure.TRANSIENT}", 0))
+    entry.transient = int(written.get(f"failed_{Failure.TRANSIENT}", 0)) + int(
+        written.get("not_in_effect_transient", 0)
+    )
     blockers = written.get("blocking_materials")
     entry.blockers = dict(blockers) if isinstance(blockers, Mapping) else {}
     return entry

@@ -20,6 +20,7 @@ from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import BillRecord
 from wdt_kingdee_assets.kingdee.forms import KingdeeForm
+from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, Settled
 from wdt_kingdee_assets.locator import match_records
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
@@ -280,6 +281,49 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             },
         )
 
+    @dg.asset_check(
+        asset=assets.results,
+        partitions_def=daily_partitions,
+        description=(
+            f"单据生效 / bills in effect: every {form.chinese} Kingdee holds for the day reached "
+            "what the mapping's after_save asks — audit: 已审核 (C), stock has moved; submit: "
+            "审核中 (B). Lists the others with Kingdee's words: refused at submit or audit "
+            "(库存不足, 关账 …), left alone because Kingdee's read-back differs, or unconfirmed "
+            "after a call without an answer."
+        ),
+    )
+    def ready_bills_in_effect(results: pd.DataFrame) -> dg.AssetCheckResult:
+        in_kingdee = results[results["outcome"].isin(IN_KINGDEE)]
+        short = in_kingdee[in_kingdee["settled"].isin(NOT_IN_EFFECT)]
+        rows = [
+            {
+                "bill": bill_no,
+                "settled": settled,
+                "status": status,
+                "failure": failure,
+                "messages": " | ".join(messages or [])[:300],
+            }
+            for bill_no, settled, status, failure, messages in zip(
+                short["bill_no"],
+                short["settled"],
+                short["document_status"],
+                short["failure"],
+                short["messages"],
+                strict=True,
+            )
+        ]
+        counts = in_kingdee["settled"].value_counts()
+        return dg.AssetCheckResult(
+            passed=not rows,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                **{state.value: int(counts.get(state.value, 0)) for state in Settled},
+                "not_in_effect": len(rows),
+                "bills": _table(rows),
+                BILL_NUMBERS: bill_numbers(short["bill_no"]),
+            },
+        )
+
     @dg.multi_asset_check(
         name=flow.qualified("kingdee_matches_bills"),
         specs=[
@@ -328,6 +372,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         bill_quantities_match_source,
         no_held_bills,
         ready_bills_written,
+        ready_bills_in_effect,
         kingdee_matches_bills,
     ]
 

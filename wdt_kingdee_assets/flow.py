@@ -205,6 +205,17 @@ class Flow:
                     "materials a permanent failure hinges on: it is reconsidered when one of "
                     "them changes",
                 ),
+                Column(
+                    "document_status",
+                    "str",
+                    "FDocumentStatus in Kingdee after the run: A 创建, B 审核中, C 已审核, D 重新审核",
+                ),
+                Column(
+                    "settled",
+                    "str",
+                    "after the save (after_save): audited | submitted | saved | not_gated | "
+                    "refused_at_submit | refused_at_audit | unconfirmed",
+                ),
                 Column("messages", "json", "Kingdee's messages or the hold reason, verbatim"),
                 Column("attempts", "int", "BatchSave calls that carried this bill in this run"),
                 Column("written_at", "datetime", "when this run settled the bill"),

@@ -49,6 +49,15 @@ class Settled(StrEnum):
     UNCONFIRMED = "unconfirmed"  # no usable answer, and the status read after it says not yet
 
 
+# Bills in Kingdee that did not take effect as after_save asked: open, like held and failed ones.
+NOT_IN_EFFECT = (
+    Settled.NOT_GATED,
+    Settled.REFUSED_AT_SUBMIT,
+    Settled.REFUSED_AT_AUDIT,
+    Settled.UNCONFIRMED,
+)
+
+
 @dataclass(frozen=True)
 class BillInKingdee:
     """A bill the write left in Kingdee, and what was sent for it."""

@@ -114,6 +114,11 @@ class MappingConfig(BaseModel):
         description="a warehouse missing from `warehouses`: use its WDT code, or hold the bill",
     )
     lot_from_batch_no: bool = Field(default=True, description="send batch_no as FLot")
+    after_save: Literal["audit", "submit", "none"] = Field(
+        default="audit",
+        description="what happens to a saved bill: audit (submit, then audit: stock moves), "
+        "submit (an approval workflow audits), or none (stays saved, status A)",
+    )
 
     @classmethod
     def note_fields(cls) -> frozenset[str]:

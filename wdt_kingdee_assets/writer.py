@@ -138,10 +138,17 @@ def bills_to_write(bills: pd.DataFrame, flow: Flow) -> list[BillToWrite]:
     ]
 
 
-def results_frame(summary: WriteSummary, flow: Flow, settled_at: datetime) -> pd.DataFrame:
-    """The flow's ``kingdee_write_results`` frame: one row per bill, as the writer settled it."""
-    return flow.results_schema.frame(
-        {
+def results_frame(
+    summary: WriteSummary,
+    flow: Flow,
+    settled_at: datetime,
+    after_save: Mapping[int, Any] | None = None,
+) -> pd.DataFrame:
+    """The flow's ``kingdee_write_results`` frame: one row per bill, as the writer settled it and
+    the lifecycle (``after_save``: FID → ``lifecycle.SettledBill``) left it."""
+    rows = []
+    for item in summary.outcomes:
+        row = {
             "bill_no": item.bill_no,
             "source_ref": item.source_ref,
             flow.source.key: item.source_id,
@@ -154,8 +161,14 @@ def results_frame(summary: WriteSummary, flow: Flow, settled_at: datetime) -> pd
             "attempts": item.attempts,
             "written_at": settled_at,
         }
-        for item in summary.outcomes
-    )
+        settled = (after_save or {}).get(item.fid) if item.fid is not None else None
+        if settled is not None:
+            row["document_status"], row["settled"] = settled.status, settled.settled
+            if settled.failure:
+                row["failure"], row["blockers"] = settled.failure, settled.blockers
+                row["messages"] = [*item.messages, *settled.messages]
+        rows.append(row)
+    return flow.results_schema.frame(rows)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

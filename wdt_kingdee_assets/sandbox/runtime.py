@@ -60,6 +60,7 @@ class SandboxOptions:
     kingdee_unique_bill_no: bool = True  # False: Kingdee accepts a duplicate FBillNo (coding rules)
     kingdee_numbering: Literal["keep", "auto"] = "keep"  # auto: the coding rule renumbers bills
     kingdee_custom_fields: list[str] = field(default_factory=list)  # the form's F_… fields
+    kingdee_track_stock: bool = False  # on-hand stock moved by Audit; negative stock refused
     wdt_faults: list[str] = field(default_factory=list)
     kingdee_faults: list[str] = field(default_factory=list)
     org_number: str = "100"
@@ -109,6 +110,7 @@ class Sandbox:
             unique_bill_no=opts.kingdee_unique_bill_no,
             numbering=opts.kingdee_numbering,
             custom_header_fields=opts.kingdee_custom_fields,
+            track_stock=opts.kingdee_track_stock,
         )
         for rule in opts.wdt_faults:
             self.wdt.faults.add(FaultRule.parse(rule))

@@ -207,3 +207,32 @@ def test_days_without_held_or_failed_bills_are_never_retried(make_pipeline):
     assert not first.run_requests and not later.run_requests
     assert json.loads(later.cursor)["days"] == {}
     assert json.loads(later.cursor)["after"] is not None
+
+
+def test_bills_refused_at_audit_for_stock_are_retried_until_they_take_effect(make_pipeline):
+    pipeline = make_pipeline(
+        today=None, days=1, orders_per_day=4, missing_ratio=0, kingdee_track_stock=True
+    )
+    day = pipeline.days[-1]
+    assert pipeline.run(day).success  # no stock at all: every audit is refused
+    results = pipeline.stored("kingdee_write_results", day)
+    assert set(results["settled"]) == {"refused_at_audit"}
+    assert set(results["failure"]) == {"transient"}
+
+    clock = Clock()
+    sensor = build_held_and_failed_bills_sensor(
+        PRODUCTION_STOCKOUT, base_delay_minutes=10, max_attempts=3, clock=clock
+    )
+    seen = tick(sensor, pipeline, None)
+    clock.advance(10.5)
+    [request] = tick(sensor, pipeline, seen.cursor).run_requests
+    assert request.partition_key == day
+    # Stock arrives; the requested run audits the bills, and the sensor lets the day go.
+    for order in pipeline.completed_orders(day):
+        for line in order["detail_list"]:
+            pipeline.sandbox.kingdee.set_stock(line["spec_no"], order["warehouse_no"], 10**6)
+    assert pipeline.run(day).success
+    assert {b["FDocumentStatus"] for b in pipeline.sandbox.kingdee.bills()} == {"C"}
+    clock.advance(60)
+    settled = tick(sensor, pipeline, seen.cursor)
+    assert not settled.run_requests and day not in json.loads(settled.cursor)["days"]

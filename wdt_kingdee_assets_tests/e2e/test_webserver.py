@@ -45,6 +45,7 @@ CHECKS = {
     ],
     "kingdee_write_results": [
         "ready_bills_written",
+        "ready_bills_in_effect",
         "kingdee_quantities_match_bills",
         "no_duplicate_bills_in_kingdee",
     ],

@@ -35,6 +35,7 @@ def test_a_day_syncs_each_stockout_exactly_once_and_a_rerun_creates_nothing(make
         "bill_quantities_match_source",
         "no_held_bills",
         "ready_bills_written",
+        "ready_bills_in_effect",
         "kingdee_quantities_match_bills",
         "no_duplicate_bills_in_kingdee",
     }
