@@ -70,6 +70,7 @@ class DayFigures:
     wdt_calls: int
     lookup_calls: int
     batch_save_calls: int
+    lifecycle_calls: int  # Submit and Audit
     wall_seconds: float
     first_call_after_start: float
     end_after_last_call: float
@@ -79,13 +80,19 @@ class DayFigures:
         # Existence: the bills by number, the day's bills (by reference) riding on the first
         # IN-list; the materials by number.
         reads = math.ceil(self.bills / in_list) + math.ceil(self.materials / in_list)
-        # The read-back of the day's entries in pages; a page short of the limit ends it.
+        # The read-back of the day's entries in pages; a page short of the limit ends it. It is
+        # made twice: by the lifecycle's gate (before Submit and Audit) and by the check after.
         read_back = (self.entries + limits.page_limit) // limits.page_limit
+        # The lifecycle asks each written bill's status first (by FID).
+        statuses = math.ceil(self.ready / in_list)
+        batches = math.ceil(self.ready / limits.batch_size)
         return {
             # the pages, plus the completeness check's one-order re-count (part of every run)
             "wdt": max(1, math.ceil(self.orders / limits.page_size)) + 1,
-            "lookups": reads + (read_back if self.ready else 0),
-            "batch_save": math.ceil(self.ready / limits.batch_size),
+            "lookups": reads + ((2 * read_back + statuses) if self.ready else 0),
+            "batch_save": batches,
+            # after_save audit: one Submit and one Audit per batch of bills
+            "lifecycle": 2 * batches,
         }
 
     def bound_seconds(self, limits: Limits) -> float:
@@ -208,6 +215,9 @@ def measure_day(orders: int, limits: Limits) -> DayFigures:
         wdt_calls=len(wdt_calls),
         lookup_calls=sum("executebillquery" in path for path in kingdee_paths),
         batch_save_calls=sum("batchsave" in path for path in kingdee_paths),
+        lifecycle_calls=sum(
+            path.rstrip("/").split(".")[-3] in ("submit", "audit") for path in kingdee_paths
+        ),
         wall_seconds=record.end_time - record.start_time,
         first_call_after_start=min(moments) - record.start_time,
         end_after_last_call=record.end_time - max(moments),
@@ -468,6 +478,12 @@ def report(
                     str(day.batch_save_calls),
                     str(minimum["batch_save"]),
                     f"{day.batch_save_calls - minimum['batch_save']:+d}",
+                ),
+                (
+                    "Kingdee Submit + Audit",
+                    str(day.lifecycle_calls),
+                    str(minimum["lifecycle"]),
+                    f"{day.lifecycle_calls - minimum['lifecycle']:+d}",
                 ),
             ],
             ("calls", "actual", "minimum", "over"),

@@ -182,6 +182,7 @@ class DaySummary:
     already: int
     held: int
     failed: int
+    audited: int
     checks_passed: int
     checks_failed: list[str]
 
@@ -208,6 +209,7 @@ def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
         already=written.get(Outcome.ALREADY_IN_KINGDEE, 0),
         held=written.get(Outcome.HELD, 0),
         failed=written.get(Outcome.FAILED, 0),
+        audited=written.get("audited", 0),
         checks_passed=sum(1 for e in evaluations if e.passed),
         checks_failed=sorted(e.check_name for e in evaluations if not e.passed),
     )
@@ -216,7 +218,7 @@ def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
 def _print_summary(summaries: list[DaySummary]) -> None:
     print(
         f"\n{'flow':<11}{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}"
-        f"{'held':>6}{'failed':>8}  checks"
+        f"{'held':>6}{'failed':>8}{'audited':>9}  checks"
     )
     for s in summaries:
         checks = f"{s.checks_passed} passed" + (
@@ -226,7 +228,7 @@ def _print_summary(summaries: list[DaySummary]) -> None:
         print(
             f"{s.flow:<11}{s.day:<12}{'ok' if s.success else 'FAILED':<8}{orders:>7}"
             f"{s.created:>9}{s.already:>9}"
-            f"{s.held:>6}{s.failed:>8}  {checks}"
+            f"{s.held:>6}{s.failed:>8}{s.audited:>9}  {checks}"
         )
 
 

@@ -18,6 +18,7 @@ def test_a_day_uses_exactly_the_minimum_api_calls():
     assert day.wdt_calls == minimum["wdt"]
     assert day.lookup_calls == minimum["lookups"]
     assert day.batch_save_calls == minimum["batch_save"]
+    assert day.lifecycle_calls == minimum["lifecycle"]
 
 
 def test_the_cpu_table_and_report_are_produced():
