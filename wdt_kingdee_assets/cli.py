@@ -22,6 +22,7 @@ from pathlib import Path
 
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.instance import install_instance_config
+from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT
 from wdt_kingdee_assets.outcomes import Outcome
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 
@@ -183,6 +184,7 @@ class DaySummary:
     held: int
     failed: int
     audited: int
+    not_in_effect: int  # in Kingdee but not audited: refused at submit or audit, not gated …
     checks_passed: int
     checks_failed: list[str]
 
@@ -210,6 +212,7 @@ def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
         held=written.get(Outcome.HELD, 0),
         failed=written.get(Outcome.FAILED, 0),
         audited=written.get("audited", 0),
+        not_in_effect=sum(written.get(state, 0) for state in NOT_IN_EFFECT),
         checks_passed=sum(1 for e in evaluations if e.passed),
         checks_failed=sorted(e.check_name for e in evaluations if not e.passed),
     )
@@ -218,7 +221,7 @@ def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
 def _print_summary(summaries: list[DaySummary]) -> None:
     print(
         f"\n{'flow':<11}{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}"
-        f"{'held':>6}{'failed':>8}{'audited':>9}  checks"
+        f"{'held':>6}{'failed':>8}{'audited':>9}{'refused':>9}  checks"
     )
     for s in summaries:
         checks = f"{s.checks_passed} passed" + (
@@ -228,7 +231,7 @@ def _print_summary(summaries: list[DaySummary]) -> None:
         print(
             f"{s.flow:<11}{s.day:<12}{'ok' if s.success else 'FAILED':<8}{orders:>7}"
             f"{s.created:>9}{s.already:>9}"
-            f"{s.held:>6}{s.failed:>8}{s.audited:>9}  {checks}"
+            f"{s.held:>6}{s.failed:>8}{s.audited:>9}{s.not_in_effect:>9}  {checks}"
         )
 
 

@@ -102,6 +102,14 @@ MATRIX: dict[str, Fault] = {
     "batchsave refused as a whole, then reconciled": Fault(
         kingdee=("call_error@BatchSave,code=6", "5xx@ExecuteBillQuery,skip=1"), runs=2
     ),
+    # After the save (after_save audit, the default): a Submit or Audit that commits without an
+    # answer is reconciled by status in the run; one refused before any work, or refused as a
+    # whole, leaves its bills unconfirmed or refused, and the re-run (asking first) audits them.
+    "audit 5xx after commit": Fault(kingdee=("5xx_after_commit@Audit",)),
+    "audit timeout after commit": Fault(kingdee=("timeout_after_commit@Audit,seconds=0.3",)),
+    "submit 5xx": Fault(kingdee=("5xx@Submit",), runs=2),
+    "submit reset after commit": Fault(kingdee=("reset_after_commit@Submit,skip=1",)),
+    "audit refused as a whole": Fault(kingdee=("call_error@Audit,code=6",), runs=2),
     # WDT throttled for a stated time rather than a number of calls.
     "wdt throttled for a while": Fault(wdt=("throttle,seconds=0.05,skip=1",)),
     "kingdee slow server": Fault(
@@ -140,6 +148,11 @@ def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
         unfired = [r for r in simulator.faults.snapshot()["rules"] if r["fired"] < r["times"]]
         assert not unfired, f"the fault never struck as scheduled: {unfired}"
     assert_pipeline_invariant(pipeline, day)
+    # The bills take effect: every one Kingdee holds is audited, none twice (Kingdee refuses an
+    # audit of what is not B, so a doubled Audit would show as a refusal in the results).
+    assert {bill["FDocumentStatus"] for bill in pipeline.sandbox.kingdee.bills()} <= {"C"}
+    results = pipeline.stored("kingdee_write_results", day)
+    assert not results["settled"].isin(["refused_at_submit", "refused_at_audit"]).any()
 
 
 def test_a_partial_batch_fails_only_its_rejected_bills_and_a_rerun_sends_exactly_those(

@@ -35,9 +35,11 @@ from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.lease import WriteLease, holding
+from wdt_kingdee_assets.lifecycle import BillInKingdee, Lifecycle
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
+from wdt_kingdee_assets.outcomes import IN_KINGDEE
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 from wdt_kingdee_assets.wdt.client import WdtClient
@@ -124,7 +126,7 @@ kingdee_rules = st.builds(
     st.builds(
         str.format,
         st.sampled_from(KINGDEE_KINDS),
-        op=st.sampled_from(("BatchSave", "BatchSave", "ExecuteBillQuery")),
+        op=st.sampled_from(("BatchSave", "BatchSave", "ExecuteBillQuery", "Submit", "Audit")),
     )
     | st.just("throttle@LoginBySign"),
     st.integers(1, 3),
@@ -223,17 +225,41 @@ def sync_once(
         if done == scenario.crash_after_batches and done < total:
             raise Crash(f"killed after BatchSave {done}/{total}")
 
+    scope = BillScope(
+        PRODUCTION_STOCKOUT.form, DAY, "100", mapping.bill_type, mapping.reference_field
+    )
     writer = BillWriter(
         kingdee,
-        BillScope(PRODUCTION_STOCKOUT.form, DAY, "100", mapping.bill_type, mapping.reference_field),
+        scope,
         batch_size=scenario.batch_size,
         max_sends=scenario.max_sends,
         on_batch=crash_between_batches,
     )
     with holding(lease, wait_seconds=120, poll_seconds=0.02) if lease else nullcontext() as held:
         writer.before_send = held.check if held else None
-        summary = writer.write(bills_to_write(bills, PRODUCTION_STOCKOUT))
-    return results_frame(summary, PRODUCTION_STOCKOUT, settled_at=datetime.now(BEIJING))
+        to_write = bills_to_write(bills, PRODUCTION_STOCKOUT)
+        summary = writer.write(to_write)
+        # What happens after the save (audit, the default), as the write step does it.
+        models = {bill.bill_no: bill.model for bill in to_write}
+        settled = Lifecycle(kingdee, scope, "audit", batch_size=scenario.batch_size).settle(
+            [
+                BillInKingdee(item.bill_no, item.fid, models.get(item.bill_no))
+                for item in summary.outcomes
+                if item.outcome in IN_KINGDEE and item.fid is not None and item.bill_no
+            ]
+        )
+    return results_frame(
+        summary, PRODUCTION_STOCKOUT, datetime.now(BEIJING), {bill.fid: bill for bill in settled}
+    )
+
+
+def assert_in_effect(bills: list[dict]) -> None:
+    """After the clean sync every bill Kingdee holds is audited (after_save audit, the default)."""
+    assert {bill["FDocumentStatus"] for bill in bills} <= {"C"}, [
+        (bill["FBillNo"], bill["FDocumentStatus"])
+        for bill in bills
+        if bill["FDocumentStatus"] != "C"
+    ]
 
 
 def racing_syncs(
@@ -326,6 +352,7 @@ def test_random_fault_schedules_lose_and_duplicate_nothing(scenario: Scenario):
             results,
             KingdeeWorld.of(sandbox),
         )
+        assert_in_effect(sandbox.kingdee.bills())
 
 
 @pytest.mark.timeout(max(300, 60 * DAGSTER_EXAMPLES))
@@ -369,3 +396,4 @@ def test_random_fault_schedules_through_dagster(make_pipeline, monkeypatch, scen
             assert result.success
             break
     assert_pipeline_invariant(pipeline, day)
+    assert_in_effect(pipeline.sandbox.kingdee.bills())

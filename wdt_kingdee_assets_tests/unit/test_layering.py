@@ -17,6 +17,8 @@ PURE = [
     "wdt_kingdee_assets.flow",
     "wdt_kingdee_assets.flows",
     "wdt_kingdee_assets.writer",
+    "wdt_kingdee_assets.lifecycle",
+    "wdt_kingdee_assets.grouping",
     "wdt_kingdee_assets.locator",
     "wdt_kingdee_assets.wdt",
     "wdt_kingdee_assets.kingdee",
