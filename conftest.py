@@ -1,6 +1,9 @@
 """Shared pytest fixtures: the simulators run as real HTTP servers on 127.0.0.1."""
 
+import logging
 import os
+
+import pytest
 
 # The partitions start at the go-live day, which has no default (beijing.start_date); the
 # tests' days all fall after this one. Set before any test module imports the definitions.
@@ -13,3 +16,14 @@ pytest_plugins = [
     "wdt_kingdee_assets_tests.fixtures.kingdee",
     "wdt_kingdee_assets_tests.fixtures.pipeline",
 ]
+
+
+@pytest.fixture(autouse=True)
+def logging_errors_fail(monkeypatch):
+    """A log call whose message cannot be formatted fails the test instead of printing a
+    traceback and going on: in the daemon such an error broke a sensor's tick."""
+
+    def fail(handler: logging.Handler, record: logging.LogRecord) -> None:
+        raise  # the formatting error being handled
+
+    monkeypatch.setattr(logging.Handler, "handleError", fail)
