@@ -324,6 +324,7 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
 
     from wdt_kingdee_assets.bulk import gc_paused
     from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
+    from wdt_kingdee_assets.kingdee.client import MaterialInfo, UnitInfo
     from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills
     from wdt_kingdee_assets.normalize import normalize_orders
     from wdt_kingdee_assets.storage import StoredDay
@@ -344,11 +345,6 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
         with gc_paused():  # as inside the normalizer
             return sum(1 for _ in stored.values("order"))
 
-    @dataclass(frozen=True)
-    class Known:
-        base_unit: str
-        usable: bool = True
-
     # Two passes, each figure the best of its two (a busy machine only ever adds time, and
     # interleaving spreads its slow moments over all figures); the peak RSS is read after the
     # first pass, which is what one run of the steps costs.
@@ -364,7 +360,16 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
             lambda: normalize_orders(stored.values("order"), PRODUCTION_STOCKOUT)
         )
         normalize = min(normalize, seconds)
-        materials = {number: Known("Pcs") for number in set(lines["spec_no"].dropna())}
+        # Each material in the unit WDT counts it in, so that every bill is built, none held.
+        materials = {
+            number: MaterialInfo(number, number, unit, False, "C", 1)
+            for number, unit in zip(lines["spec_no"], lines["base_unit_name"], strict=True)
+            if number is not None
+        }
+        units = {
+            info.base_unit.casefold(): UnitInfo(info.base_unit, info.base_unit, 4)
+            for info in materials.values()
+        }
         seconds, bills = _cpu_seconds(
             lambda: build_bills(
                 lines,  # noqa: B023
@@ -373,6 +378,7 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
                 "100",
                 source=PRODUCTION_STOCKOUT.source,
                 schema=PRODUCTION_STOCKOUT.bills_schema,
+                units=units,  # noqa: B023
             )
         )
         mapping = min(mapping, seconds)

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import Field
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
+from wdt_kingdee_assets.catalog import look_up
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.grouping import batch_of
 from wdt_kingdee_assets.kingdee.client import KingdeeClient, material_state
@@ -26,7 +27,7 @@ from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills
-from wdt_kingdee_assets.normalize import normalize_orders, parse_int, parse_wdt_datetime
+from wdt_kingdee_assets.normalize import document_id, normalize_orders, parse_wdt_datetime
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.reference import parse_reference
@@ -250,8 +251,8 @@ def build_assets(flow: Flow) -> FlowAssets:
         frame = flow.raw_schema.frame(
             {
                 # kept even when WDT's id is not an integer: the normalizer rejects it with the
-                # reason
-                source.key: parse_int(order.get(source.key)),
+                # reason; an answer without ids gets the one derived from the number
+                source.key: document_id(order, source.key, source.number),
                 source.number: order.get(source.number),
                 source.time_field: order.get(source.time_field),
                 "order": order,
@@ -321,8 +322,11 @@ def build_assets(flow: Flow) -> FlowAssets:
         description=(
             f"{form.plural}: one bill per {source.noun} (or, with the mapping's strategy "
             "per_day_warehouse, merged bills per warehouse and day) built by the mapping, with "
-            "materials and base units from Kingdee BD_MATERIAL. Each bill is `ready`, or `held` "
-            "with the reason (material missing in Kingdee, rejected lines, unmapped warehouse)."
+            "materials from Kingdee BD_MATERIAL (through the mapping's code map) and their units "
+            "from BD_UNIT: one entry per lot and bin, quantities converted to the Kingdee unit "
+            "and rounded to its precision (each rounding listed). Each bill is `ready`, or "
+            "`held` with the reason (material missing in Kingdee, rejected lines, unit mismatch, "
+            "lot, shelf-life dates or bin missing, unmapped warehouse)."
         ),
         metadata={"dagster/column_schema": column_schema(flow.bills_schema)},
     )
@@ -336,7 +340,7 @@ def build_assets(flow: Flow) -> FlowAssets:
             usable = lines[lines["reject_reason"].isna()]
             numbers = sorted(set(usable["spec_no"]))
             stock_org = mapping.orgs(kingdee.org_number)[0]
-            materials = client.find_materials(numbers, use_org=stock_org) if numbers else {}
+            master = look_up(client, numbers, mapping.materials, stock_org)
         earlier, own = None, frozenset()
         if mapping.strategy == "per_day_warehouse":
             earlier = earlier_batches(flow, context.resources.io_manager, context.partition_key)
@@ -346,13 +350,14 @@ def build_assets(flow: Flow) -> FlowAssets:
                 )
         built = build_bills(
             lines,
-            materials,
+            master.materials,
             mapping,
             kingdee.org_number,
             source,
             flow.bills_schema,
             earlier,
             own,
+            units=master.units,
         )
         held = built[built["readiness"] == Readiness.HELD]
         missing = sorted({number for numbers in built["missing_materials"] for number in numbers})
@@ -367,6 +372,10 @@ def build_assets(flow: Flow) -> FlowAssets:
                 "held": len(held),
                 "materials_looked_up": len(numbers),
                 "missing_materials": len(missing),
+                "rounded_entries": sum(len(rounded or []) for rounded in built["roundings"]),
+                "renumbered_materials": len(
+                    {spec for numbers in built["material_numbers"] for spec in numbers or {}}
+                ),
                 "api_calls": client.stats.calls,
                 "duration_seconds": round(time.monotonic() - started, 3),
                 "held_preview": preview(held, ["bill_no", "hold_reason"]),

@@ -25,6 +25,7 @@ from wdt_kingdee_assets.locator import match_records
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
+from wdt_kingdee_assets.units import round_quantity
 from wdt_kingdee_assets.wdt.client import DocumentQuery
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; they are what lets the UI show
@@ -380,45 +381,78 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
 def _bills_match_source(
     flow: Flow, bills: pd.DataFrame, lines: pd.DataFrame
 ) -> dg.AssetCheckResult:
-    """Σ num of the WDT lines each ready bill stands for = Σ quantity of its entries, per bill and
-    material and per warehouse and material; for merged bills, every usable line of a merged
-    document in exactly one entry's lineage; and every document in some bill (ready or held)."""
+    """Per bill and Kingdee material, and per warehouse and material: what the WDT lines each
+    ready bill stands for come to — converted to the entry's unit (the mapping's conversions),
+    rounded to its precision where the bill says it rounded — = Σ quantity of its entries; for
+    merged bills, every usable line's quantity in entries' lineage exactly once; and every
+    document in some bill (ready or held).
+
+    Entries of a bill of one document are its usable lines in order (one per line and lot);
+    a merged bill's say which lines they add up (lineage)."""
     key, number, form = flow.source.key, flow.source.number, flow.form
+    units = flow.load_mapping().units
     usable = lines[lines["reject_reason"].isna() & lines[key].notna()]
-    of_document: dict[Any, list[tuple[Any, str, Any, Any]]] = defaultdict(list)
+    rows_of: dict[Any, list[tuple[Any, Decimal]]] = defaultdict(list)  # document → (line, num)
+    line_of: dict[tuple[Any, Any], tuple[str, Any]] = {}  # (document, rec_id) → (spec, unit)
+    in_line: dict[tuple[Any, Any], Decimal] = defaultdict(Decimal)  # Σ num of a line's rows
     warehouse_of: dict[Any, Any] = {}
-    for document, rec_id, spec_no, num, warehouse in zip(
+    for document, rec_id, spec_no, num, unit, warehouse in zip(
         usable[number],
         usable["rec_id"],
         usable["spec_no"],
         usable["num"],
+        usable["base_unit_name"],
         usable["warehouse_no"],
         strict=True,
     ):
-        of_document[document].append((rec_id, spec_no, num, warehouse))
+        rows_of[document].append((rec_id, num))
+        line_of[(document, rec_id)] = (spec_no, unit)
+        in_line[(document, rec_id)] += num
         warehouse_of[document] = warehouse
-    line = {
-        (document, rec_id): (spec_no, num)
-        for document, items in of_document.items()
-        for rec_id, spec_no, num, _ in items
-    }
     ready = bills[bills["readiness"] == Readiness.READY]
     expected: list[tuple[Any, str, Any]] = []
-    billed: dict[tuple[Any, Any], int] = defaultdict(int)
+    billed: dict[tuple[Any, Any], Decimal] = defaultdict(Decimal)
     merged_documents: set[Any] = set()
-    for bill_no, sources, lineage in zip(
-        ready["bill_no"], ready["sources"], ready["lineage"], strict=True
+    for bill_no, sources, lineage, model, roundings, renumbered in zip(
+        ready["bill_no"],
+        ready["sources"],
+        ready["lineage"],
+        ready["model"],
+        ready["roundings"],
+        ready["material_numbers"],
+        strict=True,
     ):
+        entries = model[form.entry] if model else []
         if lineage:  # a merged bill: its entries say which lines they add up
-            for document, rec_id, _ in (item for entry in lineage for item in entry):
-                billed[(document, rec_id)] += 1
-                merged_documents.add(document)
-                spec_no, num = line.get((document, rec_id), ("(no such WDT line)", 0))
-                expected.append((bill_no, spec_no, num))
-        else:  # a bill of one document: all its usable lines
-            for document in sources or []:
-                expected += [(bill_no, spec, num) for _, spec, num, _ in of_document[document]]
-    differences = _differences(_quantities(expected), _model_quantities(ready, form))
+            parts = [
+                [(doc, rec_id, Decimal(str(num))) for doc, rec_id, num in item] for item in lineage
+            ]
+            for item in parts:
+                for document, rec_id, num in item:
+                    billed[(document, rec_id)] += num
+                    merged_documents.add(document)
+        else:  # a bill of one document: its usable lines, one entry each, in order
+            parts = [
+                [(document, rec_id, num)]
+                for document in sources or []
+                for rec_id, num in rows_of[document]
+            ]
+        rounded = {item["entry"]: item["precision"] for item in roundings or []}
+        for seq, item in enumerate(parts, start=1):
+            entry = entries[seq - 1] if seq <= len(entries) else None
+            unit = entry["FUnitID"]["FNumber"] if entry else ""
+            exact = Decimal(0)
+            material = "(no such WDT line)"
+            for document, rec_id, num in item:
+                spec_no, wdt_unit = line_of.get((document, rec_id), (None, None))
+                if spec_no is None:
+                    continue
+                material = (renumbered or {}).get(spec_no, spec_no)
+                exact += num * units.configured_factor(spec_no, wdt_unit, unit)
+            quantity = round_quantity(exact, rounded[seq]) if seq in rounded else exact
+            expected.append((bill_no, material, quantity))
+    actual = _model_quantities(ready, form)
+    differences = _differences(_quantities(expected), actual)
     warehouse_of_bill = {
         bill_no: warehouse_of.get((sources or [None])[0])
         for bill_no, sources in zip(ready["bill_no"], ready["sources"], strict=True)
@@ -426,15 +460,19 @@ def _bills_match_source(
     per_warehouse = _differences(
         _quantities((warehouse_of_bill[bill], spec, num) for bill, spec, num in expected),
         _quantities(
-            (warehouse_of_bill[bill], material, qty)
-            for (bill, material), qty in _model_quantities(ready, form).items()
+            (warehouse_of_bill[bill], material, qty) for (bill, material), qty in actual.items()
         ),
     )
     unbilled = [
-        {"document": document, "rec_id": rec_id, "times_billed": billed.get((document, rec_id), 0)}
+        {
+            "document": document,
+            "rec_id": rec_id,
+            "wdt_num": in_line[(document, rec_id)],
+            "billed_num": billed.get((document, rec_id), Decimal(0)),
+        }
         for document in sorted(merged_documents, key=str)
-        for rec_id, _, _, _ in of_document[document]
-        if billed.get((document, rec_id), 0) != 1
+        for rec_id in dict.fromkeys(rec_id for rec_id, _ in rows_of[document])
+        if billed.get((document, rec_id), Decimal(0)) != in_line[(document, rec_id)]
     ]
     covered = {document for sources in bills["sources"] for document in sources or []}
     identified = set(lines[key].dropna())
@@ -450,6 +488,7 @@ def _bills_match_source(
             "bills_compared": len(ready),
             "mismatches": len(differences),
             "warehouse_mismatches": len(per_warehouse),
+            "entries_rounded": sum(len(items or []) for items in ready["roundings"]),
             f"{flow.documents}_without_bill": len(without_bill),
             "lines_not_billed_once": len(unbilled),
             "differences": _table(differences),

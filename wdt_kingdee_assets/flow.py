@@ -115,24 +115,37 @@ class Flow:
         first_status = s.statuses[0]
         return FrameSchema(
             self._stored_name(self.lines_name),
+            # One row per detail line and lot: a line taken from several batches or bins
+            # (position_details_list) is a row per (batch, bin) with that part's quantity.
             (
                 Column(s.key, "int", f"WDT {s.key}"),
                 Column(s.number, "str", f"WDT {s.number} ({s.number_title})"),
                 Column("process_no", "str", "production order no. (生产单号)"),
                 Column("warehouse_no", "str", "WDT warehouse code (仓库编号)"),
+                Column("warehouse_name", "str", "WDT warehouse name (仓库名称)"),
                 Column(s.time_field, "datetime", f"{s.noun} time ({s.time_title}), Beijing"),
                 Column(
                     "status",
                     "int",
                     f"WDT status ({first_status} = {s.method.statuses[first_status]})",
                 ),
-                Column("rec_id", "int", "WDT detail line id"),
+                Column(
+                    "rec_id",
+                    "int",
+                    "WDT detail line id (negative: the line's place, when WDT sent no ids)",
+                ),
                 Column("spec_no", "str", "merchant SKU code (商家编码) = Kingdee material number"),
                 Column("goods_no", "str", "goods code (货品编号)"),
                 Column("goods_name", "str", "goods name (货品名称)"),
-                Column("num", "decimal", f"{s.quantity_title}, exact"),
-                Column("batch_no", "str", "batch / lot (批次)"),
+                Column(
+                    "num",
+                    "decimal",
+                    f"{s.quantity_title}, exact: the line's, or this batch's and bin's part of it",
+                ),
+                Column("batch_no", "str", "batch / lot (批次), from the position when it has one"),
                 Column("position_no", "str", "bin (货位)"),
+                Column("production_date", "str", "production date (生产日期) as WDT sent it"),
+                Column("expire_date", "str", "expiry date (有效期) as WDT sent it"),
                 Column("base_unit_name", "str", "WDT unit name (单位)"),
                 Column("defect", "bool", "defective goods (残次品)"),
                 Column("reject_reason", "str", "why the line cannot be used; empty when usable"),
@@ -156,11 +169,17 @@ class Flow:
                 Column("bill_date", "str", f"{form.date} (yyyy-MM-dd)"),
                 Column("readiness", "str", "ready | held"),
                 Column("hold_reason", "str", "why the bill is held; empty when ready"),
-                Column("missing_materials", "json", "spec_no values Kingdee lacks or has disabled"),
+                Column(
+                    "missing_materials",
+                    "json",
+                    "materials Kingdee lacks or has disabled (spec_no, or spec_no → number)",
+                ),
                 Column(
                     "missing_states",
                     "json",
-                    "what Kingdee said of each missing material (absent, disabled, unaudited:A)",
+                    "each Kingdee material that holds the bill → what Kingdee said of it (absent, "
+                    "disabled, unaudited:A, or usable:kg:lots for a material whose lot or "
+                    "shelf-life management the lines do not satisfy)",
                 ),
                 Column("line_count", "int", f"number of {form.entry} lines"),
                 Column("model", "json", f"the {form.form_id} model sent to BatchSave"),
@@ -175,6 +194,18 @@ class Flow:
                     f"merged bills: per {form.entry} line, the WDT lines it adds up "
                     f"[{s.number}, rec_id, num]; empty for a bill of one {s.noun} (line i is "
                     f"its line i)",
+                ),
+                Column(
+                    "roundings",
+                    "json",
+                    f"entries whose {form.quantity} was rounded to its unit's precision (BD_UNIT): "
+                    "entry, material, exact, sent, unit, precision; empty when none was",
+                ),
+                Column(
+                    "material_numbers",
+                    "json",
+                    "spec_no → Kingdee material number where the code map renumbers; empty when "
+                    "every spec_no is its own number",
                 ),
             ),
         )

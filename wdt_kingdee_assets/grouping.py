@@ -2,7 +2,7 @@
 
 ``strategy: per_day_warehouse`` in a flow's mapping groups the ready documents of a Beijing day
 by warehouse. Each group becomes one bill, split into numbered parts when it has more entry lines
-than ``max_lines``; quantities are merged per (material, lot) or kept one entry per source line
+than ``max_lines``; quantities are merged per (material, lot, bin, dates) or kept one entry per source line
 (``merge_lines``); every entry keeps its lineage, the WDT lines it stands for.
 
 A bill is never rewritten behind the user's back: a document keeps the batch it was first built
@@ -31,6 +31,9 @@ class SourceLine:
     unit: str
     quantity: Decimal
     lot: str | None
+    # What else tells entries apart (the bin, the shelf-life dates): lines merge only when equal.
+    detail: tuple[str | None, ...] = ()
+    origin: int = -1  # the caller's index of the line (its row), opaque here
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class MergedEntry:
     lot: str | None
     quantity: Decimal
     lineage: tuple[SourceLine, ...]  # the source lines this entry adds up
+    detail: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,12 @@ def batch_of(label: str) -> int:
 def _entries(lines: Iterable[SourceLine], merge_lines: bool) -> list[MergedEntry]:
     if not merge_lines:
         return [
-            MergedEntry(line.material, line.unit, line.lot, line.quantity, (line,))
+            MergedEntry(line.material, line.unit, line.lot, line.quantity, (line,), line.detail)
             for line in lines
         ]
-    merged: dict[tuple[str, str | None], list[SourceLine]] = {}
+    merged: dict[tuple[str, str | None, tuple[str | None, ...]], list[SourceLine]] = {}
     for line in lines:
-        merged.setdefault((line.material, line.lot), []).append(line)
+        merged.setdefault((line.material, line.lot, line.detail), []).append(line)
     return [
         MergedEntry(
             material,
@@ -77,8 +81,9 @@ def _entries(lines: Iterable[SourceLine], merge_lines: bool) -> list[MergedEntry
             lot,
             sum((line.quantity for line in group), Decimal(0)),
             tuple(group),
+            detail,
         )
-        for (material, lot), group in merged.items()
+        for (material, lot, detail), group in merged.items()
     ]
 
 

@@ -14,6 +14,7 @@ import os
 import re
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from string import Formatter
@@ -24,10 +25,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wdt_kingdee_assets.bulk import gc_paused
+from wdt_kingdee_assets.codes import CUSTOM_FIELD, BinMap, MaterialCodes, WarehouseTarget
 from wdt_kingdee_assets.grouping import SourceLine, merge_documents
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY, MISCELLANEOUS, KingdeeForm
 from wdt_kingdee_assets.outcomes import Readiness
 from wdt_kingdee_assets.reference import reference_token
+from wdt_kingdee_assets.units import Unit, UnitsConfig, round_quantity
 
 if TYPE_CHECKING:
     from wdt_kingdee_assets.frames import FrameSchema
@@ -38,8 +41,21 @@ STOCKIN_MAPPING_ENV = "WDT_KINGDEE_STOCKIN_MAPPING"
 REFERENCE_PLACEHOLDER = "source_ref"
 # A merged bill's number: its warehouse, its day (yyyymmdd) and its part ("1", "S1-2" …).
 MERGED_FIELDS = frozenset({"warehouse_no", "date", "part"})
-# The shape of a customer's extension field (F_xxx_…).
-_CUSTOM_FIELD = re.compile(r"F_[A-Za-z0-9]+_[A-Za-z0-9_]+")
+# What an entry's own template (entry_fields) may name: the line's fields, beside the document's.
+LINE_FIELDS = frozenset(
+    {
+        "spec_no",
+        "goods_no",
+        "goods_name",
+        "batch_no",
+        "position_no",
+        "base_unit_name",
+        "rec_id",
+        "production_date",
+        "expire_date",
+    }
+)
+_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}:\d{2})?")
 
 
 class MappingConfigError(ValueError):
@@ -55,6 +71,19 @@ def _checked_template(template: str, allowed: frozenset[str]) -> str:
     if unknown:
         raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     return template
+
+
+def _checked_fields(fields: dict[str, str], allowed: frozenset[str]) -> dict[str, str]:
+    for name, template in fields.items():
+        if not CUSTOM_FIELD.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a custom field (F_<prefix>_<name>, e.g. F_PAEZ_Line)"
+            )
+        try:
+            _checked_template(template, allowed)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+    return fields
 
 
 class MappingConfig(BaseModel):
@@ -106,14 +135,40 @@ class MappingConfig(BaseModel):
             "center has added to the form"
         ),
     )
-    warehouses: dict[str, str] = Field(
-        default_factory=dict, description="WDT warehouse_no → Kingdee FStockId number"
+    warehouses: dict[str, WarehouseTarget] = Field(
+        default_factory=dict,
+        description="WDT warehouse_no → the Kingdee warehouse: its FStockId number, or "
+        "{stock, department, owner} when the warehouse has its own department or owner org",
     )
     unmapped_warehouse: Literal["identity", "hold"] = Field(
         default="identity",
         description="a warehouse missing from `warehouses`: use its WDT code, or hold the bill",
     )
-    lot_from_batch_no: bool = Field(default=True, description="send batch_no as FLot")
+    warehouse_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="WDT warehouse_name → warehouse_no, for answers that name the warehouse "
+        "only (older WDT builds send no warehouse_no)",
+    )
+    lot_from_batch_no: bool = Field(
+        default=True, description="send each line's batch (from its positions) as FLot"
+    )
+    bins: dict[str, BinMap] = Field(
+        default_factory=dict,
+        description="bin-managed Kingdee warehouses (FStockId number) → how WDT's position_no "
+        "becomes the entry's bin (FStockLocId)",
+    )
+    units: UnitsConfig = Field(default_factory=UnitsConfig)
+    materials: MaterialCodes = Field(default_factory=MaterialCodes)
+    header_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="the customer's own F_… header fields: constants or templates over the "
+        "document's fields",
+    )
+    entry_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="the customer's own F_… entry fields: constants or templates over the "
+        "line's and the document's fields",
+    )
     after_save: Literal["audit", "submit", "none"] = Field(
         default="audit",
         description="what happens to a saved bill: audit (submit, then audit: stock moves), "
@@ -143,11 +198,25 @@ class MappingConfig(BaseModel):
     def _note_placeholders(cls, template: str) -> str:
         return _checked_template(template, cls.note_fields())
 
+    @classmethod
+    def header_template_fields(cls) -> frozenset[str]:
+        return cls.DOCUMENT_FIELDS | {"warehouse_name", "bill_date"}
+
+    @field_validator("header_fields")
+    @classmethod
+    def _header_fields(cls, fields: dict[str, str]) -> dict[str, str]:
+        return _checked_fields(fields, cls.header_template_fields())
+
+    @field_validator("entry_fields")
+    @classmethod
+    def _entry_fields(cls, fields: dict[str, str]) -> dict[str, str]:
+        return _checked_fields(fields, cls.DOCUMENT_FIELDS | LINE_FIELDS)
+
     @field_validator("source_ref_field")
     @classmethod
     def _reference_field(cls, field: str | None) -> str | None:
         note = cls.FORM.note
-        if field is not None and field != note and not _CUSTOM_FIELD.fullmatch(field):
+        if field is not None and field != note and not CUSTOM_FIELD.fullmatch(field):
             raise ValueError(
                 f"must be {note} or a custom header field like F_PAEZ_SourceRef, got {field!r}"
             )
@@ -188,15 +257,17 @@ class MappingConfig(BaseModel):
         """Fields a form's entries start with (its template's order), before the common ones."""
         return {}
 
-    def entries(self, org: str, ref: References) -> EntryMaker:
-        """A maker of the form's entry lines for bills of stock org ``org``, keyed as the form
-        spells its fields (``kingdee/forms.py``), in Kingdee's template order."""
+    def entries(self, org: str, ref: References, owner_org: str | None = None) -> EntryMaker:
+        """A maker of the form's entry lines for bills of stock org ``org`` (and owner
+        ``owner_org``, by default the mapping's), keyed as the form spells its fields
+        (``kingdee/forms.py``), in Kingdee's template order."""
         form = self.FORM
-        stock_org, owner_org = self.orgs(org)
-        status, owner, keeper = ref(self.stock_status), ref(owner_org), ref(stock_org)
-        first, with_lot = self.entry_first(), self.lot_from_batch_no
+        stock_org, default_owner = self.orgs(org)
+        status, keeper = ref(self.stock_status), ref(stock_org)
+        owner = ref(owner_org or default_owner)
+        first = self.entry_first()
 
-        def entry(material, unit, quantity, stock, lot, rec_id) -> dict[str, Any]:
+        def entry(material, unit, quantity, stock, lot, rec_id, detail=(), custom=None):
             unit_ref = ref(unit)
             item: dict[str, Any] = {
                 **first,
@@ -211,17 +282,30 @@ class MappingConfig(BaseModel):
                 form.keeper_type: "BD_KeeperOrg",
                 form.keeper: keeper,
             }
-            if with_lot and lot:
+            if lot:
                 item[form.lot] = ref(lot)
+            if detail:
+                flex, bin_number, produced, expires = detail
+                if bin_number:
+                    # Kingdee's flex-field shape: {"FSTOCKLOCID__FF100001": {"FNumber": "A-01"}}
+                    item[form.bin] = {f"{form.bin.upper()}__{flex}": ref(bin_number)}
+                if produced:
+                    item[form.produce_date] = produced
+                if expires:
+                    item[form.expiry_date] = expires
             if rec_id is not None and rec_id is not pd.NA:
-                item["FEntryNote"] = f"WDT rec_id {rec_id}"
+                # A negative id is the line's place in an order WDT sent without line ids.
+                item["FEntryNote"] = f"WDT rec_id {rec_id}" if rec_id > 0 else f"WDT 第{-rec_id}行"
+            if custom:
+                item.update(custom)
             return item
 
         return entry
 
 
-# (material, unit, quantity, stock, lot or None, WDT line id or None) → one entry of the form.
-EntryMaker = Callable[[str, str, Decimal, str, str | None, Any], dict[str, Any]]
+# (material, unit, quantity, stock, lot or None, WDT line id or None, detail, custom fields) →
+# one entry of the form; detail = (bin flex field, bin, production date, expiry date) or ().
+EntryMaker = Callable[..., dict[str, Any]]
 
 STOCKOUT_FIELDS = frozenset({"stockout_no", "process_no", "warehouse_no", "stockout_id"})
 
@@ -250,9 +334,9 @@ class MisDeliveryMapping(MappingConfig):
             "FPickOrgId": ref(self.pick_org or stock_org),
             "FStockDirect": self.stock_direct,
             "FDate": bill["bill_date"],
-            "FDeptId": ref(self.department),
+            "FDeptId": ref(bill.get("department") or self.department),
             "FOwnerTypeIdHead": "BD_OwnerOrg",
-            "FOwnerIdHead": ref(owner_org),
+            "FOwnerIdHead": ref(bill.get("owner_org") or owner_org),
             "FBaseCurrId": ref(self.base_currency),
             "FNote": note,
         }
@@ -288,7 +372,7 @@ class MiscellaneousMapping(MappingConfig):
         partner = (
             {"FSUPPLIERID": ref(self.supplier)}
             if self.supplier
-            else {"FDEPTID": ref(self.department)}
+            else {"FDEPTID": ref(bill.get("department") or self.department)}
         )
         return {
             "FBillNo": bill["bill_no"],
@@ -298,7 +382,7 @@ class MiscellaneousMapping(MappingConfig):
             "FDate": bill["bill_date"],
             **partner,
             "FOwnerTypeIdHead": "BD_OwnerOrg",
-            "FOwnerIdHead": ref(owner_org),
+            "FOwnerIdHead": ref(bill.get("owner_org") or owner_org),
             "FBaseCurrId": ref(self.base_currency),
             "FNOTE": note,
         }
@@ -330,7 +414,8 @@ def load_mapping(
             f"mapping file {file}: expected a mapping of fields, got {type(data).__name__}"
         )
     try:
-        return model.model_validate(data)
+        # A code table is named relative to the mapping file.
+        return model.model_validate(data, context={"base_dir": file.parent})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}"
@@ -343,7 +428,22 @@ class Material(Protocol):
     """What the mapping needs to know of a Kingdee material (BD_MATERIAL)."""
 
     @property
+    def number(self) -> str:
+        """Its FNumber: what the entry names (the WDT spec_no, unless a code map says else)."""
+        ...
+
+    @property
     def base_unit(self) -> str | None: ...
+
+    @property
+    def batch_managed(self) -> bool:
+        """FIsBatchManage: every entry needs a lot."""
+        ...
+
+    @property
+    def shelf_life(self) -> bool:
+        """FIsKFPeriod: entries carry production and expiry dates."""
+        ...
 
     @property
     def usable(self) -> bool: ...
@@ -391,10 +491,20 @@ def _note_values(header: Mapping[str, Any]) -> dict[str, Any]:
     return {**header, REFERENCE_PLACEHOLDER: reference_token(header["source_ref"])}
 
 
-def _stock_number(warehouse_no: str, config: MappingConfig) -> str | None:
+def _target(warehouse_no: str, config: MappingConfig) -> WarehouseTarget | None:
+    """Where a WDT warehouse's bills go in Kingdee; None when it is not mapped (hold)."""
     if warehouse_no in config.warehouses:
         return config.warehouses[warehouse_no]
-    return warehouse_no if config.unmapped_warehouse == "identity" else None
+    return WarehouseTarget(stock=warehouse_no) if config.unmapped_warehouse == "identity" else None
+
+
+def _kingdee_date(text: str | None) -> tuple[str | None, bool]:
+    """(yyyy-MM-dd, True) from WDT's date text; (None, True) when there is none; (None, False)
+    when it is not a date."""
+    if text is None:
+        return None, True
+    match = _DATE.fullmatch(text)
+    return (match.group(1), True) if match else (None, False)
 
 
 class References:
@@ -415,6 +525,34 @@ class References:
         return reference
 
 
+@dataclass
+class _Part:
+    """One usable row of a document, as its entry will carry it."""
+
+    row: int
+    material: str  # the Kingdee material number
+    unit: str
+    quantity: Decimal  # exact, in the Kingdee unit
+    precision: int
+    lot: str | None
+    detail: tuple[str | None, ...]
+
+
+class _Reasons:
+    """Why a document is held, collected per kind so that each is said once."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[str, list[str]] = {}
+
+    def add(self, kind: str, item: str) -> None:
+        items = self.by_kind.setdefault(kind, [])
+        if item not in items:
+            items.append(item)
+
+    def text(self) -> list[str]:
+        return [f"{kind}: " + ", ".join(items) for kind, items in self.by_kind.items()]
+
+
 def build_bills(
     lines: pd.DataFrame,
     materials: Mapping[str, Material],
@@ -424,19 +562,27 @@ def build_bills(
     schema: FrameSchema,
     earlier: Mapping[str, int] | None = None,
     own: frozenset[str] = frozenset(),
+    *,
+    units: Mapping[str, Unit],
 ) -> pd.DataFrame:
     """The day's bills (``schema``: the flow's bills columns), each ``ready`` or ``held`` with the
     reasons.
 
-    First each document is judged: it is held when any of its lines was rejected (a partial bill
-    would misstate the document), when Kingdee lacks or has disabled one of its materials, when a
-    material has no base unit, or when its warehouse is not mapped. Lines without a document id
-    cannot form a bill; they stay visible in the normalized lines and their rejected-lines check.
+    ``materials`` maps each WDT spec_no to the Kingdee material it is (by the mapping's code map;
+    a spec_no Kingdee lacks is absent), ``units`` each Kingdee unit number (case-folded) to its
+    BD_UNIT record. First each document is judged: it is held when any of its lines was
+    rejected (a partial bill would misstate the document), when Kingdee lacks or has disabled one
+    of its materials, when a line's unit is not the material's Kingdee unit and no conversion is
+    configured, when a lot-managed material has no batch, a shelf-life material no dates or a
+    bin-managed warehouse no bin, when a quantity rounds to nothing at its unit's precision, or
+    when its warehouse is not mapped. Lines without a document id cannot form a bill; they stay
+    visible in the normalized lines and their rejected-lines check.
     Then the mapping's ``strategy`` groups the ready documents: one bill each (``per_stockout``),
     or merged per warehouse and day (``per_day_warehouse``, ``grouping.py``; ``earlier`` says
     which batch each document was built into before, so that no built bill changes; the
     documents in ``own`` already have a bill of their own in Kingdee and keep it). A held
-    document is its own held row either way.
+    document is its own held row either way. Quantities are converted exactly, then rounded half
+    up to the unit's precision per entry; each rounding is listed on its bill (``roundings``).
 
     One pass over the lines sorted by document (stable, so each bill keeps WDT's line order),
     on plain lists: per-group pandas calls would cost far more than the work itself.
@@ -445,25 +591,72 @@ def build_bills(
     form = config.FORM
     stock_org = config.orgs(org)[0]
     note_fields = config.note_fields()
+    header_fields = config.header_template_fields()
+    entry_fields = config.DOCUMENT_FIELDS | LINE_FIELDS
     ref = References()
-    entry = config.entries(org, ref)
+    makers: dict[str | None, EntryMaker] = {}
+
+    def entry_maker(owner: str | None) -> EntryMaker:
+        maker = makers.get(owner)
+        if maker is None:
+            maker = makers[owner] = config.entries(org, ref, owner)
+        return maker
+
     identified = lines[lines[key].notna()].sort_values(key, kind="stable")
     column = {name: identified[name].tolist() for name in identified.columns}
     ids, reject, spec = column[key], column["reject_reason"], column["spec_no"]
-    unusable = {
-        number
-        for number in set(spec)
-        if number is not None and (number not in materials or not materials[number].usable)
-    }
     lot_numbers, rec_ids, quantities = column["batch_no"], column["rec_id"], column["num"]
+    wdt_units, positions = column["base_unit_name"], column["position_no"]
+    produced_on, expires_on = column["production_date"], column["expire_date"]
+    unusable = {
+        spec_no
+        for spec_no in set(spec)
+        if spec_no is not None and (spec_no not in materials or not materials[spec_no].usable)
+    }
+    # (spec_no, WDT unit) → (factor, unit, reason): judged once per pair, not per line.
+    conversions: dict[tuple[str, str | None], tuple[Decimal | None, Unit | None, str | None]] = {}
+
+    def conversion(spec_no: str, wdt_unit: str | None, base_unit: str):
+        found = conversions.get((spec_no, wdt_unit))
+        if found is None:
+            unit = units.get(base_unit.casefold())
+            if unit is None:
+                found = (None, None, f"unit {base_unit} is not in Kingdee BD_UNIT ({spec_no})")
+            else:
+                factor, why = config.units.factor(spec_no, wdt_unit, unit)
+                found = (factor, unit, why)
+            conversions[(spec_no, wdt_unit)] = found
+        return found
+
+    def material_label(spec_no: str) -> str:
+        mapped = materials.get(spec_no)
+        number_in_kingdee = (
+            mapped.number if mapped is not None else config.materials.fallback(spec_no)
+        )
+        if number_in_kingdee is None or number_in_kingdee == spec_no:
+            return spec_no
+        return f"{spec_no} → {number_in_kingdee}"
 
     def judged(first: int, end: int) -> dict[str, Any]:
-        """One document: its header, its usable lines, and why it is held (if it is)."""
+        """One document: its header, its usable parts, and why it is held (if it is)."""
+        warehouse_no = column["warehouse_no"][first]
+        warehouse_name = column["warehouse_name"][first]
+        reasons: list[str] = []
+        if warehouse_no is None and warehouse_name is not None:
+            warehouse_no = config.warehouse_names.get(warehouse_name)
+            if warehouse_no is None:
+                reasons.append(
+                    f"旺店通未给出仓库编号 / WDT sent no warehouse_no, and its warehouse_name "
+                    f"{warehouse_name} is not in warehouse_names"
+                )
+        elif warehouse_no is None:
+            reasons.append("旺店通未给出仓库 / WDT sent neither warehouse_no nor warehouse_name")
         header = {
             key: int(ids[first]),
             number: column[number][first],
             "process_no": column["process_no"][first],
-            "warehouse_no": column["warehouse_no"][first],
+            "warehouse_no": warehouse_no,
+            "warehouse_name": warehouse_name,
         }
         moment = column[source.time_field][first]
         # A document's own bill stands for it: the document's number is its source reference.
@@ -475,84 +668,203 @@ def build_bills(
         )
         header["bill_date"] = None if pd.isna(moment) else moment.strftime("%Y-%m-%d")
 
-        reasons: list[str] = []
         rejected = [reject[k] for k in range(first, end) if reject[k] is not None]
         if rejected:
             reasons.append(f"{len(rejected)} rejected line(s): " + "; ".join(sorted(set(rejected))))
         usable = [k for k in range(first, end) if reject[k] is None]
         spec_nos = sorted({spec[k] for k in usable})
-        missing = [number for number in spec_nos if number in unusable]
+        missing = [spec_no for spec_no in spec_nos if spec_no in unusable]
         if missing:
             reasons.append(
                 "物料在金蝶中不存在或已禁用 / material missing or disabled in Kingdee "
-                f"(use-org {stock_org}): " + ", ".join(missing)
+                f"(use-org {stock_org}): " + ", ".join(material_label(n) for n in missing)
             )
         no_unit = [n for n in spec_nos if n not in unusable and not materials[n].base_unit]
         if no_unit:
             reasons.append("material has no base unit in Kingdee: " + ", ".join(no_unit))
-        warehouse_no = header["warehouse_no"]
-        stock = _stock_number(warehouse_no, config) if warehouse_no else None
-        if warehouse_no and stock is None:
+        target = _target(warehouse_no, config) if warehouse_no else None
+        if warehouse_no and target is None:
             reasons.append(f"warehouse {warehouse_no} is not mapped to a Kingdee FStockId")
-        ready = bool(not reasons and header["bill_no"] and header["bill_date"] and stock)
+        bins = config.bins.get(target.stock) if target else None
+        held_by = _Reasons()
+        settings: dict[str, str] = {}  # material number → its state, for a hold by its settings
+        parts: list[_Part] = []
+        for k in usable:
+            material = materials.get(spec[k])
+            if material is None or not material.usable or not material.base_unit:
+                continue
+            factor, unit, why = conversion(spec[k], wdt_units[k], material.base_unit)
+            if why:
+                held_by.add("单位 / unit", why)
+                continue
+            lot = lot_numbers[k] if config.lot_from_batch_no else None
+            if material.batch_managed and not lot:
+                held_by.add(
+                    "物料启用了批号管理，旺店通未给出批次 / lot-managed material without a batch",
+                    material_label(spec[k]),
+                )
+                settings[material.number] = material.state
+            produced = expires = None
+            if material.shelf_life:
+                produced, produced_ok = _kingdee_date(produced_on[k])
+                expires, expires_ok = _kingdee_date(expires_on[k])
+                if not (produced_ok and expires_ok):
+                    held_by.add(
+                        "日期格式不正确 / production or expiry date is not a date",
+                        f"{spec[k]} ({produced_on[k]!r}, {expires_on[k]!r})",
+                    )
+                elif produced is None and expires is None:
+                    held_by.add(
+                        "保质期管理物料缺少生产日期和有效期 / shelf-life material without "
+                        "production or expiry date",
+                        material_label(spec[k]),
+                    )
+                    settings[material.number] = material.state
+            flex = bin_number = None
+            if bins is not None:
+                flex, bin_number = bins.flex_field, bins.bin_for(positions[k])
+                if bin_number is None:
+                    held_by.add(
+                        f"仓库 {target.stock} 启用了仓位管理 / bin-managed warehouse "
+                        f"{target.stock}: no bin for position_no",
+                        str(positions[k] or "(none)"),
+                    )
+            quantity = quantities[k] * factor
+            if round_quantity(quantity, unit.precision) <= 0:
+                held_by.add(
+                    "按单位精度舍入后数量为0 / quantity rounds to 0 at the unit's precision",
+                    f"{spec[k]} {quantity} {unit.number} (precision {unit.precision})",
+                )
+            detail = (flex, bin_number, produced, expires) if bins or material.shelf_life else ()
+            parts.append(
+                _Part(k, material.number, unit.number, quantity, unit.precision, lot, detail)
+            )
+        reasons += held_by.text()
+        ready = bool(not reasons and header["bill_no"] and header["bill_date"] and target)
         return {
             **header,
             "readiness": Readiness.READY if ready else Readiness.HELD,
             "hold_reason": None if ready else "; ".join(reasons),
-            "missing_materials": missing,
+            "missing_materials": [material_label(n) for n in missing],
             "missing_states": {
-                number: materials[number].state if number in materials else ABSENT
-                for number in missing
+                **{
+                    materials[n].number if n in materials else n: (
+                        materials[n].state if n in materials else ABSENT
+                    )
+                    for n in missing
+                },
+                **settings,
             },
             "line_count": end - first,
             "model": None,
             "sources": [header[number]] if header[number] else [],
             "lineage": None,
-            "_usable": usable,
-            "_stock": stock,
+            "roundings": None,
+            "material_numbers": _renumbered(spec, parts),
+            "department": target.department if target else None,
+            "owner_org": target.owner if target else None,
+            "_parts": parts,
+            "_stock": target.stock if target else None,
         }
+
+    def custom_header(values: Mapping[str, Any]) -> dict[str, str]:
+        made = {
+            name: _format(template, values, header_fields)
+            for name, template in config.header_fields.items()
+        }
+        return {name: value for name, value in made.items() if value}
+
+    def custom_entry(k: int, values: Mapping[str, Any]) -> dict[str, str] | None:
+        if not config.entry_fields:
+            return None
+        row = {name: column[name][k] for name in LINE_FIELDS}
+        made = {
+            name: _format(template, {**values, **row}, entry_fields)
+            for name, template in config.entry_fields.items()
+        }
+        return {name: value for name, value in made.items() if value}
 
     def model(bill: Mapping[str, Any], values: Mapping[str, Any], made: list[dict]) -> dict:
         note = _format(config.note_template, _note_values(values), note_fields)
         built = config.header(bill, note, org, ref)
         if config.reference_field != form.note:
             built[config.reference_field] = reference_token(values["source_ref"])
+        built.update(custom_header(values))
         built[form.entry] = made
         return built
 
+    def sent(
+        quantity: Decimal, precision: int, seq: int, item: Any, roundings: list[dict[str, Any]]
+    ) -> Decimal:
+        """The quantity sent for entry ``seq``: rounded to its unit's precision, said if so."""
+        rounded = round_quantity(quantity, precision)
+        if rounded != quantity:
+            roundings.append(
+                {
+                    "entry": seq,
+                    "material": item.material,
+                    "exact": str(quantity),
+                    "sent": str(rounded),
+                    "unit": item.unit,
+                    "precision": precision,
+                }
+            )
+        return rounded
+
     def own_bill(document: dict[str, Any]) -> dict[str, Any]:
         """A ready document's bill of its own (``per_stockout``)."""
+        entry = entry_maker(document["owner_org"])
+        roundings: list[dict[str, Any]] = []
         made = [
             entry(
-                spec[k],
-                materials[spec[k]].base_unit,
-                quantities[k],
+                part.material,
+                part.unit,
+                sent(part.quantity, part.precision, seq, part, roundings),
                 document["_stock"],
-                lot_numbers[k],
-                rec_ids[k],
+                part.lot,
+                rec_ids[part.row],
+                part.detail,
+                custom_entry(part.row, document),
             )
-            for k in document["_usable"]
+            for seq, part in enumerate(document["_parts"], start=1)
         ]
-        return {**document, "model": model(document, document, made)}
+        return {
+            **document,
+            "model": model(document, document, made),
+            "roundings": roundings or None,
+        }
 
     def merged_bills(ready: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The ready documents merged per warehouse and day (``per_day_warehouse``)."""
-        groups: dict[tuple[str, str, str], dict[str, list[SourceLine]]] = {}
+        groups: dict[tuple[Any, ...], dict[str, list[SourceLine]]] = {}
+        precision: dict[str, int] = {}
         for document in ready:
-            where = (document["bill_date"], document["warehouse_no"], document["_stock"])
-            groups.setdefault(where, {})[document[number]] = [
-                SourceLine(
-                    document[number],
-                    None if rec_ids[k] is pd.NA else rec_ids[k],
-                    spec[k],
-                    materials[spec[k]].base_unit,
-                    quantities[k],
-                    lot_numbers[k] if config.lot_from_batch_no else None,
+            where = (
+                document["bill_date"],
+                document["warehouse_no"],
+                document["_stock"],
+                document["department"],
+                document["owner_org"],
+            )
+            lines_of = groups.setdefault(where, {})[document[number]] = []
+            for part in document["_parts"]:
+                precision[part.unit] = part.precision
+                lines_of.append(
+                    SourceLine(
+                        document[number],
+                        None if rec_ids[part.row] is pd.NA else rec_ids[part.row],
+                        part.material,
+                        part.unit,
+                        part.quantity,
+                        part.lot,
+                        part.detail,
+                        part.row,
+                    )
                 )
-                for k in document["_usable"]
-            ]
         bills = []
-        for (bill_date, warehouse_no, stock), documents in sorted(groups.items()):
+        for where, documents in sorted(groups.items(), key=lambda item: str(item[0])):
+            bill_date, warehouse_no, stock, department, owner_org = where
+            entry = entry_maker(owner_org)
             parts = merge_documents(
                 documents,
                 earlier or {},
@@ -572,10 +884,24 @@ def build_bills(
                     "source_ref": f"{bill_date}/{warehouse_no}/{part.label}",
                     # The note's {process_no}: how many documents the bill merges.
                     "process_no": f"合并生单 {len(part.sources)} 张",
+                    "department": department,
+                    "owner_org": owner_org,
                 }
+                roundings: list[dict[str, Any]] = []
+                # An entry's own fields come from its first line: its material, lot, bin and
+                # dates are those of every line it adds up.
                 made = [
-                    entry(item.material, item.unit, item.quantity, stock, item.lot, None)
-                    for item in part.entries
+                    entry(
+                        item.material,
+                        item.unit,
+                        sent(item.quantity, precision[item.unit], seq, item, roundings),
+                        stock,
+                        item.lot,
+                        None,
+                        item.detail,
+                        custom_entry(item.lineage[0].origin, bill),
+                    )
+                    for seq, item in enumerate(part.entries, start=1)
                 ]
                 bills.append(
                     {
@@ -587,9 +913,14 @@ def build_bills(
                         "model": model(bill, bill, made),
                         "sources": part.sources,
                         "lineage": [
-                            [[line.document, line.rec_id, line.quantity] for line in item.lineage]
+                            [
+                                [line.document, line.rec_id, quantities[line.origin]]
+                                for line in item.lineage
+                            ]
                             for item in part.entries
                         ],
+                        "roundings": roundings or None,
+                        "material_numbers": _merged_renumbered(spec, part.entries),
                     }
                 )
         return bills
@@ -617,3 +948,19 @@ def build_bills(
                 for document in documents
             ]
         return schema.frame(bills)
+
+
+def _renumbered(spec: list[Any], parts: list[_Part]) -> dict[str, str] | None:
+    """spec_no → Kingdee material number, for the bill's materials whose numbers differ."""
+    changed = {spec[part.row]: part.material for part in parts if spec[part.row] != part.material}
+    return changed or None
+
+
+def _merged_renumbered(spec: list[Any], entries: Any) -> dict[str, str] | None:
+    changed = {
+        spec[line.origin]: line.material
+        for item in entries
+        for line in item.lineage
+        if spec[line.origin] != line.material
+    }
+    return changed or None

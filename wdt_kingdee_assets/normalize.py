@@ -1,4 +1,10 @@
-"""Pure: a flow's WDT orders → one typed row per detail line, with a reject reason when unusable.
+"""Pure: a flow's WDT orders → one typed row per detail line and lot, with a reject reason when
+unusable.
+
+Older and newer answers of one method differ (reference §7, real-servers-vs-ours §2): the 2024
+shape has ``warehouse_no``, ``rec_id`` and per-position batches; a published 2020 answer has only
+``warehouse_name``, no ids, no positions and epoch-millisecond times. Both are read; what is
+missing becomes a reason on the row or a hold in the mapping, never a crash.
 
 Nothing is dropped: an order without lines, or a line that cannot become a Kingdee entry, is kept
 as a row whose ``reject_reason`` says why, so it shows up in the checks and the UI.
@@ -6,8 +12,10 @@ as a row whose ``reject_reason`` says why, so it shows up in the checks and the 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -101,14 +109,106 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-_NO_LINE = (None,) * 9  # the line columns of a row that stands for a line-less order
+_LINE_VALUES = 11  # the line columns of a row (Flow.lines_schema, rec_id … defect)
+_NO_LINE = (None,) * _LINE_VALUES  # the line columns of a row that stands for a line-less order
+_HEADER_VALUES = 7
+# How WDT writes "no date": empty, or MySQL's zero date.
+_NO_DATE = frozenset({"", "0000-00-00", "0000-00-00 00:00:00"})
+
+
+def document_id(order: Mapping[str, Any], key: str, number: str) -> int | None:
+    """The document's id: WDT's own (``stockout_id``), or — for an older answer that has no id
+    at all (a published 2020 answer of the stock-out method has none) — a negative id derived
+    from the document's number, so that it never meets a real WDT id and is the same on every
+    pull. None when WDT sent an id that is not an integer (the order is then rejected)."""
+    value = order.get(key)
+    if value is None or value == "":
+        text = _text(order.get(number))
+        if text is None:
+            return None
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=7).digest()
+        return -1 - int.from_bytes(digest, "big")
+    return parse_int(value)
+
+
+def _date_text(value: Any) -> str | None:
+    text = _text(value)
+    return None if text is None or text in _NO_DATE else text
+
+
+@dataclass(frozen=True)
+class Lot:
+    """One part of a detail line: the quantity taken from one batch at one bin."""
+
+    batch_no: str | None
+    position_no: str | None
+    num: Decimal | None  # None on a row whose num was unusable (it carries the reason)
+    production_date: str | None
+    expire_date: str | None
+
+
+def line_lots(detail: Mapping[str, Any], num: Decimal) -> tuple[list[Lot], str | None]:
+    """The lots of a line of ``num`` (valid), and why its positions cannot be used (if so).
+
+    The per-batch truth is ``position_details_list`` (batch, bin, count, dates per position):
+    positions are added up per (batch, bin), each batch taken from the position or else the line.
+    A line without positions (older answers, stock-ins) is one lot from the line's own fields.
+    Positions that do not add up exactly to ``num`` make one lot of ``num`` and a reason.
+    """
+    batch = _text(detail.get("batch_no"))
+    position = _text(detail.get("position_no"))
+    produced = _date_text(detail.get("production_date"))
+    expires = _date_text(detail.get("expire_date"))
+    whole = [Lot(batch, position, num, produced, expires)]
+    positions = detail.get("position_details_list")
+    if not isinstance(positions, list) or not positions:
+        return whole, None
+    if len(positions) == 1 and isinstance(positions[0], Mapping):  # the usual case, fast
+        item = positions[0]
+        if parse_quantity(item.get("position_goods_count"))[0] == num:
+            return [
+                Lot(
+                    _text(item.get("batch_no")) or batch,
+                    _text(item.get("position_no")) or position,
+                    num,
+                    _date_text(item.get("production_date")) or produced,
+                    _date_text(item.get("expire_date")) or expires,
+                )
+            ], None
+    parts: dict[tuple[str | None, str | None], list[Any]] = {}
+    total = Decimal(0)
+    for item in positions:
+        count = item.get("position_goods_count") if isinstance(item, Mapping) else None
+        quantity, _ = parse_quantity(count)
+        if quantity is None and parse_int(count) != 0:
+            return whole, f"position_details_list has a count that is not a number: {count!r}"
+        if quantity is None:  # an empty position (count 0) takes nothing
+            continue
+        total += quantity
+        where = (_text(item.get("batch_no")) or batch, _text(item.get("position_no")) or position)
+        part = parts.get(where)
+        if part is None:
+            parts[where] = [
+                quantity,
+                _date_text(item.get("production_date")) or produced,
+                _date_text(item.get("expire_date")) or expires,
+            ]
+        else:
+            part[0] += quantity
+    if total != num:
+        return whole, f"position_details_list adds up to {total}, not num {num}"
+    return [
+        Lot(where[0], where[1], quantity, made, expiry)
+        for where, (quantity, made, expiry) in parts.items()
+    ], None
 
 
 class _Lines:
-    """The normalized frame's columns, filled line by line: no dict per line on the hot path.
+    """The normalized frame's columns, filled row by row: no dict per row on the hot path.
 
-    A row is the order's 6 header values, the line's 9 values and the reject reason, in the
-    flow's lines column order (``Flow.lines_schema``).
+    A row is the order's 7 header values, the line's 11 values and the reject reason, in the
+    flow's lines column order (``Flow.lines_schema``). A line taken from several batches or bins
+    is one row per (batch, bin), each with that part's quantity; ``rec_id`` names the line.
     """
 
     def __init__(self, source: Source, names: list[str]) -> None:
@@ -127,8 +227,8 @@ class _Lines:
         key, number, time_field = source.key, source.number, source.time_field
         statuses = source.method.statuses
         order_problems: list[str] = []
-        document_id = parse_int(order.get(key))
-        if document_id is None:
+        ident = document_id(order, key, number)
+        if ident is None:
             order_problems.append(f"{key} is missing or not an integer: {order.get(key)!r}")
         document_no = _text(order.get(number))
         if document_no is None:
@@ -141,15 +241,15 @@ class _Lines:
             order_problems.append(f"unknown WDT status: {order.get('status')!r}")
         elif status not in accepted_statuses:
             order_problems.append(f"status {status} ({statuses[status]}) is not synced")
-        warehouse_no = _text(order.get("warehouse_no"))
-        if warehouse_no is None:
-            order_problems.append("warehouse_no is missing")
 
+        # A missing warehouse_no is no line's fault: the mapping finds the warehouse by its name
+        # (an older answer has only warehouse_name) or holds the document, saying so.
         header = (
-            document_id,
+            ident,
             document_no,
             _text(order.get("process_no")),
-            warehouse_no,
+            _text(order.get("warehouse_no")),
+            _text(order.get("warehouse_name")),
             moment,
             status,
         )
@@ -163,7 +263,7 @@ class _Lines:
             self.add(header, _NO_LINE, "; ".join([*order_problems, reason]))
             return
 
-        for detail in details:
+        for index, detail in enumerate(details, start=1):
             if not isinstance(detail, Mapping):
                 reason = "; ".join([*order_problems, "detail line is not an object"])
                 self.add(header, _NO_LINE, reason)
@@ -175,18 +275,43 @@ class _Lines:
             num, num_problem = parse_quantity(detail.get("num"))
             if num_problem:
                 problems.append(num_problem)
-            line = (
-                parse_int(detail.get("rec_id")),
-                spec_no,
-                _text(detail.get("goods_no")),
-                _text(detail.get("goods_name")),
-                num,
-                _text(detail.get("batch_no")),
-                _text(detail.get("position_no")),
-                _text(detail.get("base_unit_name")),
-                _parse_bool(detail.get("defect", False)),
-            )
-            self.add(header, line, "; ".join(problems) or None)
+                lots = [
+                    Lot(
+                        _text(detail.get("batch_no")),
+                        _text(detail.get("position_no")),
+                        num,
+                        _date_text(detail.get("production_date")),
+                        _date_text(detail.get("expire_date")),
+                    )
+                ]
+            else:
+                lots, lot_problem = line_lots(detail, num)
+                if lot_problem:
+                    problems.append(lot_problem)
+            # An older answer has no line ids: the line's place in the order, negative so that it
+            # is never taken for WDT's own id (it names the line in lineage and checks).
+            rec_id = parse_int(detail.get("rec_id"))
+            if rec_id is None and detail.get("rec_id") in (None, ""):
+                rec_id = -index
+            goods_no, goods_name = _text(detail.get("goods_no")), _text(detail.get("goods_name"))
+            unit = _text(detail.get("base_unit_name"))
+            defect = _parse_bool(detail.get("defect", False))
+            reason = "; ".join(problems) or None
+            for lot in lots:
+                line = (
+                    rec_id,
+                    spec_no,
+                    goods_no,
+                    goods_name,
+                    lot.num,
+                    lot.batch_no,
+                    lot.position_no,
+                    lot.production_date,
+                    lot.expire_date,
+                    unit,
+                    defect,
+                )
+                self.add(header, line, reason)
 
 
 def normalize_orders(
@@ -206,5 +331,5 @@ def normalize_orders(
                 lines.add_order(order, accepted)
             else:
                 reason = f"order is not a JSON object: {str(order)[:80]!r}"
-                lines.add((None,) * 6, _NO_LINE, reason)
+                lines.add((None,) * _HEADER_VALUES, _NO_LINE, reason)
         return schema.from_columns(lines.columns)

@@ -62,6 +62,9 @@ DEFAULT_SAVE_OPTIONS: Mapping[str, Any] = {
     "ValidateFlag": True,
     "IsDeleteEntry": True,
     "IsVerifyBaseDataField": True,
+    # Quantities are rounded to their unit's precision before they are sent (units.py): should
+    # that ever be wrong, Kingdee refuses the bill instead of rounding it silently.
+    "IsControlPrecision": True,
     "NeedReturnFields": ["FBillNo"],
 }
 
@@ -114,6 +117,8 @@ class MaterialInfo:
     document_status: str
     material_id: int
     batch_managed: bool = False  # FIsBatchManage: Kingdee wants a lot (FLot) on every line
+    shelf_life: bool = False  # FIsKFPeriod: entries carry production and expiry dates
+    code: str | None = None  # the WDT code it was found by (MaterialCodes.by_field), if any
 
     @property
     def usable(self) -> bool:
@@ -134,7 +139,20 @@ def material_state(info: MaterialInfo | None) -> str:
         return "disabled"
     if info.document_status != "C":
         return f"unaudited:{info.document_status}"
-    return f"usable:{info.base_unit or ''}" + (":lots" if info.batch_managed else "")
+    return (
+        f"usable:{info.base_unit or ''}"
+        + (":lots" if info.batch_managed else "")
+        + (":shelf" if info.shelf_life else "")
+    )
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    """One BD_UNIT row: a unit's number, name and the precision Kingdee stores quantities at."""
+
+    number: str
+    name: str
+    precision: int
 
 
 @dataclass(frozen=True)
@@ -526,8 +544,13 @@ class KingdeeClient:
             for row in rows
         ]
 
-    def find_materials(self, numbers: Iterable[str], use_org: str) -> dict[str, MaterialInfo]:
-        """FNumber → material in ``use_org``; a number missing from the result is not in Kingdee."""
+    def find_materials(
+        self, numbers: Iterable[str], use_org: str, *, by_field: str | None = None
+    ) -> dict[str, MaterialInfo]:
+        """FNumber → material in ``use_org``; a number missing from the result is not in Kingdee.
+
+        With ``by_field`` (a BD_MATERIAL field holding the WDT code, ``MaterialCodes.by_field``)
+        ``numbers`` are such codes, and the result is keyed by them."""
         keys = [
             "FMATERIALID",
             "FNumber",
@@ -536,17 +559,20 @@ class KingdeeClient:
             "FDocumentStatus",
             "FBaseUnitId.FNumber",
             "FIsBatchManage",
+            "FIsKFPeriod",
+            *([by_field] if by_field else []),
         ]
         found: dict[str, MaterialInfo] = {}
         for chunk in _chunks(numbers, self.in_list_size):
             filter_string = all_of(
-                field_in("FNumber", chunk), field_eq("FUseOrgId.FNumber", use_org)
+                field_in(by_field or "FNumber", chunk), field_eq("FUseOrgId.FNumber", use_org)
             )
             rows = self.execute_bill_query(
                 "BD_MATERIAL", keys, filter_string, order_string="FMATERIALID"
             )
             for row in rows:
                 unit = str(row[5] or "").strip()
+                code = str(row[8] or "").strip() if by_field else None
                 info = MaterialInfo(
                     number=str(row[1]),
                     name=str(row[2] or ""),
@@ -555,10 +581,28 @@ class KingdeeClient:
                     document_status=str(row[4] or "").strip().upper(),
                     material_id=int(row[0]),
                     batch_managed=_is_true(row[6]),
+                    shelf_life=_is_true(row[7]),
+                    code=code,
                 )
-                current = found.get(info.number)
+                key = code if by_field else info.number
+                current = found.get(key)
                 if current is None or (info.usable and not current.usable):
-                    found[info.number] = info
+                    found[key] = info
+        return found
+
+    def find_units(self, numbers: Iterable[str]) -> dict[str, UnitInfo]:
+        """Unit number (case-folded) → BD_UNIT record; a unit missing from it is not in Kingdee."""
+        found: dict[str, UnitInfo] = {}
+        for chunk in _chunks(numbers, self.in_list_size):
+            rows = self.execute_bill_query(
+                "BD_UNIT",
+                ["FUNITID", "FNumber", "FName", "FPrecision"],
+                field_in("FNumber", chunk),
+                order_string="FUNITID",
+            )
+            for row in rows:
+                unit = UnitInfo(str(row[1]), str(row[2] or ""), int(row[3] or 0))
+                found[unit.number.casefold()] = unit
         return found
 
     def bill_entries(

@@ -27,6 +27,9 @@ class KingdeeForm:
     owner: str
     keeper_type: str  # the entry's keeper type and keeper (保管者)
     keeper: str
+    bin: str  # the entry's bin (仓位), a flex field: {"<bin>__FF100001": {"FNumber": …}}
+    produce_date: str  # the entry's production date (生产日期), shelf-life materials
+    expiry_date: str  # the entry's expiry date (有效期至)
     quantity: str = "FQty"
     entry: str = "FEntity"
     bill_type: str = "FBillTypeID"
@@ -62,6 +65,9 @@ MIS_DELIVERY = KingdeeForm(
     owner="FOwnerId",
     keeper_type="FKeeperTypeId",
     keeper="FKeeperId",
+    bin="FStockLocId",  # KingdeeMisDeliveryBuilder.java sends it so
+    produce_date="FProduceDate",  # [G] the form's usual keys; not seen in a public sample
+    expiry_date="FExpiryDate",
 )
 
 MISCELLANEOUS = KingdeeForm(
@@ -77,6 +83,10 @@ MISCELLANEOUS = KingdeeForm(
     owner="FOWNERID",
     keeper_type="FKEEPERTYPEID",
     keeper="FKEEPERID",
+    # [G] spelled like the form's other entry keys (upper case); not seen in a public sample.
+    bin="FSTOCKLOCID",
+    produce_date="FPRODUCEDATE",
+    expiry_date="FEXPIRYDATE",
 )
 
 FORMS = {form.form_id: form for form in (MIS_DELIVERY, MISCELLANEOUS)}

@@ -39,7 +39,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -151,6 +151,12 @@ _LABELS = {
     "FOwnerId": "货主",
     "FKeeperTypeId": "保管者类型",
     "FKeeperId": "保管者",
+    "FStockLocId": "仓位",
+    "FSTOCKLOCID": "仓位",
+    "FProduceDate": "生产日期",
+    "FPRODUCEDATE": "生产日期",
+    "FExpiryDate": "有效期至",
+    "FEXPIRYDATE": "有效期至",
 }
 
 
@@ -167,9 +173,25 @@ class KingdeeMaterial:
     forbidden: bool = False
     document_status: str = "C"
     batch_managed: bool = False
+    shelf_life: bool = False  # 保质期管理 (FIsKFPeriod): entries need a production or expiry date
+    # The customer's own BD_MATERIAL fields (e.g. F_PAEZ_WdtCode holding the WDT code).
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 _MATERIAL_BODY = TypeAdapter(KingdeeMaterial)
+
+
+@dataclass(frozen=True)
+class KingdeeUnit:
+    """One BD_UNIT row: quantities in this unit are stored at ``precision`` decimals."""
+
+    number: str
+    name: str
+    precision: int = 4
+
+
+# A bin-managed warehouse's bins are a flex field of this dimension (仓位值集).
+BIN_FLEX = "FF100001"
 
 
 @dataclass
@@ -181,6 +203,8 @@ class _Entry:
     unit: str
     stock: str
     lot: str | None
+    bin: str | None = None
+    custom: dict[str, str] = field(default_factory=dict)  # the customer's F_… entry fields
 
 
 @dataclass
@@ -221,6 +245,9 @@ class _SaveForm:
     owner: str
     keeper_type: str
     keeper: str
+    bin: str
+    produce_date: str
+    expiry_date: str
     in_stock_type: str | None = None  # 入库类型, required on receipts
 
 
@@ -243,6 +270,9 @@ _SAVE_FORMS = {
             owner="FOwnerId",
             keeper_type="FKeeperTypeId",
             keeper="FKeeperId",
+            bin="FStockLocId",
+            produce_date="FProduceDate",
+            expiry_date="FExpiryDate",
         ),
         _SaveForm(
             form_id="STK_MISCELLANEOUS",
@@ -260,6 +290,9 @@ _SAVE_FORMS = {
             owner="FOWNERID",
             keeper_type="FKEEPERTYPEID",
             keeper="FKEEPERID",
+            bin="FSTOCKLOCID",
+            produce_date="FPRODUCEDATE",
+            expiry_date="FEXPIRYDATE",
             in_stock_type="FInStockType",
         ),
     )
@@ -614,11 +647,28 @@ _MATERIAL_FIELDS = _fields(
     _Field("FBaseUnitId.FNumber", False, lambda row: row.material.base_unit),
     _Field("FUseOrgId.FNumber", False, lambda row: row.material.use_org),
     _Field("FIsBatchManage", False, lambda row: row.material.batch_managed),
+    _Field("FIsKFPeriod", False, lambda row: row.material.shelf_life),
+)
+
+
+def _material_field(name: str) -> _Field:
+    return _Field(name, False, lambda row: row.material.fields.get(name) or None)
+
+
+_UNIT_FIELDS = _fields(
+    _Field("FUNITID", False, lambda row: row[0]),
+    _Field("FNumber", False, lambda row: row[1].number),
+    _Field("FName", False, lambda row: row[1].name),
+    _Field("FPrecision", False, lambda row: row[1].precision),
 )
 
 
 def _custom_field(name: str) -> _Field:
     return _Field(name, False, lambda row: _bill_of(row).custom.get(name) or None)
+
+
+def _custom_entry_field(name: str) -> _Field:
+    return _Field(name, True, lambda row: _entry_of(row).custom.get(name) or None)
 
 
 _STOCK_FIELDS = _fields(
@@ -648,6 +698,11 @@ class KingdeeSimulator:
         unique_bill_no: bool = True,
         numbering: Literal["keep", "auto"] = "keep",
         custom_header_fields: Iterable[str] = (),
+        custom_entry_fields: Iterable[str] = (),
+        required_custom_fields: Iterable[str] = (),
+        material_fields: Iterable[str] = (),
+        units: Iterable[KingdeeUnit] = (),
+        bin_warehouses: Mapping[str, Iterable[str]] | None = None,
         track_stock: bool = False,
         allow_negative_stock: bool = False,
         approval_workflow: bool = False,
@@ -665,13 +720,31 @@ class KingdeeSimulator:
         # A workflow bound to the bill types: Audit over the WebAPI is refused (WorkflowAudit).
         self.approval_workflow = approval_workflow
         self._custom_fields = tuple(dict.fromkeys(custom_header_fields))
-        if bad := [name for name in self._custom_fields if not name.startswith("F_")]:
-            raise ValueError(f"custom header fields are named F_…, got {bad}")
-        custom = _fields(*(_custom_field(name) for name in self._custom_fields))
+        self._custom_entry_fields = tuple(dict.fromkeys(custom_entry_fields))
+        material_custom = tuple(dict.fromkeys(material_fields))
+        named = (*self._custom_fields, *self._custom_entry_fields, *material_custom)
+        if bad := [name for name in named if not name.startswith("F_")]:
+            raise ValueError(f"custom fields are named F_…, got {bad}")
+        # Fields the data center made required (必录): a bill without them is refused.
+        self._required = {_fold(name) for name in required_custom_fields}
+        custom = _fields(
+            *(_custom_field(name) for name in self._custom_fields),
+            *(_custom_entry_field(name) for name in self._custom_entry_fields),
+        )
         self._forms: dict[str, dict[str, _Field]] = {
             **{key: {**_bill_fields(form), **custom} for key, form in _SAVE_FORMS.items()},
-            "bd_material": _MATERIAL_FIELDS,
+            "bd_material": {
+                **_MATERIAL_FIELDS,
+                **_fields(*(_material_field(name) for name in material_custom)),
+            },
             "bd_stock": _STOCK_FIELDS,
+            "bd_unit": _UNIT_FIELDS,
+        }
+        self._units = {_fold(unit.number): unit for unit in units}
+        # Bin-managed warehouses (仓位管理) → their bins.
+        self._bins = {
+            _fold(stock): {_fold(number) for number in bins}
+            for stock, bins in (bin_warehouses or {}).items()
         }
         self.faults = FaultPlan(_SUPPORTED_FAULTS)
         self._lock = threading.RLock()
@@ -704,6 +777,10 @@ class KingdeeSimulator:
             material_id = existing.material_id if existing else next(self._material_ids)
             self._materials[key] = _MaterialRow(material, material_id)
 
+    def unit(self, number: str) -> KingdeeUnit:
+        """A unit's BD_UNIT record; a unit no one declared counts to 4 decimals (WDT's own)."""
+        return self._units.get(_fold(number)) or KingdeeUnit(number, number)
+
     def materials(self) -> list[KingdeeMaterial]:
         """BD_MATERIAL as it stands, every use-org (what a test's oracle compares against)."""
         with self._lock:
@@ -735,6 +812,8 @@ class KingdeeSimulator:
                     "unit": entry.unit,
                     "stock": entry.stock,
                     "lot": entry.lot,
+                    **({"bin": entry.bin} if entry.bin else {}),
+                    **entry.custom,
                 }
                 for entry in bill.entries
             ],
@@ -1180,6 +1259,7 @@ class KingdeeSimulator:
         self._service_time.add(self.per_bill_latency * len(models))
         verify = _truthy(data.get("IsVerifyBaseDataField"), default=False)
         number_search = _truthy(data.get("NumberSearch"), default=True)
+        control_precision = _truthy(data.get("IsControlPrecision"), default=False)
         return_fields = [str(name) for name in data.get("NeedReturnFields") or []]
         errors: list[dict[str, Any]] = []
         successes: list[dict[str, Any]] = []
@@ -1187,7 +1267,11 @@ class KingdeeSimulator:
         with self._lock:
             for dindex, model in enumerate(models):
                 problems, bill = self._validate(
-                    form, model, verify=verify, number_search=number_search
+                    form,
+                    model,
+                    verify=verify,
+                    number_search=number_search,
+                    control_precision=control_precision,
                 )
                 if bill is None:
                     errors.extend(_error(message, name, dindex) for name, message in problems)
@@ -1218,9 +1302,18 @@ class KingdeeSimulator:
         return row.material if row else None
 
     def _validate(
-        self, form: _SaveForm, model: Any, *, verify: bool, number_search: bool
+        self,
+        form: _SaveForm,
+        model: Any,
+        *,
+        verify: bool,
+        number_search: bool,
+        control_precision: bool = False,
     ) -> tuple[list[tuple[str | None, str]], _Bill | None]:
-        """Every problem with one model (FieldName, message), or the bill to store."""
+        """Every problem with one model (FieldName, message), or the bill to store.
+
+        A quantity finer than its unit's precision (BD_UNIT) is refused when the call asks for
+        ``IsControlPrecision``, else stored rounded half up [G: the rounding Kingdee applies]."""
         if not isinstance(model, Mapping):
             return [(None, "Model中的单据数据格式不正确。")], None
         problems: list[tuple[str | None, str]] = []
@@ -1337,7 +1430,24 @@ class KingdeeSimulator:
                             )
                         )
             qty = self._quantity(line.get("FQty"), row, problems)
+            if qty is not None and (unit or material is not None):
+                qty = self._at_precision(
+                    qty, self.unit(unit or material.base_unit), row, control_precision, problems
+                )
             stock = reference(line, form.stock, lambda number: _fold(number) in warehouses, row)
+            bin_number = self._bin(form, line, stock, row, problems)
+            if material is not None and material.shelf_life:
+                dates = [
+                    _parse_date(line.get(name)) for name in (form.produce_date, form.expiry_date)
+                ]
+                if not any(dates):
+                    problems.append(
+                        (
+                            form.produce_date,
+                            f"第{row}行物料“{material.number}”启用了保质期管理，字段“生产日期”是必填项。",
+                        )
+                    )
+            entry_custom = self._custom_values(line, self._custom_entry_fields, row, problems)
             lot = _ref_number(line.get(form.lot))
             if material is not None and material.batch_managed and lot is None:
                 problems.append(
@@ -1364,8 +1474,19 @@ class KingdeeSimulator:
                     reference(line, name, lambda number: _fold(number) in orgs, row)
             if material_no and unit and qty is not None and stock:
                 entries.append(
-                    _Entry(next(self._entry_ids), row, material_no, qty, unit, stock, lot)
+                    _Entry(
+                        next(self._entry_ids),
+                        row,
+                        material_no,
+                        qty,
+                        unit,
+                        stock,
+                        lot,
+                        bin_number,
+                        entry_custom,
+                    )
                 )
+        header_custom = self._custom_values(model, self._custom_fields, None, problems)
         if problems or bill_date is None:
             return problems, None
         bill = _Bill(
@@ -1381,13 +1502,79 @@ class KingdeeSimulator:
             dept=dept,
             direction=(direction or "").upper(),
             entries=entries,
-            custom={
-                name: str(model[name])
-                for name in self._custom_fields
-                if model.get(name) not in (None, "")
-            },
+            custom=header_custom,
         )
         return [], bill
+
+    def _custom_values(
+        self,
+        source: Mapping[str, Any],
+        names: Iterable[str],
+        row: int | None,
+        problems: list[tuple[str | None, str]],
+    ) -> dict[str, str]:
+        """The customer's own fields of a header or an entry; a required one that is empty is
+        refused (必录)."""
+        values = {name: str(source[name]) for name in names if source.get(name) not in (None, "")}
+        where = f"第{row}行" if row is not None else ""
+        for name in names:
+            if _fold(name) in self._required and name not in values:
+                problems.append((name, f"{where}字段“{name}”是必填项。"))
+        return values
+
+    @staticmethod
+    def _at_precision(
+        qty: Decimal,
+        unit: KingdeeUnit,
+        row: int,
+        control: bool,
+        problems: list[tuple[str | None, str]],
+    ) -> Decimal:
+        step = Decimal(1).scaleb(-unit.precision)
+        rounded = qty.quantize(step, rounding=ROUND_HALF_UP)
+        if rounded == qty:
+            return qty
+        if control:
+            problems.append(
+                (
+                    "FQty",
+                    f"第{row}行字段“实发数量”的值“{qty}”超出了单位“{unit.name}”的精度"
+                    f"（{unit.precision}位小数）。",
+                )
+            )
+        return rounded
+
+    def _bin(
+        self,
+        form: _SaveForm,
+        line: Mapping[str, Any],
+        stock: str | None,
+        row: int,
+        problems: list[tuple[str | None, str]],
+    ) -> str | None:
+        """The entry's bin in a bin-managed warehouse (Kingdee's flex-field shape
+        ``{"FSTOCKLOCID__FF100001": {"FNumber": …}}``); None elsewhere (the field is locked)."""
+        bins = self._bins.get(_fold(stock)) if stock else None
+        if bins is None:
+            return None
+        value = line.get(form.bin)
+        flex = f"{form.bin}__{BIN_FLEX}".casefold()
+        inner = None
+        if isinstance(value, Mapping):
+            inner = next((v for k, v in value.items() if str(k).casefold() == flex), None)
+        number = _ref_number(inner)
+        label = _LABELS[form.bin]
+        if number is None:
+            problems.append(
+                (form.bin, f"第{row}行仓库“{stock}”启用了仓位管理，字段“{label}”是必填项。")
+            )
+            return None
+        if _fold(number) not in bins:
+            problems.append(
+                (form.bin, f"第{row}行字段“{label}”的值“{number}”在系统中不存在或已禁用。")
+            )
+            return None
+        return number
 
     @staticmethod
     def _quantity(value: Any, row: int, problems: list[tuple[str | None, str]]) -> Decimal | None:
@@ -1503,6 +1690,14 @@ class KingdeeSimulator:
             return [(bill, None) for bill in bills]
         if form == "bd_material":
             return sorted(self._materials.values(), key=lambda row: row.material_id)
+        if form == "bd_unit":
+            numbers = {
+                _fold(row.material.base_unit): row.material.base_unit
+                for row in self._materials.values()
+            }
+            known = {key: self.unit(number) for key, number in numbers.items()}
+            known.update(self._units)
+            return [(10001 + index, unit) for index, (_, unit) in enumerate(sorted(known.items()))]
         return [
             (100001 + index * len(self._orgs) + org_index, stock, org)
             for index, stock in enumerate(self._warehouses)

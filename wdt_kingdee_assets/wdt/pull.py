@@ -81,8 +81,12 @@ class _Pass:
 
 def order_key(order: dict[str, Any], method: WdtMethod) -> str:
     """The de-duplication key: the method's id (``stockout_id``) as text, so 42 and "42" are
-    one order."""
-    return str(order[method.key])
+    one order. An older answer without the id (a published 2020 one has none) is keyed by the
+    document's number instead, which WDT keeps unique as well."""
+    ident = order.get(method.key)
+    if ident is None or ident == "":
+        return f"{method.number}:{order.get(method.number)}"
+    return str(ident)
 
 
 def _time_sort_key(value: Any) -> tuple[int, Decimal, str]:

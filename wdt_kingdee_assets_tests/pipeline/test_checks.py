@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 import dagster as dg
@@ -10,19 +9,11 @@ import dagster as dg
 from wdt_kingdee_assets import assets as assets_module
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
-from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills, wire_model
+from wdt_kingdee_assets.mapping import build_bills, wire_model
 from wdt_kingdee_assets.normalize import normalize_orders
+from wdt_kingdee_assets_tests.fixtures.bills import material as kingdee_material
+from wdt_kingdee_assets_tests.fixtures.bills import stockout_bills
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_named, check_results
-
-
-@dataclass(frozen=True)
-class KnownMaterial:
-    base_unit: str
-    usable: bool = True
-
-    @property
-    def state(self) -> str:
-        return f"usable:{self.base_unit}" if self.usable else "disabled"
 
 
 def simple_order(pipeline, stockout_id, number, moment, *, warehouse="CK001", quantity=2):
@@ -127,15 +118,10 @@ def test_bill_already_in_kingdee_with_other_quantities_fails_the_read_back_check
     material = next(
         m for m in pipeline.sandbox.catalog if m.number == order["detail_list"][0]["spec_no"]
     )
-    known = {material.number: KnownMaterial(material.base_unit)}
-    model = build_bills(
-        normalize_orders([hand_made], PRODUCTION_STOCKOUT),
-        known,
-        MisDeliveryMapping(),
-        "100",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
-    ).iloc[0]["model"]
+    known = {material.number: kingdee_material(material.number, material.base_unit)}
+    model = stockout_bills(normalize_orders([hand_made], PRODUCTION_STOCKOUT), known).iloc[0][
+        "model"
+    ]
     saved = pipeline.kingdee_client().batch_save(
         "STK_MisDelivery", [wire_model(model, MIS_DELIVERY)]
     )
@@ -161,13 +147,9 @@ def test_a_bill_keyed_twice_into_kingdee_fails_the_duplicate_check(make_pipeline
     material = next(
         m for m in pipeline.sandbox.catalog if m.number == order["detail_list"][0]["spec_no"]
     )
-    model = build_bills(
+    model = stockout_bills(
         normalize_orders([order], PRODUCTION_STOCKOUT),
-        {material.number: KnownMaterial(material.base_unit)},
-        MisDeliveryMapping(),
-        "100",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
+        {material.number: kingdee_material(material.number, material.base_unit)},
     ).iloc[0]["model"]
     client = pipeline.kingdee_client()
     for _ in range(2):

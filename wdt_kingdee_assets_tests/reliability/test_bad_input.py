@@ -18,13 +18,11 @@ from hypothesis import strategies as st
 
 from wdt_kingdee_assets.beijing import day_window
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
-from wdt_kingdee_assets.kingdee.client import MaterialInfo
 from wdt_kingdee_assets.kingdee.errors import KingdeeProtocolError
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.mapping import (
     MappingConfigError,
     MisDeliveryMapping,
-    build_bills,
     load_mapping,
 )
 from wdt_kingdee_assets.normalize import normalize_orders
@@ -32,6 +30,7 @@ from wdt_kingdee_assets.sandbox.datagen import MALFORMED_KINDS
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.wdt.errors import WdtProtocolError
 from wdt_kingdee_assets.wdt.pull import pull_documents
+from wdt_kingdee_assets_tests.fixtures.bills import material, stockout_bills
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
 from wdt_kingdee_assets_tests.fixtures.wdt import stockout_query
 from wdt_kingdee_assets_tests.reliability.invariant import (
@@ -116,21 +115,10 @@ def test_odd_strings_are_kept_verbatim_and_reach_the_bill(text):
     assert lines.iloc[0]["reject_reason"] is None
     assert lines.iloc[0]["spec_no"] == text.strip()
 
-    materials = {text.strip(): usable_material(text.strip())}
-    bills = build_bills(
-        lines,
-        materials,
-        MisDeliveryMapping(),
-        "100",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
-    )
+    materials = {text.strip(): material(text.strip())}
+    bills = stockout_bills(lines, materials)
     assert bills.iloc[0]["bill_no"] == text.strip()
     assert bills.iloc[0]["model"]["FEntity"][0]["FMaterialId"] == {"FNumber": text.strip()}
-
-
-def usable_material(number: str, unit: str = "Pcs") -> MaterialInfo:
-    return MaterialInfo(number, number, unit, False, "C", 1)
 
 
 # -- fuzzing the normalizer and the mapping -------------------------------------------------
@@ -198,15 +186,8 @@ def test_fuzzed_records_never_crash_or_vanish_and_ready_bills_keep_their_quantit
         assert isinstance(line.num, Decimal) and line.num.is_finite() and line.num > 0
         assert line.spec_no and line.stockout_no and line.warehouse_no and line.status == 110
         assert line.consign_time is not None and line.consign_time.tzinfo is not None
-    materials = {number: usable_material(number) for number in set(usable["spec_no"]) | known}
-    bills = build_bills(
-        lines,
-        materials,
-        MisDeliveryMapping(),
-        "100",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
-    )
+    materials = {number: material(number) for number in set(usable["spec_no"]) | known}
+    bills = stockout_bills(lines, materials)
     identified = lines[lines["stockout_id"].notna()]
     assert sorted(bills["stockout_id"]) == sorted(set(identified["stockout_id"]))
     for bill in bills.itertuples(index=False):

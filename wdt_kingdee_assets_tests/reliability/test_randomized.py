@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
+from wdt_kingdee_assets.catalog import look_up
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
@@ -210,15 +211,16 @@ def sync_once(
     ]
     lines = normalize_orders(kept, PRODUCTION_STOCKOUT)
     usable = sorted(set(lines.loc[lines["reject_reason"].isna(), "spec_no"]))
-    materials = kingdee.find_materials(usable, use_org="100") if usable else {}
     mapping = MisDeliveryMapping()
+    master = look_up(kingdee, usable, mapping.materials, "100")
     bills = build_bills(
         lines,
-        materials,
+        master.materials,
         mapping,
         "100",
         source=PRODUCTION_STOCKOUT.source,
         schema=PRODUCTION_STOCKOUT.bills_schema,
+        units=master.units,
     )
 
     def crash_between_batches(done: int, total: int) -> None:

@@ -1,5 +1,4 @@
 import json
-from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
@@ -9,25 +8,18 @@ from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.mapping import (
     MappingConfigError,
     MisDeliveryMapping,
-    build_bills,
     load_mapping,
     wire_model,
     wire_quantity,
 )
 from wdt_kingdee_assets.normalize import normalize_orders
+from wdt_kingdee_assets_tests.fixtures.bills import material, stockout_bills
 
-
-@dataclass(frozen=True)
-class Mat:
-    base_unit: str | None
-    usable: bool = True
-
-    @property
-    def state(self) -> str:
-        return f"usable:{self.base_unit}" if self.usable else "disabled"
-
-
-MATERIALS = {"MAT-001": Mat("Pcs"), "MAT-002": Mat("kg"), "OFF-1": Mat("Pcs", usable=False)}
+MATERIALS = {
+    "MAT-001": material("MAT-001", "Pcs"),
+    "MAT-002": material("MAT-002", "kg"),
+    "OFF-1": material("OFF-1", "Pcs", usable=False),
+}
 
 
 def stockout(stockout_id, lines, **extra):
@@ -43,6 +35,7 @@ def stockout(stockout_id, lines, **extra):
                 "rec_id": index,
                 "spec_no": spec,
                 "num": num,
+                "base_unit_name": MATERIALS[spec].base_unit if spec in MATERIALS else "Pcs",
                 **({"batch_no": "L9"} if spec == "MAT-002" else {}),
             }
             for index, (spec, num) in enumerate(lines, start=1)
@@ -55,13 +48,10 @@ def test_default_mapping_builds_the_seed_bill():
     lines = normalize_orders(
         [stockout(7, [("MAT-001", 3), ("MAT-002", "1.25")])], PRODUCTION_STOCKOUT
     )
-    bills = build_bills(
+    bills = stockout_bills(
         lines,
         MATERIALS,
         MisDeliveryMapping(),
-        org="100",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
     )
     bill = bills.iloc[0]
     assert bill["readiness"] == "ready"
@@ -97,13 +87,10 @@ def test_missing_disabled_material_and_rejected_lines_hold_only_their_bills():
         ],
         PRODUCTION_STOCKOUT,
     )
-    bills = build_bills(
+    bills = stockout_bills(
         lines,
         MATERIALS,
         MisDeliveryMapping(),
-        org="100",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
     ).set_index("stockout_id")
     assert bills.loc[1, "readiness"] == "ready"
     assert (
@@ -123,13 +110,11 @@ def test_warehouse_map_and_hold_on_unmapped():
         PRODUCTION_STOCKOUT,
     )
     config = MisDeliveryMapping(warehouses={"CK001": "STK-A"}, unmapped_warehouse="hold")
-    bills = build_bills(
+    bills = stockout_bills(
         lines,
         MATERIALS,
         config,
         org="200",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
     ).set_index("stockout_id")
     assert bills.loc[1, "model"]["FEntity"][0]["FStockId"] == {"FNumber": "STK-A"}
     assert bills.loc[1, "model"]["FStockOrgId"] == {"FNumber": "200"}
@@ -148,7 +133,7 @@ def test_mapping_file_overrides_defaults(tmp_path):
     path = tmp_path / "mapping.yaml"
     path.write_text("department: BM000099\nwarehouses:\n  CK001: STK-A\n", encoding="utf-8")
     config = load_mapping(path)
-    assert config.department == "BM000099" and config.warehouses == {"CK001": "STK-A"}
+    assert config.department == "BM000099" and config.warehouses["CK001"].stock == "STK-A"
     assert config.bill_type == "QTCKD01_SYS"
 
 
@@ -187,14 +172,7 @@ def test_a_custom_reference_field_carries_the_token_and_frees_the_note(tmp_path)
     )
     config = load_mapping(path)
     lines = normalize_orders([stockout(7, [("MAT-001", 3)])], PRODUCTION_STOCKOUT)
-    model = build_bills(
-        lines,
-        MATERIALS,
-        config,
-        org="100",
-        source=PRODUCTION_STOCKOUT.source,
-        schema=PRODUCTION_STOCKOUT.bills_schema,
-    ).iloc[0]["model"]
+    model = stockout_bills(lines, MATERIALS, config).iloc[0]["model"]
     assert model["F_PAEZ_SourceRef"] == "[WDT:CK7]"
     assert model["FNote"] == "WDT CK7"
     assert list(model).index("F_PAEZ_SourceRef") == list(model).index("FNote") + 1
