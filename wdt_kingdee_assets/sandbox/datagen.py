@@ -147,8 +147,57 @@ def _line_template(material: CatalogMaterial, index: int) -> dict[str, Any]:
     }
 
 
+def _split(rng: random.Random, num: Decimal, unit: str) -> list[Decimal]:
+    """``num`` as taken from one or two places (exactly, in the unit's steps)."""
+    step = Decimal(1) if unit in COUNTED_UNITS and num == num.to_integral_value() else None
+    if rng.random() >= 0.2:
+        return [num]
+    if step is not None:
+        if num < 2:
+            return [num]
+        first = Decimal(1 + _below(rng, int(num) - 1))
+    else:
+        first = (num * Decimal(1 + _below(rng, 9)) / 10).quantize(Decimal("0.0001"))
+        if not 0 < first < num:
+            return [num]
+    return [first, num - first]
+
+
+def _positions(
+    rng: random.Random, rec_id: int, material: CatalogMaterial, num: Decimal, day: date
+) -> list[dict[str, Any]]:
+    """Where a line was picked, as WDT records it per position: each its batch, bin, dates and
+    count (position_details_list); the counts add up to the line's num."""
+    positions = []
+    for n, count in enumerate(_split(rng, num, material.base_unit), start=1):
+        batch = (
+            f"B{day:%Y%m%d}{1 + _below(rng, 19):02d}{'ABCD'[n - 1]}"
+            if material.batch_managed
+            else ""
+        )
+        made = day - timedelta(days=10 + _below(rng, 200))
+        positions.append(
+            {
+                "rec_id": rec_id * 10 + n,
+                "stockout_detail_id": rec_id,
+                "position_id": 1 + _below(rng, 499),
+                "position_no": f"A-{1 + _below(rng, 29):02d}-{1 + _below(rng, 8):02d}",
+                "batch_no": batch,
+                "production_date": made.isoformat() if batch else "",
+                "expire_date": f"{made.year + 2}-{made.month:02d}-{made.day:02d}" if batch else "",
+                "position_goods_count": count,
+            }
+        )
+    return positions
+
+
 def _line(
-    rng: random.Random, rec_id: int, material: CatalogMaterial, index: int, day: date
+    rng: random.Random,
+    rec_id: int,
+    material: CatalogMaterial,
+    index: int,
+    day: date,
+    lots_in_positions: bool = False,
 ) -> dict[str, Any]:
     num = _quantity(rng, material.base_unit)
     price = Decimal(100 + _below(rng, 499_900)) / _HUNDRED
@@ -185,6 +234,11 @@ def _line(
             }
         ],
     }
+    if lots_in_positions:
+        # The per-batch truth only in the positions (the line has no batch of its own), and a
+        # line picked from two batches or bins now and then.
+        line["position_details_list"] = _positions(rng, rec_id, material, num, day)
+        return line
     if batch_no:
         line["batch_no"] = batch_no
         line["expire_date"] = f"{day.year + 2}-{day.month:02d}-{day.day:02d}"
@@ -203,13 +257,22 @@ def generate_order(
     catalog: Sequence[CatalogMaterial],
     status: int = 110,
     warehouse: tuple[str, str] | None = None,
+    lots_in_positions: bool = False,
 ) -> dict[str, Any]:
-    """One stock-out order as WDT sends it; ``consign_time`` is Beijing local (naive)."""
+    """One stock-out order as WDT sends it; ``consign_time`` is Beijing local (naive).
+    ``lots_in_positions``: batches only per position, some lines from two batches or bins."""
     warehouse_no, warehouse_name = warehouse or rng.choice(WAREHOUSES)
     count = min(len(catalog), rng.choice((1, 1, 2, 2, 3, 3, 4, 5, 6, 8, 10, 12, 15, 20)))
     picks = rng.sample(range(len(catalog)), count)
     lines = [
-        _line(rng, stockout_id * 100 + n, catalog[index], index, consign_time.date())
+        _line(
+            rng,
+            stockout_id * 100 + n,
+            catalog[index],
+            index,
+            consign_time.date(),
+            lots_in_positions,
+        )
         for n, index in enumerate(picks, start=1)
     ]
     created = consign_time - timedelta(minutes=10 + _below(rng, 2870))
@@ -282,6 +345,7 @@ def generate_day(
     orders: int,
     catalog: Sequence[CatalogMaterial],
     malformed: int = 0,
+    lots_in_positions: bool = False,
 ) -> list[dict[str, Any]]:
     """``orders`` well-formed orders consigned on Beijing ``day``, then ``malformed`` broken ones.
 
@@ -311,6 +375,7 @@ def generate_day(
                 consign_time=midnight + timedelta(seconds=offset),
                 catalog=catalog,
                 status=110 if n > orders else rng.choices(statuses, weights)[0],
+                lots_in_positions=lots_in_positions,
             )
         )
     for k, order in enumerate(result[orders:]):

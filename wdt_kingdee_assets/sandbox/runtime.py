@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from wdt_kingdee_assets.sandbox.credentials import (
     KingdeeCredentials,
@@ -26,7 +27,11 @@ from wdt_kingdee_assets.sandbox.datagen import (
 )
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets.sandbox.httpserver import SimServer
-from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial, KingdeeSimulator
+from wdt_kingdee_assets.sandbox.kingdee_server import (
+    KingdeeMaterial,
+    KingdeeSimulator,
+    KingdeeUnit,
+)
 from wdt_kingdee_assets.sandbox.wdt_server import (
     BEIJING,
     STOCKIN,
@@ -61,20 +66,86 @@ class SandboxOptions:
     kingdee_numbering: Literal["keep", "auto"] = "keep"  # auto: the coding rule renumbers bills
     kingdee_custom_fields: list[str] = field(default_factory=list)  # the form's F_… fields
     kingdee_track_stock: bool = False  # on-hand stock moved by Audit; negative stock refused
+    # -- the data-center profile: each off by default, where the simpler world is the common
+    # one; ``real_data_center()`` turns every one on (README "Fitting a real data center").
+    wdt_lots_in_positions: bool = False  # batches only per position; lines from 2 batches/bins
+    wdt_shape: Literal["2024", "2020", "mixed"] = "2024"  # 2020: no ids, warehouse name only …
+    wdt_unit_names: bool = False  # units by name (个, 千克 …), as a WDT tenant names them
+    kingdee_unit_precision: bool = False  # BD_UNIT precision: kg and m 2 decimals, Pcs and 箱 0
+    kingdee_cartons_in_pieces: bool = False  # goods WDT counts in 箱 are Pcs in Kingdee (24/箱)
+    kingdee_bins: bool = False  # CK001 and CK003 manage bins (仓位): every entry needs one
+    kingdee_shelf_life: bool = False  # lot-managed materials also manage shelf life (dates)
+    kingdee_material_codes: bool = False  # materials numbered 01.0001 …, WDT code in a field
+    kingdee_custom_entry_fields: list[str] = field(default_factory=list)  # the entries' F_…
+    kingdee_required_fields: list[str] = field(default_factory=list)  # custom fields 必录
     wdt_faults: list[str] = field(default_factory=list)
     kingdee_faults: list[str] = field(default_factory=list)
     org_number: str = "100"
     today: date | None = None  # for tests; default: today in Beijing
 
 
-def kingdee_material(material: CatalogMaterial, org: str) -> KingdeeMaterial:
+# BD_UNIT as the sandbox's Kingdee has it: the catalog's unit numbers, Chinese names.
+KINGDEE_UNIT_NAMES = {"Pcs": "Pcs", "kg": "千克", "m": "米", "箱": "箱"}
+UNIT_PRECISION = {"Pcs": 0, "kg": 2, "m": 2, "箱": 0}  # with kingdee_unit_precision
+CARTON_PIECES = 24  # kingdee_cartons_in_pieces: pieces in one WDT 箱
+MATERIAL_CODE_FIELD = "F_PAEZ_WdtCode"  # kingdee_material_codes: BD_MATERIAL's WDT code
+BIN_WAREHOUSES = ("CK001", "CK003")  # kingdee_bins
+# Every bin code WDT's positions use (datagen: A-01-01 … A-29-08), each a bin in Kingdee.
+BINS = tuple(f"A-{row:02d}-{shelf:02d}" for row in range(1, 30) for shelf in range(1, 9))
+
+
+# Every data-center profile setting on, both row shapes in one WDT (``mixed``), two custom fields
+# Kingdee requires: the sandbox as a demanding customer's data center. The mapping that fits it
+# is ``real_data_center.yaml`` beside this module (REAL_DATA_CENTER_MAPPING).
+REAL_DATA_CENTER: dict[str, Any] = {
+    "wdt_lots_in_positions": True,
+    "wdt_shape": "mixed",
+    "wdt_unit_names": True,
+    "kingdee_unit_precision": True,
+    "kingdee_cartons_in_pieces": True,
+    "kingdee_bins": True,
+    "kingdee_shelf_life": True,
+    "kingdee_material_codes": True,
+    "kingdee_custom_fields": ["F_PAEZ_Workshop"],
+    "kingdee_custom_entry_fields": ["F_PAEZ_WdtLine"],
+    "kingdee_required_fields": ["F_PAEZ_Workshop", "F_PAEZ_WdtLine"],
+}
+
+
+def real_data_center(**overrides: Any) -> SandboxOptions:
+    """The sandbox options of the real-data-center profile (``REAL_DATA_CENTER``)."""
+    return SandboxOptions(**{**REAL_DATA_CENTER, **overrides})
+
+
+REAL_DATA_CENTER_MAPPING = Path(__file__).with_name("real_data_center.yaml")
+
+
+def kingdee_number(material: CatalogMaterial, index: int, options: SandboxOptions) -> str:
+    """The material's FNumber in the sandbox's Kingdee."""
+    return f"01.{index + 1:04d}" if options.kingdee_material_codes else material.number
+
+
+def kingdee_material(
+    material: CatalogMaterial, org: str, options: SandboxOptions | None = None, index: int = 0
+) -> KingdeeMaterial:
+    opts = options or SandboxOptions()
+    cartons = opts.kingdee_cartons_in_pieces and material.base_unit == "箱"
     return KingdeeMaterial(
-        number=material.number,
+        number=kingdee_number(material, index, opts),
         name=material.name,
-        base_unit=material.base_unit,
+        base_unit="Pcs" if cartons else material.base_unit,
         use_org=org,
         batch_managed=material.batch_managed,
+        shelf_life=opts.kingdee_shelf_life and material.batch_managed,
+        fields={MATERIAL_CODE_FIELD: material.number} if opts.kingdee_material_codes else {},
     )
+
+
+def kingdee_units(options: SandboxOptions) -> list[KingdeeUnit]:
+    return [
+        KingdeeUnit(number, name, UNIT_PRECISION[number] if options.kingdee_unit_precision else 4)
+        for number, name in KINGDEE_UNIT_NAMES.items()
+    ]
 
 
 class Sandbox:
@@ -98,10 +169,21 @@ class Sandbox:
             max_concurrency=opts.wdt_concurrency,
             latency=opts.wdt_latency,
             datetime_format=opts.datetime_format,
+            shape=opts.wdt_shape,
+            unit_names=opts.wdt_unit_names,
         )
         self.kingdee = KingdeeSimulator(
             self.kingdee_credentials,
-            materials=[kingdee_material(m, opts.org_number) for m in self.catalog if m.in_kingdee],
+            materials=[
+                kingdee_material(material, opts.org_number, opts, index)
+                for index, material in enumerate(self.catalog)
+                if material.in_kingdee
+            ],
+            units=kingdee_units(opts),
+            material_fields=[MATERIAL_CODE_FIELD] if opts.kingdee_material_codes else (),
+            bin_warehouses=dict.fromkeys(BIN_WAREHOUSES, BINS) if opts.kingdee_bins else None,
+            custom_entry_fields=opts.kingdee_custom_entry_fields,
+            required_custom_fields=opts.kingdee_required_fields,
             warehouses=[number for number, _ in WAREHOUSES],
             orgs=(opts.org_number,),
             latency=opts.kingdee_latency,
@@ -149,6 +231,7 @@ class Sandbox:
                 orders=opts.orders_per_day,
                 catalog=self.catalog,
                 malformed=opts.malformed,
+                lots_in_positions=opts.wdt_lots_in_positions,
             )
             if day == self.today:
                 # Today's orders up to a few minutes ago: those "not yet scanned" stay out, and

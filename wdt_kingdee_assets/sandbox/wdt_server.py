@@ -150,6 +150,44 @@ def _epoch_ms(value: Any) -> Any:
     return int(moment.replace(tzinfo=BEIJING).timestamp() * 1000)
 
 
+# How WDT names the units the sandbox's goods are counted in (its 2024 shape sends the codes).
+UNIT_NAMES = {"Pcs": "个", "kg": "千克", "m": "米", "箱": "箱"}
+# The 2020 answer's detail lines lack these; its orders lack the id and the warehouse code.
+_NOT_IN_2020_LINES = frozenset({"rec_id", "spec_id", "position_details_list"})
+
+
+def _named_unit(line: dict[str, Any]) -> dict[str, Any]:
+    unit = line.get("base_unit_name")
+    return {**line, "base_unit_name": UNIT_NAMES.get(unit, unit)}
+
+
+def _older_shape(order: dict[str, Any], method: SimMethod) -> dict[str, Any]:
+    """The order as the published 2020 answer has it (real-servers-vs-ours §2.2 #1)."""
+    times = set(method.time_fields.values())
+    older = {
+        key: _epoch_ms(value) if key in times else value
+        for key, value in order.items()
+        if key not in (method.key, "warehouse_no")
+    }
+    older["freeze_reason"] = 0
+    older["src_order_id"] = int(order[method.key]) % 100_000
+    older["detail_list"] = [_older_line(line) for line in order["detail_list"]]
+    return older
+
+
+def _older_line(line: dict[str, Any]) -> dict[str, Any]:
+    """A detail line without ids or positions: a line taken from one place keeps that place's
+    batch, bin and expiry on the line (the 2020 fields); one from several places has none."""
+    older = {key: value for key, value in line.items() if key not in _NOT_IN_2020_LINES}
+    positions = line.get("position_details_list") or []
+    if len(positions) == 1:
+        place = positions[0]
+        for name in ("batch_no", "position_no", "expire_date"):
+            if place.get(name) and not older.get(name):
+                older[name] = place[name]
+    return _named_unit(older)
+
+
 def _mark_decimal(value: Any) -> str:
     if isinstance(value, Decimal) and value.is_finite():
         return f"\x00{value}\x00"
@@ -240,6 +278,8 @@ class WdtSimulator:
         max_concurrency: int = 0,
         latency: float = 0.0,
         datetime_format: Literal["string", "epoch_ms"] = "string",
+        shape: Literal["2024", "2020", "mixed"] = "2024",
+        unit_names: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.credentials = credentials
@@ -249,6 +289,10 @@ class WdtSimulator:
         self.latency = latency
         self._service_time = ServiceTime()
         self.datetime_format = datetime_format
+        if shape not in ("2024", "2020", "mixed"):
+            raise ValueError(f"shape must be 2024, 2020 or mixed, got {shape!r}")
+        self.shape = shape
+        self.unit_names = unit_names
         self._clock = clock
         # A throttle may last a stated time (`throttle,seconds=300`), by this server's clock.
         self.faults = FaultPlan(SUPPORTED_FAULTS, clock)
@@ -528,8 +572,7 @@ class WdtSimulator:
             matched = [row for row in rows if self._matches(row, query)]
         first = query.page_no * query.page_size
         page = [
-            self._served(row.order, query.method)
-            for row in matched[first : first + query.page_size]
+            self.served(row.order, query.method) for row in matched[first : first + query.page_size]
         ]
         data: dict[str, Any] = {"order": page}
         if query.calc_total:
@@ -537,7 +580,20 @@ class WdtSimulator:
         window = (query.start, query.end) if query.start and query.end else None
         return data, window
 
-    def _served(self, order: dict[str, Any], method: SimMethod) -> dict[str, Any]:
+    def served(self, order: dict[str, Any], method: SimMethod = STOCKOUT) -> dict[str, Any]:
+        """A stored order as this server answers it: its build's row shape (``shape``: the
+        stock-out method's published 2020 answer has no ids, no warehouse_no, no positions and
+        epoch-ms times, and fields the 2024 page lacks; ``mixed`` answers every odd-numbered
+        order so), its units by name (``unit_names``) and its times (``datetime_format``)."""
+        older = (
+            method is STOCKOUT
+            and self.shape != "2024"
+            and (self.shape == "2020" or int(order[method.key]) % 2 == 1)
+        )
+        if older:
+            return _older_shape(order, method)
+        if self.unit_names:
+            order = {**order, "detail_list": [_named_unit(line) for line in order["detail_list"]]}
         if self.datetime_format == "string":
             return order
         times = set(method.time_fields.values())
@@ -626,7 +682,7 @@ class WdtSimulator:
             method = request.query.get("method") or METHOD
             if method not in METHODS:
                 return SimResponse.json({"error": f"no such method {method!r}"}, 400)
-            served = [self._served(o, METHODS[method]) for o in self.orders_on(day, method)]
+            served = [self.served(o, METHODS[method]) for o in self.orders_on(day, method)]
             text = dumps_exact({"orders": served})
             return SimResponse(200, text.encode("utf-8"), [_JSON_TYPE])
         return SimResponse.json({"error": f"no admin route {route[0]} {request.path}"}, 404)

@@ -311,10 +311,14 @@ class WdtClient:
             raise invalid(f"has data of type {type(data).__name__}")
         # An empty page may omit `order` or send null [G]; an empty list is the same answer.
         orders = [] if orders is None else orders
+        # An older answer has no id (a published 2020 one): its number identifies the order.
         if not isinstance(orders, list) or not all(
-            isinstance(order, dict) and method.key in order for order in orders
+            isinstance(order, dict) and (method.key in order or method.number in order)
+            for order in orders
         ):
-            raise invalid(f"has an `order` that is not a list of orders with {method.key}")
+            raise invalid(
+                f"has an `order` that is not a list of orders with {method.key} or {method.number}"
+            )
         if total is not None:
             try:
                 total = int(total)

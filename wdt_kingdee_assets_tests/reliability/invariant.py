@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,7 +31,13 @@ import pandas as pd
 
 from wdt_kingdee_assets.sandbox.datagen import WAREHOUSES
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
-from wdt_kingdee_assets.sandbox.runtime import Sandbox
+from wdt_kingdee_assets.sandbox.runtime import (
+    BIN_WAREHOUSES,
+    BINS,
+    CARTON_PIECES,
+    MATERIAL_CODE_FIELD,
+    Sandbox,
+)
 from wdt_kingdee_assets.sandbox.wdt_server import parse_stored_time
 from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline
 
@@ -40,30 +46,82 @@ NOT_WRITTEN = frozenset({"held", "failed"})
 # The oracle's own reading of the reference token (the contract in SPEC and reference.py), so
 # that a bug in the pipeline's parser cannot agree with itself.
 _REFERENCE = re.compile(r"\[WDT:([^\]\s]+)\]")
+_BY_NAME = {name: number for number, name in WAREHOUSES}
 
 
 @dataclass(frozen=True)
 class KingdeeWorld:
-    """What Kingdee accepts: usable materials of the stock org, by number, and its warehouses;
-    and whether its coding rule keeps the numbers sent."""
+    """What Kingdee accepts: usable materials of the stock org by the WDT code they stand for,
+    its warehouses and their bins, its units' precision; whether its coding rule keeps the
+    numbers sent; and what WDT really sends (the simulator's answer of a stored order).
+
+    The run's mapping is taken to fit the sandbox's data-center profile (the default mapping
+    for the default sandbox, ``real_data_center.yaml`` for the full profile): warehouses by
+    name, units by name, 箱 → 24 Pcs, bins by WDT's position codes."""
 
     materials: Mapping[str, KingdeeMaterial]
     warehouses: frozenset[str]
     keeps_numbers: bool = True
+    served: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda order: order
+    bins: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    precision: Callable[[str], int] = lambda unit: 4
+    catalog_units: Mapping[str, str] = field(default_factory=dict)  # WDT code → its unit
 
     @classmethod
     def of(cls, sandbox: Sandbox, org: str = "100") -> KingdeeWorld:
         usable = {
-            material.number.casefold(): material
+            str(material.fields.get(MATERIAL_CODE_FIELD) or material.number).casefold(): material
             for material in sandbox.kingdee.materials()
             if material.use_org == org and not material.forbidden
             if material.document_status == "C"
         }
+        options = sandbox.options
         return cls(
             usable,
             frozenset(number for number, _ in WAREHOUSES),
             keeps_numbers=sandbox.kingdee.numbering == "keep",
+            served=sandbox.wdt.served,
+            bins=dict.fromkeys(BIN_WAREHOUSES, frozenset(BINS)) if options.kingdee_bins else {},
+            precision=lambda unit: sandbox.kingdee.unit(unit).precision,
+            catalog_units={m.number.casefold(): m.base_unit for m in sandbox.catalog},
         )
+
+    def factor(self, spec_no: str, material: KingdeeMaterial) -> Decimal | None:
+        """Kingdee units per WDT unit: equal units, or a WDT 箱 counted as 24 Pcs in Kingdee."""
+        wdt_unit = self.catalog_units.get(spec_no.casefold(), material.base_unit)
+        if wdt_unit == material.base_unit:
+            return Decimal(1)
+        return Decimal(CARTON_PIECES) if (wdt_unit, material.base_unit) == ("箱", "Pcs") else None
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Where some of a line was taken from, as WDT says it: (batch, bin), count and dates."""
+
+    batch: str
+    bin: str
+    num: Decimal
+    dated: bool
+
+
+def _parts(line: Mapping[str, Any], num: Decimal) -> list[_Part] | None:
+    """The line's parts per (batch, bin), from its positions or else the line; None when its
+    positions do not add up to ``num``."""
+    positions = line.get("position_details_list") or []
+    batch, place = str(line.get("batch_no") or ""), str(line.get("position_no") or "")
+    dated = bool(line.get("production_date") or line.get("expire_date"))
+    if not positions:
+        return [_Part(batch, place, num, dated)]
+    grouped: dict[tuple[str, str], list[Any]] = {}
+    for item in positions:
+        count = Decimal(str(item["position_goods_count"]))
+        where = (str(item.get("batch_no") or batch), str(item.get("position_no") or place))
+        has_dates = bool(item.get("production_date") or item.get("expire_date")) or dated
+        part = grouped.setdefault(where, [Decimal(0), has_dates])
+        part[0] += count
+    if sum(part[0] for part in grouped.values()) != num:
+        return None
+    return [_Part(b, p, part[0], part[1]) for (b, p), part in grouped.items()]
 
 
 def source_of(bill: Mapping[str, Any]) -> str | None:
@@ -87,28 +145,51 @@ def _positive(value: Any) -> Decimal | None:
 
 
 def why_not_eligible(order: Mapping[str, Any], world: KingdeeWorld) -> str | None:
-    """None when the stock-out must end in Kingdee, else the oracle's reason it cannot."""
+    """None when the stock-out must end in Kingdee, else the oracle's reason it cannot: judged
+    on what WDT sends of it."""
+    served = world.served(order)
     if parse_stored_time(order.get("consign_time")) is None:
         return "consign_time unreadable"
     if not str(order.get("stockout_no") or "").strip():
         return "no stockout_no"
-    if str(order.get("warehouse_no") or "").strip() not in world.warehouses:
+    warehouse = str(served.get("warehouse_no") or "").strip() or _BY_NAME.get(
+        str(served.get("warehouse_name") or "")
+    )
+    if warehouse not in world.warehouses:
         return "warehouse unknown to Kingdee"
-    lines = order.get("detail_list")
+    lines = served.get("detail_list")
     if not isinstance(lines, list) or not lines:
         return "no lines"
     for line in lines:
         spec_no = str(line.get("spec_no") or "").strip()
         if not spec_no:
             return "line without spec_no"
-        if _positive(line.get("num")) is None:
+        num = _positive(line.get("num"))
+        if num is None:
             return f"line {spec_no}: num {line.get('num')!r}"
         material = world.materials.get(spec_no.casefold())
         if material is None:
             return f"material {spec_no} not usable in Kingdee"
-        if material.batch_managed and not str(line.get("batch_no") or "").strip():
-            return f"material {spec_no} needs a batch"
+        factor = world.factor(spec_no, material)
+        if factor is None:
+            return f"material {spec_no}: no conversion to {material.base_unit}"
+        parts = _parts(line, num)
+        if parts is None:
+            return f"line {spec_no}: positions do not add up to num"
+        for part in parts:
+            if material.batch_managed and not part.batch:
+                return f"material {spec_no} needs a batch"
+            if material.shelf_life and not part.dated:
+                return f"material {spec_no} needs a production or expiry date"
+            if warehouse in world.bins and part.bin not in world.bins[warehouse]:
+                return f"warehouse {warehouse} needs a bin for {spec_no}"
+            if _rounded(part.num * factor, world.precision(material.base_unit)) <= 0:
+                return f"material {spec_no}: {part.num} rounds to 0"
     return None
+
+
+def _rounded(quantity: Decimal, places: int) -> Decimal:
+    return quantity.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 def orders_for_day(sandbox: Sandbox, day: date) -> list[dict[str, Any]]:
@@ -142,17 +223,28 @@ def _stand_in_time(order: Mapping[str, Any]) -> datetime:
     return datetime.min
 
 
-def _source_quantities(order: Mapping[str, Any]) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = defaultdict(Decimal)
-    for line in order["detail_list"]:
-        totals[str(line["spec_no"]).strip()] += Decimal(str(line["num"]))
+def _source_quantities(
+    order: Mapping[str, Any], world: KingdeeWorld
+) -> dict[tuple[str, str | None], Decimal]:
+    """What Kingdee must hold per (material number, lot): each part of each line in the
+    Kingdee unit, rounded half up to its precision."""
+    totals: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
+    for line in world.served(order)["detail_list"]:
+        spec_no = str(line["spec_no"]).strip()
+        material = world.materials[spec_no.casefold()]
+        factor = world.factor(spec_no, material)
+        for part in _parts(line, Decimal(str(line["num"]))) or []:
+            lot = part.batch if material.batch_managed else None
+            totals[(material.number, lot)] += _rounded(
+                part.num * factor, world.precision(material.base_unit)
+            )
     return dict(totals)
 
 
-def _kingdee_quantities(bill: Mapping[str, Any]) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = defaultdict(Decimal)
+def _kingdee_quantities(bill: Mapping[str, Any]) -> dict[tuple[str, str | None], Decimal]:
+    totals: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
     for entry in bill["entries"]:
-        totals[entry["material"]] += Decimal(str(entry["qty"]))
+        totals[(entry["material"], entry["lot"] or None)] += Decimal(str(entry["qty"]))
     return dict(totals)
 
 
@@ -176,15 +268,17 @@ def assert_nothing_lost_nothing_duplicated(
     assert not twice, f"stock-outs held more than once in Kingdee: {twice}"
     by_source = {source_of(bill): bill for bill in bills}
 
-    results: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    # By the stock-out's number: WDT's older answers carry no stockout_id (the pipeline then
+    # derives one), and a bill's source reference is the number either way.
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in write_results.to_dict("records"):
-        results[int(row["stockout_id"])].append(row)
+        results[str(row["source_ref"])].append(row)
 
     problems: list[str] = []
     explained: set[str] = set()
     for order in orders:
         number = str(order.get("stockout_no") or "").strip()
-        rows = results.get(int(order["stockout_id"]), [])
+        rows = results.get(str(order.get("stockout_no") or "").strip(), [])
         reason = why_not_eligible(order, world)
         bill = by_source.get(number) if number else None
         if reason is None:
@@ -192,10 +286,10 @@ def assert_nothing_lost_nothing_duplicated(
             if bill is None:
                 problems.append(f"{number}: eligible but not in Kingdee (results: {rows})")
                 continue
-            if _kingdee_quantities(bill) != _source_quantities(order):
+            if _kingdee_quantities(bill) != _source_quantities(order, world):
                 problems.append(
                     f"{number}: Kingdee quantities {_kingdee_quantities(bill)} "
-                    f"!= WDT {_source_quantities(order)}"
+                    f"!= WDT {_source_quantities(order, world)}"
                 )
             consign_day = parse_stored_time(order["consign_time"]).date().isoformat()
             if not str(bill["FDate"]).startswith(consign_day):

@@ -11,12 +11,16 @@ settled by re-materializing the partition, as an operator or the retry sensor wo
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import dagster as dg
 import pytest
 
+from wdt_kingdee_assets.sandbox.runtime import (
+    BIN_WAREHOUSES,
+    REAL_DATA_CENTER,
+    REAL_DATA_CENTER_MAPPING,
+)
 from wdt_kingdee_assets_tests.reliability.invariant import (
     assert_pipeline_invariant,
     orders_for_day,
@@ -119,21 +123,37 @@ MATRIX: dict[str, Fault] = {
 }
 
 
-@pytest.mark.parametrize("numbering", ["keep", "auto"])
+# Two worlds: the plain sandbox keeping the numbers sent, and a real data center (every profile
+# setting on: lots per position, both WDT row shapes, units by name and in cartons, precision,
+# bins, shelf life, own material numbers, required custom fields) whose coding rule renumbers
+# every bill.
+WORLDS = {
+    "plain": ({"kingdee_numbering": "keep"}, None),
+    "real_data_center": (
+        {**REAL_DATA_CENTER, "kingdee_numbering": "auto"},
+        str(REAL_DATA_CENTER_MAPPING),
+    ),
+}
+
+
+@pytest.mark.parametrize("world", list(WORLDS))
 @pytest.mark.parametrize("name", list(MATRIX))
 def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
-    make_pipeline, monkeypatch, name, numbering
+    make_pipeline, monkeypatch, name, world
 ):
     fault = MATRIX[name]
+    options, mapping = WORLDS[world]
     monkeypatch.setenv("WDT_PAGE_SIZE", "10")
+    if mapping:
+        monkeypatch.setenv("WDT_KINGDEE_MAPPING", mapping)
     for variable, value in fault.env.items():
         monkeypatch.setenv(variable, value)
     pipeline = make_pipeline(
         missing_ratio=0.05,
         kingdee_unique_bill_no=False,
-        kingdee_numbering=numbering,
         wdt_faults=list(fault.wdt),
         kingdee_faults=list(fault.kingdee),
+        **options,
         **fault.options,
     )
     day = pipeline.days[-1]
@@ -156,34 +176,37 @@ def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
 
 
 def test_a_partial_batch_fails_only_its_rejected_bills_and_a_rerun_sends_exactly_those(
-    make_pipeline,
+    make_pipeline, monkeypatch, tmp_path
 ):
-    """Kingdee rejects some bills of a batch (a batch-managed material sent without its lot)."""
-    pipeline = make_pipeline(missing_ratio=0, kingdee_unique_bill_no=False, orders_per_day=30)
+    """Kingdee rejects some bills of a batch: its warehouses CK001 and CK003 manage bins, and
+    the mapping does not know it yet, so their entries go without FStockLocId."""
+    pipeline = make_pipeline(
+        missing_ratio=0, kingdee_unique_bill_no=False, orders_per_day=30, kingdee_bins=True
+    )
     day = pipeline.days[-1]
-    batch_managed = {m.number for m in pipeline.sandbox.catalog if m.batch_managed}
     orders = orders_for_day(pipeline.sandbox, pipeline.sandbox.sync_days()[-1])
-    lotless = [o for o in orders if {line["spec_no"] for line in o["detail_list"]} & batch_managed]
-    originals = lotless[:: max(1, len(lotless) // 3)][:3]
-    lotless = copy.deepcopy(originals)  # the simulator's own orders stay as they are
-    for order in lotless:
-        order["detail_list"] = [
-            {key: value for key, value in line.items() if key != "batch_no"}
-            for line in order["detail_list"]
-        ]
-    pipeline.sandbox.wdt.add_orders(lotless)
-    rejected = {order["stockout_no"] for order in lotless}
+    rejected = {o["stockout_no"] for o in orders if o["warehouse_no"] in BIN_WAREHOUSES}
+    assert 0 < len(rejected) < len(orders)
 
     assert pipeline.run(day, run_config=WRITE_CONFIG, selection=ASSETS_ONLY).success
-    assert_pipeline_invariant(pipeline, day)
     results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
     assert set(results.loc[sorted(rejected), "outcome"]) == {"failed"}
-    assert all("批号" in " ".join(results.loc[number, "messages"]) for number in rejected)
-    created = set(results.index[results["outcome"] == "created"])
-    assert len(created) == len(orders) - len(rejected)
+    assert all("仓位" in " ".join(results.loc[number, "messages"]) for number in rejected)
+    assert (
+        set(results.index[results["outcome"] == "created"])
+        == {o["stockout_no"] for o in orders} - rejected
+    )
 
-    pipeline.sandbox.wdt.add_orders(originals)  # the lots are filled in at the source
+    mapping = tmp_path / "bins.yaml"  # the bins are configured
+    mapping.write_text("bins:\n  CK001: {}\n  CK003: {}\n", encoding="utf-8")
+    monkeypatch.setenv("WDT_KINGDEE_MAPPING", str(mapping))
     assert pipeline.run(day, run_config=WRITE_CONFIG, selection=ASSETS_ONLY).success
     assert_pipeline_invariant(pipeline, day)
     after = pipeline.stored("kingdee_write_results", day)
     assert set(after.loc[after["outcome"] == "created", "bill_no"]) == rejected
+    assert all(
+        entry.get("bin")
+        for bill in pipeline.sandbox.kingdee.bills()
+        if bill["FBillNo"] in rejected
+        for entry in bill["entries"]
+    )
