@@ -29,7 +29,13 @@ def read_code_table(path: Path) -> dict[str, str]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of spec_no: material number")
-        rows = [(str(key), value) for key, value in data.items()]
+        # YAML reads 01.0012 as the number 1.0012 and 0012 as 12: codes must be quoted text.
+        unquoted = [f"{key!r}: {value!r}" for key, value in data.items() if not _texts(key, value)]
+        if unquoted:
+            raise ValueError(
+                f"{path}: quote every code, or YAML turns it into a number: {unquoted[:3]}"
+            )
+        rows = list(data.items())
         where = [f"key {key!r}" for key, _ in rows]
     else:
         with path.open(encoding="utf-8-sig", newline="") as stream:
@@ -53,6 +59,10 @@ def read_code_table(path: Path) -> dict[str, str]:
             )
         table[spec_no] = number
     return table
+
+
+def _texts(*values: Any) -> bool:
+    return all(isinstance(value, str) for value in values)
 
 
 class MaterialCodes(BaseModel):

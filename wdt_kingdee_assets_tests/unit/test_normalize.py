@@ -92,3 +92,64 @@ def test_quotes_and_long_non_ascii_text_pass_through_unchanged():
     assert lines["stockout_no"].iloc[0] == "CK'01"
     assert lines["spec_no"].iloc[0] == "MAT'9"
     assert lines["goods_name"].iloc[0] == long_name
+
+
+def _positions_order(positions, num=5):
+    return {
+        "stockout_id": 1,
+        "stockout_no": "CK1",
+        "warehouse_no": "CK001",
+        "status": 110,
+        "consign_time": "2024-08-22 10:00:00",
+        "detail_list": [
+            {"rec_id": 11, "spec_no": "M1", "num": num, "position_details_list": positions}
+        ],
+    }
+
+
+def test_a_line_is_one_row_per_batch_and_bin_of_its_positions():
+    positions = [
+        {"batch_no": "L1", "position_no": "A-1", "position_goods_count": 1},
+        {"batch_no": "L2", "position_no": "A-1", "position_goods_count": 2},
+        {"batch_no": "L1", "position_no": "A-1", "position_goods_count": 2, "expire_date": "x"},
+        {"batch_no": "L3", "position_no": "A-2", "position_goods_count": 0},  # took nothing
+    ]
+    lines = normalize_orders([_positions_order(positions)], PRODUCTION_STOCKOUT)
+    assert lines[["rec_id", "batch_no", "position_no"]].values.tolist() == [
+        [11, "L1", "A-1"],
+        [11, "L2", "A-1"],
+    ]
+    assert lines["num"].tolist() == [Decimal(3), Decimal(2)]
+    assert lines["reject_reason"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("count", "reason"),
+    [(4, "adds up to 4, not num 5"), ("abc", "not a number"), (-5, "not a number")],
+)
+def test_positions_that_cannot_be_used_keep_the_line_whole_with_a_reason(count, reason):
+    order = _positions_order([{"batch_no": "L1", "position_goods_count": count}])
+    [row] = normalize_orders([order], PRODUCTION_STOCKOUT).to_dict("records")
+    assert row["num"] == Decimal(5) and reason in row["reject_reason"]
+
+
+def test_an_older_answer_is_read_with_ids_derived_from_numbers_and_places():
+    older = {
+        "stockout_no": "CK2020062208",
+        "warehouse_name": "巫妖的仓库",
+        "status": 110,
+        "consign_time": 1592876325000,
+        "freeze_reason": 0,
+        "detail_list": [
+            {"spec_no": "23441", "num": 5, "base_unit_name": "无"},
+            {"spec_no": "mkb-yellow", "num": 5, "base_unit_name": "无"},
+        ],
+    }
+    lines = normalize_orders([older, {**older, "stockout_no": "CK2"}], PRODUCTION_STOCKOUT)
+    assert lines["reject_reason"].isna().all()
+    assert lines["rec_id"].tolist() == [-1, -2, -1, -2]
+    first, second = lines["stockout_id"].iloc[0], lines["stockout_id"].iloc[2]
+    assert first < 0 and second < 0 and first != second
+    again = normalize_orders([older], PRODUCTION_STOCKOUT)
+    assert again["stockout_id"].iloc[0] == first  # the same on every pull
+    assert lines["warehouse_no"].isna().all() and set(lines["warehouse_name"]) == {"巫妖的仓库"}

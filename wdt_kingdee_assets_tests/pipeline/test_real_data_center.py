@@ -1,0 +1,122 @@
+"""A day synced through Dagster against the sandbox as a demanding customer's data center: every
+profile setting on (``REAL_DATA_CENTER``), with the mapping that fits it, and without it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+from wdt_kingdee_assets.sandbox.runtime import (
+    BIN_WAREHOUSES,
+    CARTON_PIECES,
+    REAL_DATA_CENTER,
+    REAL_DATA_CENTER_MAPPING,
+)
+from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
+from wdt_kingdee_assets_tests.reliability.invariant import (
+    assert_pipeline_invariant,
+    orders_for_day,
+)
+
+
+def test_a_real_data_center_gets_each_bill_right_or_held_with_its_reason(
+    make_pipeline, monkeypatch
+):
+    monkeypatch.setenv("WDT_KINGDEE_MAPPING", str(REAL_DATA_CENTER_MAPPING))
+    pipeline = make_pipeline(**REAL_DATA_CENTER, orders_per_day=40, missing_ratio=0.03)
+    day = pipeline.days[-1]
+    result = pipeline.run(day)
+    assert result.success
+    assert_pipeline_invariant(pipeline, day)
+
+    checks = check_results(result)
+    failing = {name for name, evaluation in checks.items() if not evaluation.passed}
+    assert failing <= {"no_held_bills", "materials_exist_in_kingdee"}, failing
+    matched = checks["bill_quantities_match_source"].metadata
+    assert matched["entries_rounded"].value > 0 and matched["mismatches"].value == 0
+
+    bills = pipeline.stored("kingdee_bills", day)
+    ready = bills[bills["readiness"] == "ready"]
+    held = bills[bills["readiness"] == "held"]
+    assert len(ready) > len(held) > 0
+    # Every hold is one the data center's rules explain, in words an ops engineer searches for.
+    assert all(
+        "批号" in reason or "金蝶中不存在" in reason or "仓位" in reason
+        for reason in held["hold_reason"]
+    ), held["hold_reason"].tolist()
+    # Kingdee's own material numbers, found by the WDT code in F_PAEZ_WdtCode.
+    assert all(numbers for numbers in ready["material_numbers"])
+
+    in_kingdee = pipeline.sandbox.kingdee.bills()
+    assert in_kingdee and {bill["FDocumentStatus"] for bill in in_kingdee} == {"C"}
+    entries = [(bill, entry) for bill in in_kingdee for entry in bill["entries"]]
+    assert all(bill["F_PAEZ_Workshop"] and entry["F_PAEZ_WdtLine"] for bill, entry in entries)
+    stock_of = {bill["FBillNo"]: entry["stock"] for bill, entry in entries}
+    binned = [entry for _, entry in entries if entry["stock"] in BIN_WAREHOUSES]
+    assert binned and all(entry["bin"] for entry in binned)
+    assert stock_of
+    # Lines taken from two batches became two entries of one WDT line.
+    lines_of = Counter(entry["F_PAEZ_WdtLine"] for _, entry in entries)
+    assert max(lines_of.values()) >= 2
+    # Both row shapes were written: the 2020 orders have no line ids (their place instead).
+    assert any(entry["F_PAEZ_WdtLine"].endswith("/-1") for _, entry in entries)
+    assert any(not entry["F_PAEZ_WdtLine"].endswith(("/-1", "/-2")) for _, entry in entries)
+
+    # A re-run finds every bill by its reference (Kingdee renumbered none here, but the 2020
+    # orders' ids are derived from their numbers): nothing is written twice.
+    again = pipeline.run(day)
+    assert again.success
+    assert len(pipeline.sandbox.kingdee.bills()) == len(in_kingdee)
+    assert_pipeline_invariant(pipeline, day)
+
+
+def test_cartons_are_sent_in_pieces_and_quantities_at_the_units_precision(
+    make_pipeline, monkeypatch
+):
+    monkeypatch.setenv("WDT_KINGDEE_MAPPING", str(REAL_DATA_CENTER_MAPPING))
+    pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0)
+    day = pipeline.days[-1]
+    assert pipeline.run(day).success
+    cartons = {m.number for m in pipeline.sandbox.catalog if m.base_unit == "箱"}
+    orders = {
+        order["stockout_no"]: order
+        for order in orders_for_day(pipeline.sandbox, pipeline.sandbox.sync_days()[-1])
+    }
+    bills = pipeline.stored("kingdee_bills", day).set_index("bill_no")
+    seen_carton = seen_rounding = False
+    for bill_no, bill in bills[bills["readiness"] == "ready"].iterrows():
+        order = orders[bill_no]
+        wdt = {line["spec_no"]: Decimal(str(line["num"])) for line in order["detail_list"]}
+        renumbered = bill["material_numbers"]
+        for spec_no, num in wdt.items():
+            if spec_no in cartons:
+                sent = [
+                    Decimal(str(entry["FQty"]))
+                    for entry in bill["model"]["FEntity"]
+                    if entry["FMaterialId"]["FNumber"] == renumbered[spec_no]
+                ]
+                assert sum(sent) == num * CARTON_PIECES
+                assert all(
+                    entry["FUnitID"] == {"FNumber": "Pcs"}
+                    for entry in bill["model"]["FEntity"]
+                    if entry["FMaterialId"]["FNumber"] == renumbered[spec_no]
+                )
+                seen_carton = True
+        for rounding in bill["roundings"] or []:
+            seen_rounding = True
+            assert rounding["unit"] in ("kg", "m") and rounding["precision"] == 2
+            entry = bill["model"]["FEntity"][rounding["entry"] - 1]
+            assert Decimal(str(entry["FQty"])) == Decimal(rounding["sent"])
+    assert seen_carton and seen_rounding
+
+
+def test_the_default_mapping_in_a_real_data_center_writes_nothing_wrong(make_pipeline):
+    """Kingdee numbers its materials its own way: without the code map no material is found,
+    so every bill is held saying so, and Kingdee receives nothing."""
+    pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0)
+    day = pipeline.days[-1]
+    assert pipeline.run(day).success
+    results = pipeline.stored("kingdee_write_results", day)
+    assert set(results["outcome"]) == {"held"}
+    assert all(messages for messages in results["messages"])
+    assert pipeline.sandbox.kingdee.bills() == []
