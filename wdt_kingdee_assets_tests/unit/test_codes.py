@@ -50,7 +50,7 @@ def test_an_unquoted_yaml_code_is_refused_before_it_loses_its_zeros(tmp_path):
 
 
 def test_a_missing_code_table_is_named(tmp_path):
-    with pytest.raises(MappingConfigError, match="cannot read .*absent.csv"):
+    with pytest.raises(MappingConfigError, match=r"cannot read .*absent\.csv"):
         load_mapping(mapping_file(tmp_path, "materials:\n  table: absent.csv\n"))
 
 
