@@ -24,7 +24,7 @@ from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.instance import install_instance_config
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT
 from wdt_kingdee_assets.outcomes import Outcome
-from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
+from wdt_kingdee_assets.sandbox.runtime import REAL_DATA_CENTER, Sandbox, SandboxOptions
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Variables the sandbox owns while it runs: a caller's values of these could name a real server.
@@ -56,6 +56,13 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--malformed", type=int, default=0, help="malformed stock-outs per day (default 0)"
     )
     data.add_argument("--datetime-format", choices=["string", "epoch_ms"], default="string")
+    data.add_argument(
+        "--real-data-center",
+        action="store_true",
+        help="every data-center profile setting on (lots per position, both WDT row shapes, "
+        "units by name and in cartons, precision, bins, shelf life, Kingdee's own material "
+        "numbers, required custom fields), with the mapping that fits it",
+    )
     limits = parser.add_argument_group("limits, latency and faults")
     limits.add_argument("--wdt-port", type=int, default=0, help="0 = a free port")
     limits.add_argument("--kingdee-port", type=int, default=0, help="0 = a free port")
@@ -122,6 +129,7 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> SandboxOptions:
     return SandboxOptions(
+        **(REAL_DATA_CENTER if args.real_data_center else {}),
         seed=args.seed,
         orders_per_day=args.orders_per_day,
         stockins_per_day=args.stockins_per_day,
@@ -138,7 +146,10 @@ def _options(args: argparse.Namespace) -> SandboxOptions:
         kingdee_per_bill_latency=args.kingdee_per_bill_latency,
         kingdee_concurrency=args.kingdee_concurrency,
         kingdee_numbering=args.kingdee_numbering,
-        kingdee_custom_fields=args.kingdee_custom_field,
+        kingdee_custom_fields=[
+            *(REAL_DATA_CENTER["kingdee_custom_fields"] if args.real_data_center else []),
+            *args.kingdee_custom_field,
+        ],
         wdt_faults=args.wdt_fault,
         kingdee_faults=args.kingdee_fault,
         org_number=os.environ.get("KINGDEE_ORG_NUMBER") or "100",

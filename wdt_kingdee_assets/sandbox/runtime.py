@@ -78,6 +78,9 @@ class SandboxOptions:
     kingdee_material_codes: bool = False  # materials numbered 01.0001 …, WDT code in a field
     kingdee_custom_entry_fields: list[str] = field(default_factory=list)  # the entries' F_…
     kingdee_required_fields: list[str] = field(default_factory=list)  # custom fields 必录
+    # The stock-out mapping file that fits this sandbox (WDT_KINGDEE_MAPPING in env()); None =
+    # the caller's own, or the built-in defaults.
+    mapping_file: str | None = None
     wdt_faults: list[str] = field(default_factory=list)
     kingdee_faults: list[str] = field(default_factory=list)
     org_number: str = "100"
@@ -97,7 +100,9 @@ BINS = tuple(f"A-{row:02d}-{shelf:02d}" for row in range(1, 30) for shelf in ran
 # Every data-center profile setting on, both row shapes in one WDT (``mixed``), two custom fields
 # Kingdee requires: the sandbox as a demanding customer's data center. The mapping that fits it
 # is ``real_data_center.yaml`` beside this module (REAL_DATA_CENTER_MAPPING).
+REAL_DATA_CENTER_MAPPING = Path(__file__).with_name("real_data_center.yaml")
 REAL_DATA_CENTER: dict[str, Any] = {
+    "mapping_file": str(REAL_DATA_CENTER_MAPPING),
     "wdt_lots_in_positions": True,
     "wdt_shape": "mixed",
     "wdt_unit_names": True,
@@ -115,9 +120,6 @@ REAL_DATA_CENTER: dict[str, Any] = {
 def real_data_center(**overrides: Any) -> SandboxOptions:
     """The sandbox options of the real-data-center profile (``REAL_DATA_CENTER``)."""
     return SandboxOptions(**{**REAL_DATA_CENTER, **overrides})
-
-
-REAL_DATA_CENTER_MAPPING = Path(__file__).with_name("real_data_center.yaml")
 
 
 def kingdee_number(material: CatalogMaterial, index: int, options: SandboxOptions) -> str:
@@ -294,4 +296,9 @@ class Sandbox:
             "KINGDEE_APP_SECRET": kingdee.app_secret,
             "KINGDEE_LCID": str(kingdee.lcid),
             "KINGDEE_ORG_NUMBER": self.options.org_number,
+            **(
+                {"WDT_KINGDEE_MAPPING": self.options.mapping_file}
+                if self.options.mapping_file
+                else {}
+            ),
         }

@@ -127,21 +127,26 @@ def test_transient_failures_are_retried_with_growing_delays_and_at_most_max_atte
     assert json.loads(done.cursor)["days"][day]["gave_up"]
 
 
-def test_a_refusal_no_retry_can_fix_is_not_retried_until_its_material_changes(make_pipeline):
+def test_a_hold_no_retry_can_fix_is_not_retried_until_its_material_changes(make_pipeline):
     pipeline = make_pipeline(today=None, days=1, orders_per_day=4, missing_ratio=0)
     day = pipeline.days[-1]
-    # A lot-managed material shipped without its lot: Kingdee refuses the bill every time.
+    # A lot-managed material shipped without its lot: held before sending, every time.
     material = next(m for m in pipeline.sandbox.catalog if m.in_kingdee and m.batch_managed)
     order = copy.deepcopy(late_order(pipeline, day, 990202, "NOLOT-1"))
     order["detail_list"] = [
         {key: value for key, value in line.items() if key != "batch_no"}
-        | {"spec_no": material.number, "goods_no": material.number}
+        | {
+            "spec_no": material.number,
+            "goods_no": material.number,
+            "base_unit_name": material.base_unit,
+        }
         for line in order["detail_list"][:1]
     ]
     pipeline.sandbox.wdt.add_orders([order])
     assert pipeline.run(day).success
     results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
-    assert results.loc["NOLOT-1", "outcome"] == "failed"
+    assert results.loc["NOLOT-1", "outcome"] == "held"
+    assert "批号管理" in " ".join(results.loc["NOLOT-1", "messages"])
     assert results.loc["NOLOT-1", "failure"] == "permanent"
     assert list(results.loc["NOLOT-1", "blockers"]) == [material.number]
 

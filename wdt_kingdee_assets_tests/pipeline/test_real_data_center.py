@@ -10,7 +10,6 @@ from wdt_kingdee_assets.sandbox.runtime import (
     BIN_WAREHOUSES,
     CARTON_PIECES,
     REAL_DATA_CENTER,
-    REAL_DATA_CENTER_MAPPING,
 )
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
 from wdt_kingdee_assets_tests.reliability.invariant import (
@@ -19,10 +18,7 @@ from wdt_kingdee_assets_tests.reliability.invariant import (
 )
 
 
-def test_a_real_data_center_gets_each_bill_right_or_held_with_its_reason(
-    make_pipeline, monkeypatch
-):
-    monkeypatch.setenv("WDT_KINGDEE_MAPPING", str(REAL_DATA_CENTER_MAPPING))
+def test_a_real_data_center_gets_each_bill_right_or_held_with_its_reason(make_pipeline):
     pipeline = make_pipeline(**REAL_DATA_CENTER, orders_per_day=40, missing_ratio=0.03)
     day = pipeline.days[-1]
     result = pipeline.run(day)
@@ -70,10 +66,7 @@ def test_a_real_data_center_gets_each_bill_right_or_held_with_its_reason(
     assert_pipeline_invariant(pipeline, day)
 
 
-def test_cartons_are_sent_in_pieces_and_quantities_at_the_units_precision(
-    make_pipeline, monkeypatch
-):
-    monkeypatch.setenv("WDT_KINGDEE_MAPPING", str(REAL_DATA_CENTER_MAPPING))
+def test_cartons_are_sent_in_pieces_and_quantities_at_the_units_precision(make_pipeline):
     pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0)
     day = pipeline.days[-1]
     assert pipeline.run(day).success
@@ -113,7 +106,7 @@ def test_cartons_are_sent_in_pieces_and_quantities_at_the_units_precision(
 def test_the_default_mapping_in_a_real_data_center_writes_nothing_wrong(make_pipeline):
     """Kingdee numbers its materials its own way: without the code map no material is found,
     so every bill is held saying so, and Kingdee receives nothing."""
-    pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0)
+    pipeline = make_pipeline(**{**REAL_DATA_CENTER, "mapping_file": None}, missing_ratio=0)
     day = pipeline.days[-1]
     assert pipeline.run(day).success
     results = pipeline.stored("kingdee_write_results", day)

@@ -19,7 +19,6 @@ import pytest
 from wdt_kingdee_assets.sandbox.runtime import (
     BIN_WAREHOUSES,
     REAL_DATA_CENTER,
-    REAL_DATA_CENTER_MAPPING,
 )
 from wdt_kingdee_assets_tests.reliability.invariant import (
     assert_pipeline_invariant,
@@ -128,11 +127,8 @@ MATRIX: dict[str, Fault] = {
 # bins, shelf life, own material numbers, required custom fields) whose coding rule renumbers
 # every bill.
 WORLDS = {
-    "plain": ({"kingdee_numbering": "keep"}, None),
-    "real_data_center": (
-        {**REAL_DATA_CENTER, "kingdee_numbering": "auto"},
-        str(REAL_DATA_CENTER_MAPPING),
-    ),
+    "plain": {"kingdee_numbering": "keep"},
+    "real_data_center": {**REAL_DATA_CENTER, "kingdee_numbering": "auto"},
 }
 
 
@@ -142,10 +138,7 @@ def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
     make_pipeline, monkeypatch, name, world
 ):
     fault = MATRIX[name]
-    options, mapping = WORLDS[world]
     monkeypatch.setenv("WDT_PAGE_SIZE", "10")
-    if mapping:
-        monkeypatch.setenv("WDT_KINGDEE_MAPPING", mapping)
     for variable, value in fault.env.items():
         monkeypatch.setenv(variable, value)
     pipeline = make_pipeline(
@@ -153,7 +146,7 @@ def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
         kingdee_unique_bill_no=False,
         wdt_faults=list(fault.wdt),
         kingdee_faults=list(fault.kingdee),
-        **options,
+        **WORLDS[world],
         **fault.options,
     )
     day = pipeline.days[-1]
