@@ -78,8 +78,12 @@ class DayFigures:
     def minimums(self, limits: Limits) -> dict[str, int]:
         in_list = limits.in_list_size
         # Existence: the bills by number, the day's bills (by reference) riding on the first
-        # IN-list; the materials by number.
-        reads = math.ceil(self.bills / in_list) + math.ceil(self.materials / in_list)
+        # IN-list; the materials by number, and their few units (BD_UNIT) in one more.
+        reads = (
+            math.ceil(self.bills / in_list)
+            + math.ceil(self.materials / in_list)
+            + (1 if self.materials else 0)
+        )
         # The read-back of the day's entries in pages; a page short of the limit ends it. It is
         # made twice: by the lifecycle's gate (before Submit and Audit) and by the check after.
         read_back = (self.entries + limits.page_limit) // limits.page_limit

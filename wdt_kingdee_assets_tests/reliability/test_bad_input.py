@@ -43,6 +43,10 @@ FUZZ = settings(
 )
 
 
+def good_line(**changes: Any) -> dict[str, Any]:
+    return {"rec_id": 1, "spec_no": "MAT-1", "num": "2.5", "base_unit_name": "Pcs", **changes}
+
+
 def good_order(**changes: Any) -> dict[str, Any]:
     order = {
         "stockout_id": 7,
@@ -51,22 +55,16 @@ def good_order(**changes: Any) -> dict[str, Any]:
         "status": 110,
         "warehouse_no": "CK001",
         "consign_time": "2025-06-09 10:00:00",
-        "detail_list": [{"rec_id": 1, "spec_no": "MAT-1", "num": "2.5"}],
+        "detail_list": [good_line()],
     }
     order.update(changes)
     return order
 
 
-def good_line(**changes: Any) -> dict[str, Any]:
-    return {"rec_id": 1, "spec_no": "MAT-1", "num": "2.5", **changes}
-
-
 BAD_RECORDS = {
-    "stockout_id missing": (good_order(stockout_id=None), "stockout_id"),
     "stockout_id not an integer": (good_order(stockout_id="CK-7"), "stockout_id"),
     "stockout_id a fraction": (good_order(stockout_id=7.5), "stockout_id"),
     "stockout_no missing": (good_order(stockout_no=""), "stockout_no"),
-    "warehouse_no missing": (good_order(warehouse_no=None), "warehouse_no"),
     "detail_list missing": (good_order(detail_list=None), "detail_list"),
     "detail_list empty": (good_order(detail_list=[]), "no detail lines"),
     "detail_list an object": (good_order(detail_list={"spec_no": "MAT-1"}), "detail_list"),

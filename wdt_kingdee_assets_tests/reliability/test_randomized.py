@@ -38,11 +38,11 @@ from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.lifecycle import BillInKingdee, Lifecycle
 from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills
+from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills, load_mapping
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
 from wdt_kingdee_assets.outcomes import IN_KINGDEE
 from wdt_kingdee_assets.sandbox.faults import FaultRule
-from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
+from wdt_kingdee_assets.sandbox.runtime import REAL_DATA_CENTER, Sandbox, SandboxOptions
 from wdt_kingdee_assets.wdt.client import WdtClient
 from wdt_kingdee_assets.wdt.errors import WdtError
 from wdt_kingdee_assets.wdt.pull import pull_documents
@@ -110,6 +110,7 @@ class Scenario:
     crash_after_batches: int | None
     wdt_faults: tuple[str, ...]
     kingdee_faults: tuple[str, ...]
+    real_data_center: bool  # every data-center profile setting on, with its mapping
 
 
 def _rule(kind: str, times: int, skip: int) -> str:
@@ -149,7 +150,13 @@ scenarios = st.builds(
     crash_after_batches=st.none() | st.integers(1, 4),
     wdt_faults=st.lists(wdt_rules, max_size=3).map(tuple),
     kingdee_faults=st.lists(kingdee_rules, max_size=4).map(tuple),
+    real_data_center=st.booleans(),
 )
+
+
+def profile(scenario: Scenario) -> dict[str, Any]:
+    """The sandbox options of the scenario's data center."""
+    return REAL_DATA_CENTER if scenario.real_data_center else {}
 
 
 def sandbox_for(scenario: Scenario, **options: Any) -> Sandbox:
@@ -166,6 +173,7 @@ def sandbox_for(scenario: Scenario, **options: Any) -> Sandbox:
             kingdee_numbering=scenario.numbering,  # type: ignore[arg-type]
             wdt_faults=list(scenario.wdt_faults),
             kingdee_faults=list(scenario.kingdee_faults),
+            **profile(scenario),
             **options,
         )
     )
@@ -211,7 +219,11 @@ def sync_once(
     ]
     lines = normalize_orders(kept, PRODUCTION_STOCKOUT)
     usable = sorted(set(lines.loc[lines["reject_reason"].isna(), "spec_no"]))
-    mapping = MisDeliveryMapping()
+    mapping = (
+        load_mapping(sandbox.options.mapping_file)
+        if sandbox.options.mapping_file
+        else (MisDeliveryMapping())
+    )
     master = look_up(kingdee, usable, mapping.materials, "100")
     bills = build_bills(
         lines,
@@ -381,6 +393,7 @@ def test_random_fault_schedules_through_dagster(make_pipeline, monkeypatch, scen
         kingdee_numbering=scenario.numbering,
         wdt_faults=list(scenario.wdt_faults),
         kingdee_faults=list(scenario.kingdee_faults),
+        **profile(scenario),
     )
     day = pipeline.days[-1]
     config = {
