@@ -288,8 +288,10 @@ def build_assets(flow: Flow) -> FlowAssets:
         ins={"raw": dg.AssetIn(raw_key)},
         kinds={"pandas"},
         description=(
-            f"{source.lines_title}, one typed row per WDT detail line: exact decimal quantities, "
-            "Beijing times. A line that cannot be used keeps its row with a reject_reason."
+            f"{source.lines_title}, one typed row per WDT detail line and lot: a line taken from "
+            "several batches or bins (position_details_list) is a row per batch and bin with its "
+            "part; exact decimal quantities, Beijing times. A line that cannot be used keeps its "
+            "row with a reject_reason."
         ),
         metadata={"dagster/column_schema": column_schema(flow.lines_schema)},
     )

@@ -628,14 +628,18 @@ def build_bills(
             conversions[(spec_no, wdt_unit)] = found
         return found
 
-    def material_label(spec_no: str) -> str:
+    def number_of(spec_no: str) -> str:
+        """The Kingdee number a spec_no stands for: the one found, else the code table's or
+        its own (what the held-bills sensor asks Kingdee about)."""
         mapped = materials.get(spec_no)
-        number_in_kingdee = (
-            mapped.number if mapped is not None else config.materials.fallback(spec_no)
-        )
-        if number_in_kingdee is None or number_in_kingdee == spec_no:
-            return spec_no
-        return f"{spec_no} → {number_in_kingdee}"
+        if mapped is not None:
+            return mapped.number
+        codes = config.materials
+        return codes.from_table(spec_no) or codes.fallback(spec_no) or spec_no
+
+    def material_label(spec_no: str) -> str:
+        number_in_kingdee = number_of(spec_no)
+        return spec_no if number_in_kingdee == spec_no else f"{spec_no} → {number_in_kingdee}"
 
     def judged(first: int, end: int) -> dict[str, Any]:
         """One document: its header, its usable parts, and why it is held (if it is)."""
@@ -747,12 +751,7 @@ def build_bills(
             "hold_reason": None if ready else "; ".join(reasons),
             "missing_materials": [material_label(n) for n in missing],
             "missing_states": {
-                **{
-                    materials[n].number if n in materials else n: (
-                        materials[n].state if n in materials else ABSENT
-                    )
-                    for n in missing
-                },
+                **{number_of(n): materials[n].state if n in materials else ABSENT for n in missing},
                 **settings,
             },
             "line_count": end - first,

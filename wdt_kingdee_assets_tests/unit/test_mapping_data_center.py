@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import UnitInfo
-from wdt_kingdee_assets.mapping import MisDeliveryMapping
+from wdt_kingdee_assets.mapping import MisDeliveryMapping, load_mapping
 from wdt_kingdee_assets.normalize import normalize_orders
 from wdt_kingdee_assets_tests.fixtures.bills import material, stockout_bills
 
@@ -180,3 +180,14 @@ def test_merged_bills_keep_lots_bins_and_dates_apart():
         ("B-2", Decimal(3)),
     ]
     assert bill["lineage"][0] == [["CK7", 1, Decimal(2)], ["CK8", 1, Decimal(4)]]
+
+
+def test_a_held_bill_waits_on_the_kingdee_number_its_code_maps_to(tmp_path):
+    """The held-bills sensor asks Kingdee about the number, so that creating 01.0009 releases
+    the bill of spec_no M1."""
+    (tmp_path / "codes.csv").write_text("spec_no,material_number\nM1,01.0009\n", encoding="utf-8")
+    (tmp_path / "mapping.yaml").write_text("materials: {table: codes.csv}\n", encoding="utf-8")
+    config = load_mapping(tmp_path / "mapping.yaml")
+    [held] = bills_of(stockout([{}]), {}, config).to_dict("records")
+    assert held["missing_states"] == {"01.0009": "absent"}
+    assert held["missing_materials"] == ["M1 → 01.0009"]
