@@ -326,10 +326,11 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
     """
     import dagster  # noqa: F401 - a step process has Dagster loaded; count it in the peak
 
+    from wdt_kingdee_assets.bills import build_bills
     from wdt_kingdee_assets.bulk import gc_paused
     from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
     from wdt_kingdee_assets.kingdee.client import MaterialInfo, UnitInfo
-    from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills
+    from wdt_kingdee_assets.mapping import MisDeliveryMapping
     from wdt_kingdee_assets.normalize import normalize_orders
     from wdt_kingdee_assets.storage import StoredDay
 

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import Field
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
+from wdt_kingdee_assets.bills import build_bills
 from wdt_kingdee_assets.catalog import look_up
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.grouping import batch_of
@@ -26,7 +27,7 @@ from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryErro
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
 from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError, build_bills
+from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError
 from wdt_kingdee_assets.normalize import document_id, normalize_orders, parse_wdt_datetime
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 # The shape of a customer's extension field (F_xxx_…).
 CUSTOM_FIELD = re.compile(r"F_[A-Za-z0-9]+_[A-Za-z0-9_]+")
 TABLE_COLUMNS = ("spec_no", "material_number")
+# What a code no map names becomes: itself (the codes are the same), or a hold of its bill.
+Unmapped = Literal["identity", "hold"]
 
 
 def read_code_table(path: Path) -> dict[str, str]:
@@ -79,7 +81,7 @@ class MaterialCodes(BaseModel):
         description="a BD_MATERIAL field that holds the WDT code (e.g. F_PAEZ_WdtCode): codes "
         "not in the table are looked up by it",
     )
-    unmapped: Literal["identity", "hold"] = Field(
+    unmapped: Unmapped = Field(
         default="identity",
         description="a spec_no found by neither: use it as the material number, or hold the bill",
     )
@@ -144,7 +146,7 @@ class BinMap(BaseModel):
     positions: dict[str, str] = Field(
         default_factory=dict, description="WDT position_no → Kingdee bin number"
     )
-    unmapped: Literal["identity", "hold"] = Field(
+    unmapped: Unmapped = Field(
         default="identity",
         description="a position missing from `positions`: use its WDT code, or hold the bill",
     )

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from wdt_kingdee_assets.bills import wire_model
 from wdt_kingdee_assets.kingdee.client import BatchSaveResult, KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
 from wdt_kingdee_assets.locator import BillLocator, BillScope, first_of
-from wdt_kingdee_assets.mapping import wire_model
 from wdt_kingdee_assets.outcomes import Failure, Outcome, Readiness
 
 if TYPE_CHECKING:

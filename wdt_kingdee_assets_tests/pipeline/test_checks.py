@@ -7,9 +7,9 @@ from decimal import Decimal
 import dagster as dg
 
 from wdt_kingdee_assets import assets as assets_module
+from wdt_kingdee_assets.bills import build_bills, wire_model
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
-from wdt_kingdee_assets.mapping import build_bills, wire_model
 from wdt_kingdee_assets.normalize import normalize_orders
 from wdt_kingdee_assets_tests.fixtures.bills import material as kingdee_material
 from wdt_kingdee_assets_tests.fixtures.bills import stockout_bills

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from wdt_kingdee_assets.bills import wire_model
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.lifecycle import BillInKingdee, Lifecycle, Settled
 from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import wire_model
 from wdt_kingdee_assets.outcomes import Failure
 from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets_tests.fixtures.kingdee import mis_delivery_bill

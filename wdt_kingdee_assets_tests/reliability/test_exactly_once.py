@@ -15,11 +15,11 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
+from wdt_kingdee_assets.bills import wire_model
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import wire_model
 from wdt_kingdee_assets.writer import BillWriter, bills_to_write
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
 from wdt_kingdee_assets_tests.reliability.invariant import (

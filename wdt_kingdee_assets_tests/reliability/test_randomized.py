@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
+from wdt_kingdee_assets.bills import build_bills
 from wdt_kingdee_assets.catalog import look_up
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
@@ -38,7 +39,7 @@ from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.lifecycle import BillInKingdee, Lifecycle
 from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import MisDeliveryMapping, build_bills, load_mapping
+from wdt_kingdee_assets.mapping import MisDeliveryMapping, load_mapping
 from wdt_kingdee_assets.normalize import normalize_orders, parse_wdt_datetime
 from wdt_kingdee_assets.outcomes import IN_KINGDEE
 from wdt_kingdee_assets.sandbox.faults import FaultRule

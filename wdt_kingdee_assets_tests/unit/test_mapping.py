@@ -3,14 +3,13 @@ from decimal import Decimal
 
 import pytest
 
+from wdt_kingdee_assets.bills import wire_model, wire_quantity
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.mapping import (
     MappingConfigError,
     MisDeliveryMapping,
     load_mapping,
-    wire_model,
-    wire_quantity,
 )
 from wdt_kingdee_assets.normalize import normalize_orders
 from wdt_kingdee_assets_tests.fixtures.bills import material, stockout_bills
