@@ -20,6 +20,10 @@ def _optional(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+# The first delay before a failed API call is tried again, both clients (then doubling).
+CALL_RETRY_DELAY = "WDT_KINGDEE_CALL_RETRY_DELAY_SECONDS"
+
+
 def build_resources(data_dir: str | None = None) -> dict[str, Any]:
     """The resources, credentials from the environment (resolved by Dagster at run time)."""
     return {
@@ -32,6 +36,7 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
             calls_per_minute=float(_optional("WDT_CALLS_PER_MINUTE", "60")),
             throttle_first_wait_seconds=float(_optional("WDT_THROTTLE_FIRST_WAIT_SECONDS", "60")),
             throttle_max_wait_seconds=float(_optional("WDT_THROTTLE_MAX_WAIT_SECONDS", "900")),
+            retry_first_delay_seconds=float(_optional(CALL_RETRY_DELAY, "1")),
         ),
         "kingdee": KingdeeResource(
             base_url=dg.EnvVar("KINGDEE_BASE_URL"),
@@ -42,6 +47,7 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
             lcid=int(_optional("KINGDEE_LCID", "2052")),
             org_number=_optional("KINGDEE_ORG_NUMBER", "100"),
             auth_mode=_optional("KINGDEE_AUTH_MODE", "signature"),
+            retry_first_delay_seconds=float(_optional(CALL_RETRY_DELAY, "1")),
         ),
         "io_manager": PartitionedJsonlIOManager(base_dir=data_dir),
     }

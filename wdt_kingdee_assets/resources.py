@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
-from wdt_kingdee_assets.throttle import ThrottleWait
+from wdt_kingdee_assets.throttle import Backoff, ThrottleWait
 from wdt_kingdee_assets.wdt.client import WdtClient
 
 
@@ -38,6 +38,12 @@ class WdtResource(dg.ConfigurableResource):
         ge=0,
         description="rest at most this long in all before a throttled call fails (WDT asks 5-10 min)",
     )
+    retry_first_delay_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="first delay before a failed call is tried again (doubling, jittered, "
+        "at most 60 s, 6 tries)",
+    )
 
     def client(
         self, log: Callable[[str], None] | None = None, *, patient: bool = True
@@ -57,6 +63,7 @@ class WdtResource(dg.ConfigurableResource):
             calls_per_minute=self.calls_per_minute,
             timeout=self.timeout_seconds,
             throttle_wait=throttle,
+            backoff=Backoff(base_seconds=self.retry_first_delay_seconds),
             log=log,
         )
 
@@ -77,6 +84,12 @@ class KingdeeResource(dg.ConfigurableResource):
     calls_per_minute: float = Field(default=0.0, ge=0, description="0 = unlimited")
     write_timeout_seconds: float = Field(default=300.0, gt=0)
     in_list_size: int = Field(default=500, ge=1, le=2000, description="FBillNo/FNumber per IN-list")
+    retry_first_delay_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="first delay before a failed call is tried again (doubling, jittered, "
+        "at most 60 s, 6 tries)",
+    )
 
     def client(self) -> KingdeeClient:
         return KingdeeClient(
@@ -91,4 +104,5 @@ class KingdeeResource(dg.ConfigurableResource):
             calls_per_minute=self.calls_per_minute,
             write_timeout=self.write_timeout_seconds,
             in_list_size=self.in_list_size,
+            backoff=Backoff(base_seconds=self.retry_first_delay_seconds),
         )
