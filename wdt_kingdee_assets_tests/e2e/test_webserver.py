@@ -254,7 +254,7 @@ def quantities(lines: list[dict[str, Any]], material: str, qty: str) -> dict[str
 def sandbox() -> Iterator[Sandbox]:
     # Eight closed days: one for the single run, seven for the backfill.
     running = Sandbox(
-        SandboxOptions(seed=5, orders_per_day=5, stockins_per_day=6, days=8, missing_ratio=0)
+        SandboxOptions(seed=5, orders_per_day=5, stockins_per_day=6, days=4, missing_ratio=0)
     )
     running.seed()
     with running:
@@ -326,7 +326,7 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
         assert sorted(r["tags"]["dagster/partition"] for r in runs) == backfilled
         assert {r["status"] for r in runs} == {"SUCCESS"}
 
-        # Across the eight runs, the steps of each pool never overlapped: one API caller at a time.
+        # Across the runs, the steps of each pool never overlapped: one API caller at a time.
         steps = dagster.step_intervals([run_id, *(r["runId"] for r in runs)])
         for pool, keys in POOLS.items():
             intervals = sorted((start, end) for key, start, end in steps if key in keys)
@@ -334,7 +334,7 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
             overlapping = [(a, b) for a, b in pairwise(intervals) if b[0] < a[1]]
             assert not overlapping, (pool, overlapping)
 
-        # Kingdee holds each completed stock-out of the eight days once, with its quantities.
+        # Kingdee holds each completed stock-out of the days once, with its quantities.
         bills = {bill["FBillNo"]: bill for bill in sandbox.kingdee.bills()}
         assert not [
             n for n, c in Counter(b["FBillNo"] for b in sandbox.kingdee.bills()).items() if c > 1

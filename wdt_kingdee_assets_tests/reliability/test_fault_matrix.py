@@ -132,8 +132,17 @@ WORLDS = {
 }
 
 
-@pytest.mark.parametrize("world", list(WORLDS))
-@pytest.mark.parametrize("name", list(MATRIX))
+# Every fault runs in the real data center. The plain world adds the faults of the write path
+# (BatchSave, Submit, Audit, sessions), where a data center keeping our numbers lets the guards
+# find bills by FBillNo — a path of its own; WDT's and the queries' faults do not take it.
+WRITE_PATH = ("batchsave", "submit", "audit", "session:", "signature:")
+CASES = [
+    *((name, "real_data_center") for name in MATRIX),
+    *((name, "plain") for name in MATRIX if name.split()[0] in WRITE_PATH),
+]
+
+
+@pytest.mark.parametrize(("name", "world"), CASES)
 def test_a_day_synced_under_the_fault_loses_and_duplicates_nothing(
     make_pipeline, monkeypatch, name, world
 ):
