@@ -359,7 +359,7 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
 
         # A stock-out of an already synced day reaches WDT late; the sensor, switched on from
         # the UI, re-syncs exactly that day.
-        late_day = backfilled[3]
+        late_day = backfilled[1]  # a day with synced days on both sides
         late = copy.deepcopy(completed_orders(sandbox, late_day)[0])
         late.update(stockout_id=880001, stockout_no="LATE-E2E-1")
         sandbox.wdt.add_orders([late])
