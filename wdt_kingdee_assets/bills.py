@@ -9,7 +9,7 @@ to BatchSave (``wire_model``: quantities as exact JSON numbers).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -356,7 +356,7 @@ def build_bills(
             "sources": [header[number]] if header[number] else [],
             "lineage": None,
             "roundings": None,
-            "material_numbers": _renumbered(spec, parts),
+            "material_numbers": _renumbered(spec, ((p.row, p.material) for p in parts)),
             "department": target.department if target else None,
             "owner_org": target.owner if target else None,
             "_parts": parts,
@@ -433,7 +433,6 @@ def build_bills(
     def merged_bills(ready: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The ready documents merged per warehouse and day (``per_day_warehouse``)."""
         groups: dict[tuple[Any, ...], dict[str, list[SourceLine]]] = {}
-        precision: dict[str, int] = {}
         for document in ready:
             where = (
                 document["bill_date"],
@@ -444,7 +443,6 @@ def build_bills(
             )
             lines_of = groups.setdefault(where, {})[document[number]] = []
             for part in document["_parts"]:
-                precision[part.unit] = part.precision
                 lines_of.append(
                     SourceLine(
                         document[number],
@@ -490,7 +488,13 @@ def build_bills(
                     entry(
                         item.material,
                         item.unit,
-                        sent(item.quantity, precision[item.unit], seq, item, roundings),
+                        sent(
+                            item.quantity,
+                            units[item.unit.casefold()].precision,
+                            seq,
+                            item,
+                            roundings,
+                        ),
                         stock,
                         item.lot,
                         None,
@@ -516,7 +520,14 @@ def build_bills(
                             for item in part.entries
                         ],
                         "roundings": roundings or None,
-                        "material_numbers": _merged_renumbered(spec, part.entries),
+                        "material_numbers": _renumbered(
+                            spec,
+                            (
+                                (line.origin, line.material)
+                                for e in part.entries
+                                for line in e.lineage
+                            ),
+                        ),
                     }
                 )
         return bills
@@ -546,17 +557,7 @@ def build_bills(
         return schema.frame(bills)
 
 
-def _renumbered(spec: list[Any], parts: list[_Part]) -> dict[str, str] | None:
-    """spec_no → Kingdee material number, for the bill's materials whose numbers differ."""
-    changed = {spec[part.row]: part.material for part in parts if spec[part.row] != part.material}
-    return changed or None
-
-
-def _merged_renumbered(spec: list[Any], entries: Any) -> dict[str, str] | None:
-    changed = {
-        spec[line.origin]: line.material
-        for item in entries
-        for line in item.lineage
-        if spec[line.origin] != line.material
-    }
+def _renumbered(spec: list[Any], made: Iterable[tuple[int, str]]) -> dict[str, str] | None:
+    """spec_no → Kingdee material number, for the rows (row, number) whose numbers differ."""
+    changed = {spec[row]: number for row, number in made if spec[row] != number}
     return changed or None
