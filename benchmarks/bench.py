@@ -378,7 +378,7 @@ def cpu_worker(pages_path: Path, raw_path: Path) -> dict[str, float]:
         seconds, bills = _cpu_seconds(
             lambda: build_bills(
                 lines,  # noqa: B023
-                materials,  # noqa: B023
+                {"100": materials},  # noqa: B023
                 MisDeliveryMapping(),
                 "100",
                 source=PRODUCTION_STOCKOUT.source,

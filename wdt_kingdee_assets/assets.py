@@ -18,11 +18,11 @@ import pandas as pd
 from pydantic import Field
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
-from wdt_kingdee_assets.bills import build_bills
-from wdt_kingdee_assets.catalog import look_up
+from wdt_kingdee_assets.bills import build_bills, spec_nos_by_org
+from wdt_kingdee_assets.catalog import blocker_states, look_up
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.grouping import batch_of
-from wdt_kingdee_assets.kingdee.client import KingdeeClient, material_state
+from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryError
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
@@ -136,12 +136,12 @@ def _log_progress(context: dg.AssetExecutionContext, done: int, total: int) -> N
 
 
 def bill_scope(flow: Flow, mapping: MappingConfig, kingdee: KingdeeResource, day: str) -> BillScope:
-    """Where a flow's bills of a day live in Kingdee: form, date, stock org, bill type, and the
+    """Where a flow's bills of a day live in Kingdee: form, date, stock orgs, bill type, and the
     field that carries the source reference."""
     return BillScope(
         form=flow.form,
         day=date.fromisoformat(day),
-        org=mapping.orgs(kingdee.org_number)[0],
+        orgs=mapping.stock_orgs(kingdee.org_number),
         bill_type=mapping.bill_type,
         reference_field=mapping.reference_field,
     )
@@ -324,8 +324,9 @@ def build_assets(flow: Flow) -> FlowAssets:
         ins={"lines": dg.AssetIn(lines_key)},
         description=(
             f"{form.plural}: one bill per {source.noun} (or, with the mapping's strategy "
-            "per_day_warehouse, merged bills per warehouse and day) built by the mapping, with "
-            "materials from Kingdee BD_MATERIAL (through the mapping's code map) and their units "
+            "per_day_warehouse, merged bills per warehouse and day) built by the mapping, each "
+            "in its warehouse's stock org, with materials from Kingdee BD_MATERIAL in that org "
+            "(through the mapping's code map) and their units "
             "from BD_UNIT: one entry per lot and bin, quantities converted to the Kingdee unit "
             "and rounded to its precision (each rounding listed). Each bill is `ready`, or "
             "`held` with the reason (material missing in Kingdee, rejected lines, unit mismatch, "
@@ -340,10 +341,8 @@ def build_assets(flow: Flow) -> FlowAssets:
         with api_step(context.partition_key):
             mapping = flow.load_mapping()
             client = kingdee.client()
-            usable = lines[lines["reject_reason"].isna()]
-            numbers = sorted(set(usable["spec_no"]))
-            stock_org = mapping.orgs(kingdee.org_number)[0]
-            master = look_up(client, numbers, mapping.materials, stock_org)
+            wanted = spec_nos_by_org(lines, mapping, kingdee.org_number)
+            master = look_up(client, wanted, mapping.materials)
         earlier, own = None, frozenset()
         if mapping.strategy == "per_day_warehouse":
             earlier = earlier_batches(flow, context.resources.io_manager, context.partition_key)
@@ -373,7 +372,8 @@ def build_assets(flow: Flow) -> FlowAssets:
                 "bills": len(built),
                 "ready": len(built) - len(held),
                 "held": len(held),
-                "materials_looked_up": len(numbers),
+                "materials_looked_up": sum(len(numbers) for numbers in wanted.values()),
+                "stock_orgs": ", ".join(sorted(wanted)),
                 "missing_materials": len(missing),
                 "rounded_entries": sum(len(rounded or []) for rounded in built["roundings"]),
                 "renumbered_materials": len(
@@ -440,7 +440,7 @@ def documents_with_own_bills(client: KingdeeClient, scope: BillScope) -> frozens
     records = client.find_bills(
         scope.form,
         [],
-        org=scope.org,
+        orgs=scope.orgs,
         reference_field=scope.reference_field,
         day=scope.day,
         bill_type=scope.bill_type,
@@ -522,10 +522,9 @@ def write_day(
             # of them changes (created, enabled, audited), not on a timer. Those holding bills
             # back were looked up with the bills; only those a refusal named are asked now.
             blockers = summary.blocker_states(to_write)
-            unknown = [number for number, state in blockers.items() if state is None]
+            unknown = [key for key, state in blockers.items() if state is None]
             if unknown:
-                found = client.find_materials(unknown, use_org=writer.scope.org)
-                blockers.update({number: material_state(found.get(number)) for number in unknown})
+                blockers.update(blocker_states(client, unknown, writer.scope.orgs))
     except LeaseBusy as exc:
         raise dg.Failure(
             description=f"partition {context.partition_key}: {exc}",

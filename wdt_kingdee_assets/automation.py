@@ -37,8 +37,8 @@ from typing import Any
 import dagster as dg
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window, start_date
+from wdt_kingdee_assets.catalog import blocker_states
 from wdt_kingdee_assets.flow import Flow
-from wdt_kingdee_assets.kingdee.client import material_state
 from wdt_kingdee_assets.kingdee.errors import KingdeeError
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT
 from wdt_kingdee_assets.mapping import MappingConfigError
@@ -477,16 +477,15 @@ def _material_states(
     days: Iterable[OpenDay],
 ) -> dict[str, str] | None:
     """What Kingdee says of every material an open day waits on; None if it cannot say now."""
-    numbers = sorted({number for entry in days for number in entry.blockers})
-    if not numbers:
+    keys = sorted({key for entry in days for key in entry.blockers})
+    if not keys:
         return {}
     try:
-        org = flow.load_mapping().orgs(kingdee.org_number)[0]
-        found = kingdee.client().find_materials(numbers, use_org=org)
+        orgs = flow.load_mapping().stock_orgs(kingdee.org_number)
+        return blocker_states(kingdee.client(), keys, orgs)
     except (KingdeeError, MappingConfigError) as exc:
         context.log.warning("could not look up the materials held bills wait on: %s", exc)
         return None
-    return {number: material_state(found.get(number)) for number in numbers}
 
 
 def _released(day: str, entry: OpenDay, states: Mapping[str, str] | None) -> dg.RunRequest | None:
@@ -494,11 +493,11 @@ def _released(day: str, entry: OpenDay, states: Mapping[str, str] | None) -> dg.
     if not states or not entry.blockers:
         return None
     changed = {
-        number: states[number]
-        for number, was in sorted(entry.blockers.items())
-        if states.get(number, was) != was
+        key: states[key]
+        for key, was in sorted(entry.blockers.items())
+        if states.get(key, was) != was
     }
-    fingerprint = ",".join(f"{number}={state}" for number, state in changed.items())
+    fingerprint = ",".join(f"{key}={state}" for key, state in changed.items())
     if not changed or fingerprint == entry.released_for:
         return None
     entry.released_for = fingerprint

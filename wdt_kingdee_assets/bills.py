@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
+from wdt_kingdee_assets.blockers import blocker_key
 from wdt_kingdee_assets.bulk import gc_paused
-from wdt_kingdee_assets.codes import WarehouseTarget
 from wdt_kingdee_assets.grouping import SourceLine, merge_documents
 from wdt_kingdee_assets.kingdee.forms import KingdeeForm
 from wdt_kingdee_assets.mapping import (
@@ -106,13 +106,6 @@ def _note_values(header: Mapping[str, Any]) -> dict[str, Any]:
     return {**header, REFERENCE_PLACEHOLDER: reference_token(header["source_ref"])}
 
 
-def _target(warehouse_no: str, config: MappingConfig) -> WarehouseTarget | None:
-    """Where a WDT warehouse's bills go in Kingdee; None when it is not mapped (hold)."""
-    if warehouse_no in config.warehouses:
-        return config.warehouses[warehouse_no]
-    return WarehouseTarget(stock=warehouse_no) if config.unmapped_warehouse == "identity" else None
-
-
 def _kingdee_date(text: str | None) -> tuple[str | None, bool]:
     """(yyyy-MM-dd, True) from WDT's date text; (None, True) when there is none; (None, False)
     when it is not a date."""
@@ -150,9 +143,26 @@ class _Reasons:
         return [f"{kind}: " + ", ".join(items) for kind, items in self.by_kind.items()]
 
 
+def spec_nos_by_org(lines: pd.DataFrame, config: MappingConfig, org: str) -> dict[str, list[str]]:
+    """Stock org → the spec_nos of the usable lines whose bills go to it: what to look up in
+    Kingdee, where a material is enabled per use-org (``org``: the flow's default)."""
+    usable = lines[lines["reject_reason"].isna()]
+    found: dict[str, set[str]] = {}
+    for spec_no, warehouse_no, warehouse_name in zip(
+        usable["spec_no"], usable["warehouse_no"], usable["warehouse_name"], strict=True
+    ):
+        stock_org = config.stock_org_of(
+            None if pd.isna(warehouse_no) else warehouse_no,
+            None if pd.isna(warehouse_name) else warehouse_name,
+            org,
+        )
+        found.setdefault(stock_org, set()).add(spec_no)
+    return {stock_org: sorted(numbers) for stock_org, numbers in found.items()}
+
+
 def build_bills(
     lines: pd.DataFrame,
-    materials: Mapping[str, Material],
+    materials: Mapping[str, Mapping[str, Material]],
     config: MappingConfig,
     org: str,
     source: Source,
@@ -165,9 +175,10 @@ def build_bills(
     """The day's bills (``schema``: the flow's bills columns), each ``ready`` or ``held`` with the
     reasons.
 
-    ``materials`` maps each WDT spec_no to the Kingdee material it is (by the mapping's code map;
-    a spec_no Kingdee lacks is absent), ``units`` each Kingdee unit number (case-folded) to its
-    BD_UNIT record. First each document is judged: it is held when any of its lines was
+    ``materials`` maps each stock org to what each WDT spec_no is there (by the mapping's code
+    map; a spec_no Kingdee lacks or has not assigned to the org is absent): a document's
+    materials are those of its warehouse's stock org (``spec_nos_by_org``; ``org`` is the flow's
+    default). ``units`` maps each Kingdee unit number (case-folded) to its BD_UNIT record. First each document is judged: it is held when any of its lines was
     rejected (a partial bill would misstate the document), when Kingdee lacks or has disabled one
     of its materials, when a line's unit is not the material's Kingdee unit and no conversion is
     configured, when a lot-managed material has no batch, a shelf-life material no dates or a
@@ -186,17 +197,17 @@ def build_bills(
     """
     key, number = source.key, source.number
     form = config.FORM
-    stock_org = config.orgs(org)[0]
+    main_org = config.main_org(org)
     note_fields = config.note_fields()
     header_fields = config.header_template_fields()
     entry_fields = config.DOCUMENT_FIELDS | LINE_FIELDS
     ref = References()
-    makers: dict[str | None, EntryMaker] = {}
+    makers: dict[tuple[str, str], EntryMaker] = {}
 
-    def entry_maker(owner: str | None) -> EntryMaker:
-        maker = makers.get(owner)
+    def entry_maker(stock_org: str, owner_org: str) -> EntryMaker:
+        maker = makers.get((stock_org, owner_org))
         if maker is None:
-            maker = makers[owner] = config.entries(org, ref, owner)
+            maker = makers[stock_org, owner_org] = config.entries(stock_org, owner_org, ref)
         return maker
 
     identified = lines[lines[key].notna()].sort_values(key, kind="stable")
@@ -205,11 +216,6 @@ def build_bills(
     lot_numbers, rec_ids, quantities = column["batch_no"], column["rec_id"], column["num"]
     wdt_units, positions = column["base_unit_name"], column["position_no"]
     produced_on, expires_on = column["production_date"], column["expire_date"]
-    unusable = {
-        spec_no
-        for spec_no in set(spec)
-        if spec_no is not None and (spec_no not in materials or not materials[spec_no].usable)
-    }
     # (spec_no, WDT unit) → (factor, unit, reason): judged once per pair, not per line.
     conversions: dict[tuple[str, str | None], tuple[Decimal | None, Unit | None, str | None]] = {}
 
@@ -225,39 +231,39 @@ def build_bills(
             conversions[(spec_no, wdt_unit)] = found
         return found
 
-    def number_of(spec_no: str) -> str:
+    def number_of(spec_no: str, known: Mapping[str, Material]) -> str:
         """The Kingdee number a spec_no stands for: the one found, else the code table's or
         its own (what the held-bills sensor asks Kingdee about)."""
-        mapped = materials.get(spec_no)
+        mapped = known.get(spec_no)
         if mapped is not None:
             return mapped.number
         codes = config.materials
         return codes.from_table(spec_no) or codes.fallback(spec_no) or spec_no
 
-    def material_label(spec_no: str) -> str:
-        number_in_kingdee = number_of(spec_no)
+    def material_label(spec_no: str, known: Mapping[str, Material]) -> str:
+        number_in_kingdee = number_of(spec_no, known)
         return spec_no if number_in_kingdee == spec_no else f"{spec_no} → {number_in_kingdee}"
 
     def judged(first: int, end: int) -> dict[str, Any]:
         """One document: its header, its usable parts, and why it is held (if it is)."""
-        warehouse_no = column["warehouse_no"][first]
         warehouse_name = column["warehouse_name"][first]
-        reasons: list[str] = []
-        if warehouse_no is None and warehouse_name is not None:
-            warehouse_no = config.warehouse_names.get(warehouse_name)
-            if warehouse_no is None:
-                reasons.append(
-                    f"旺店通未给出仓库编号 / WDT sent no warehouse_no, and its warehouse_name "
-                    f"{warehouse_name} is not in warehouse_names"
-                )
-        elif warehouse_no is None:
-            reasons.append("旺店通未给出仓库 / WDT sent neither warehouse_no nor warehouse_name")
+        warehouse_no, no_warehouse = config.warehouse_of(
+            column["warehouse_no"][first], warehouse_name
+        )
+        reasons = [no_warehouse] if no_warehouse else []
+        target = config.target(warehouse_no) if warehouse_no else None
+        if warehouse_no and target is None:
+            reasons.append(f"warehouse {warehouse_no} is not mapped to a Kingdee FStockId")
+        stock_org, owner_org = config.orgs(org, target)
+        known = materials.get(stock_org, {})
         header = {
             key: int(ids[first]),
             number: column[number][first],
             "process_no": column["process_no"][first],
             "warehouse_no": warehouse_no,
             "warehouse_name": warehouse_name,
+            "stock_org": stock_org,
+            "owner_org": owner_org,
         }
         moment = column[source.time_field][first]
         # A document's own bill stands for it: the document's number is its source reference.
@@ -274,24 +280,21 @@ def build_bills(
             reasons.append(f"{len(rejected)} rejected line(s): " + "; ".join(sorted(set(rejected))))
         usable = [k for k in range(first, end) if reject[k] is None]
         spec_nos = sorted({spec[k] for k in usable})
-        missing = [spec_no for spec_no in spec_nos if spec_no in unusable]
+        missing = [n for n in spec_nos if n not in known or not known[n].usable]
         if missing:
             reasons.append(
                 "物料在金蝶中不存在或已禁用 / material missing or disabled in Kingdee "
-                f"(use-org {stock_org}): " + ", ".join(material_label(n) for n in missing)
+                f"(use-org {stock_org}): " + ", ".join(material_label(n, known) for n in missing)
             )
-        no_unit = [n for n in spec_nos if n not in unusable and not materials[n].base_unit]
+        no_unit = [n for n in spec_nos if n not in missing and not known[n].base_unit]
         if no_unit:
             reasons.append("material has no base unit in Kingdee: " + ", ".join(no_unit))
-        target = _target(warehouse_no, config) if warehouse_no else None
-        if warehouse_no and target is None:
-            reasons.append(f"warehouse {warehouse_no} is not mapped to a Kingdee FStockId")
         bins = config.bins.get(target.stock) if target else None
         held_by = _Reasons()
-        settings: dict[str, str] = {}  # material number → its state, for a hold by its settings
+        settings: dict[str, str] = {}  # blocker → its state, for a hold by its settings
         parts: list[_Part] = []
         for k in usable:
-            material = materials.get(spec[k])
+            material = known.get(spec[k])
             if material is None or not material.usable or not material.base_unit:
                 continue
             factor, unit, why = conversion(spec[k], wdt_units[k], material.base_unit)
@@ -302,9 +305,9 @@ def build_bills(
             if material.batch_managed and not lot:
                 held_by.add(
                     "物料启用了批号管理，旺店通未给出批次 / lot-managed material without a batch",
-                    material_label(spec[k]),
+                    material_label(spec[k], known),
                 )
-                settings[material.number] = material.state
+                settings[blocker_key(material.number, stock_org, main_org)] = material.state
             produced = expires = None
             if material.shelf_life:
                 produced, produced_ok = _kingdee_date(produced_on[k])
@@ -318,9 +321,9 @@ def build_bills(
                     held_by.add(
                         "保质期管理物料缺少生产日期和有效期 / shelf-life material without "
                         "production or expiry date",
-                        material_label(spec[k]),
+                        material_label(spec[k], known),
                     )
-                    settings[material.number] = material.state
+                    settings[blocker_key(material.number, stock_org, main_org)] = material.state
             flex = bin_number = None
             if bins is not None:
                 flex, bin_number = bins.flex_field, bins.bin_for(positions[k])
@@ -346,9 +349,14 @@ def build_bills(
             **header,
             "readiness": Readiness.READY if ready else Readiness.HELD,
             "hold_reason": None if ready else "; ".join(reasons),
-            "missing_materials": [material_label(n) for n in missing],
+            "missing_materials": [material_label(n, known) for n in missing],
             "missing_states": {
-                **{number_of(n): materials[n].state if n in materials else ABSENT for n in missing},
+                **{
+                    blocker_key(number_of(n, known), stock_org, main_org): (
+                        known[n].state if n in known else ABSENT
+                    )
+                    for n in missing
+                },
                 **settings,
             },
             "line_count": end - first,
@@ -358,7 +366,6 @@ def build_bills(
             "roundings": None,
             "material_numbers": _renumbered(spec, ((p.row, p.material) for p in parts)),
             "department": target.department if target else None,
-            "owner_org": target.owner if target else None,
             "_parts": parts,
             "_stock": target.stock if target else None,
         }
@@ -409,7 +416,7 @@ def build_bills(
 
     def own_bill(document: dict[str, Any]) -> dict[str, Any]:
         """A ready document's bill of its own (``per_stockout``)."""
-        entry = entry_maker(document["owner_org"])
+        entry = entry_maker(document["stock_org"], document["owner_org"])
         roundings: list[dict[str, Any]] = []
         made = [
             entry(
@@ -439,6 +446,7 @@ def build_bills(
                 document["warehouse_no"],
                 document["_stock"],
                 document["department"],
+                document["stock_org"],
                 document["owner_org"],
             )
             lines_of = groups.setdefault(where, {})[document[number]] = []
@@ -457,8 +465,8 @@ def build_bills(
                 )
         bills = []
         for where, documents in sorted(groups.items(), key=lambda item: str(item[0])):
-            bill_date, warehouse_no, stock, department, owner_org = where
-            entry = entry_maker(owner_org)
+            bill_date, warehouse_no, stock, department, stock_org, owner_org = where
+            entry = entry_maker(stock_org, owner_org)
             parts = merge_documents(
                 documents,
                 earlier or {},
@@ -479,6 +487,7 @@ def build_bills(
                     # The note's {process_no}: how many documents the bill merges.
                     "process_no": f"合并生单 {len(part.sources)} 张",
                     "department": department,
+                    "stock_org": stock_org,
                     "owner_org": owner_org,
                 }
                 roundings: list[dict[str, Any]] = []

@@ -519,14 +519,14 @@ def _kingdee_matches_bills(
         bill_no: len(model[form.entry])
         for bill_no, model in zip(sent["bill_no"], sent["model"], strict=True)
     }
-    # One read-back of the whole day (every bill of the form, org and bill type dated the day,
+    # One read-back of the whole day (every bill of the form, stock orgs and bill type dated the day,
     # with the reference each carries) serves both checks; a bill of ours dated otherwise (found
     # by its number) is read by FID.
     with api_step(context.partition_key):
         entries = client.day_entries(
             scope.form,
             scope.day,
-            org=scope.org,
+            orgs=scope.orgs,
             bill_type=scope.bill_type,
             reference_field=scope.reference_field,
         )

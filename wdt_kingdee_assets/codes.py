@@ -118,12 +118,17 @@ class MaterialCodes(BaseModel):
 
 
 class WarehouseTarget(BaseModel):
-    """Where a WDT warehouse's bills go in Kingdee: the warehouse, and optionally its own
-    department and owner org (when one stock org serves several departments or owners)."""
+    """Where a WDT warehouse's bills go in Kingdee: the warehouse, and optionally its own stock
+    org (a warehouse of a branch factory), department and owner org."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     stock: str = Field(min_length=1, description="Kingdee FStockId number")
+    org: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the warehouse's stock org (库存组织, FStockOrgId) when it is not the flow's",
+    )
     department: str | None = Field(default=None, description="the bills' department instead")
     owner: str | None = Field(default=None, description="the bills' owner org (货主) instead")
 

@@ -167,6 +167,12 @@ class Flow:
                 Column(s.key, "int", f"WDT {s.key} the bill comes from"),
                 Column(s.number, "str", f"WDT {s.number}"),
                 Column("bill_date", "str", f"{form.date} (yyyy-MM-dd)"),
+                Column(
+                    "stock_org",
+                    "str",
+                    f"{form.stock_org} (库存组织): the flow's own, or its warehouse's; its "
+                    "materials are looked up in it",
+                ),
                 Column("readiness", "str", "ready | held"),
                 Column("hold_reason", "str", "why the bill is held; empty when ready"),
                 Column(

@@ -8,9 +8,10 @@ for ``after_save: audit`` (the default) or ``submit``:
    day calls neither Submit nor Audit.
 2. **Gate.** A bill is acted on only when Kingdee's read-back of it equals what was sent, per
    material; one that differs stays as it is and is reported (``not_gated``).
-3. **Per bill, in batches.** Numbers go ``batch_size`` to a call; Kingdee answers per bill (by
-   DIndex), so one refusal (库存不足, 关账, an unaudited material …) touches only its bill, with
-   Kingdee's words, classified permanent or transient as the save's refusals are.
+3. **Per bill, in batches.** FIDs go ``batch_size`` to a call (a number may be ambiguous across
+   stock orgs); Kingdee answers per bill (by DIndex), so one refusal (库存不足, 关账, an
+   unaudited material …) touches only its bill, with Kingdee's words, classified permanent or
+   transient as the save's refusals are.
 4. **Reconciled.** A call that ends without a usable answer (timeout, 5xx after commit) is never
    sent again in the run: the statuses are read again and each bill is judged by what Kingdee
    holds now.
@@ -147,9 +148,7 @@ class Lifecycle:
         due = [
             bill
             for bill in settled.values()
-            if bill.status in from_states
-            and bill.settled != Settled.NOT_GATED
-            and bill.kingdee_bill_no
+            if bill.status in from_states and bill.settled != Settled.NOT_GATED
         ]
         verb = self.client.submit if operation == "Submit" else self.client.audit
         refused = Settled.REFUSED_AT_SUBMIT if operation == "Submit" else Settled.REFUSED_AT_AUDIT
@@ -157,7 +156,7 @@ class Lifecycle:
             batch = due[start : start + self.batch_size]
             self.calls[operation] += 1
             try:
-                result = verb(self.scope.form.form_id, [bill.kingdee_bill_no for bill in batch])
+                result = verb(self.scope.form.form_id, fids=[bill.fid for bill in batch])
             except KingdeeUnknownOutcome as exc:
                 self.log.warning(
                     "%s of %d bill(s) got no usable answer (%s); reading their status",

@@ -3,7 +3,7 @@
 The writer asks this before it sends anything and after every call without a usable answer; the
 duplicate check asks it too, so "written once" is judged per source, not per number. Kingdee's
 coding rule may have replaced our FBillNo (real-servers-vs-ours #1), so the day's bills of the form
-(date, stock org, bill type) are read with their reference field and matched by the source ref
+(date, stock orgs, bill type) are read with their reference field and matched by the source ref
 each carries (``reference.py``), together with the bills numbered as ours (which also finds a
 bill keyed by hand with our number but no reference, or dated another day).
 """
@@ -36,7 +36,7 @@ class BillScope:
 
     form: KingdeeForm
     day: date
-    org: str  # the stock org (FStockOrgId): a bill of another org is not ours
+    orgs: tuple[str, ...]  # the flow's stock orgs (FStockOrgId): a bill of another is not ours
     bill_type: str  # FBillTypeID
     reference_field: str  # the header field carrying the source reference (FNote, F_…)
 
@@ -78,7 +78,7 @@ class BillLocator:
         records = self.client.find_bills(
             scope.form,
             numbers,
-            org=scope.org,
+            orgs=scope.orgs,
             reference_field=scope.reference_field,
             day=scope.day,
             bill_type=scope.bill_type,

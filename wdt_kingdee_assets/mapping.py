@@ -242,27 +242,79 @@ class MappingConfig(BaseModel):
     def form_id(self) -> str:
         return self.FORM.form_id
 
-    def orgs(self, default_org: str) -> tuple[str, str]:
-        """(stock, owner) org numbers, falling back to the Kingdee resource's org."""
-        stock = self.stock_org or default_org
-        return stock, self.owner_org or stock
+    def main_org(self, default_org: str) -> str:
+        """The flow's stock org: the mapping's, else the Kingdee resource's (KINGDEE_ORG_NUMBER)."""
+        return self.stock_org or default_org
+
+    def stock_orgs(self, default_org: str) -> tuple[str, ...]:
+        """Every stock org the flow writes bills of: its own first, then each warehouse's own.
+        What every look-up of the day's bills in Kingdee is narrowed to."""
+        main = self.main_org(default_org)
+        own = {target.org for target in self.warehouses.values() if target.org}
+        return (main, *sorted(own - {main}))
+
+    def warehouse_of(
+        self, warehouse_no: str | None, warehouse_name: str | None
+    ) -> tuple[str | None, str | None]:
+        """(WDT warehouse_no, why there is none): the document's own code, else the one its
+        name stands for in ``warehouse_names`` (older WDT builds send the name only)."""
+        if warehouse_no is not None:
+            return warehouse_no, None
+        if warehouse_name is None:
+            return None, "旺店通未给出仓库 / WDT sent neither warehouse_no nor warehouse_name"
+        found = self.warehouse_names.get(warehouse_name)
+        if found is None:
+            return None, (
+                f"旺店通未给出仓库编号 / WDT sent no warehouse_no, and its warehouse_name "
+                f"{warehouse_name} is not in warehouse_names"
+            )
+        return found, None
+
+    def target(self, warehouse_no: str) -> WarehouseTarget | None:
+        """Where a WDT warehouse's bills go in Kingdee; None when it is not mapped (hold)."""
+        if warehouse_no in self.warehouses:
+            return self.warehouses[warehouse_no]
+        return (
+            WarehouseTarget(stock=warehouse_no) if self.unmapped_warehouse == "identity" else None
+        )
+
+    def orgs(self, default_org: str, target: WarehouseTarget | None = None) -> tuple[str, str]:
+        """(stock, owner) org numbers of a bill of ``target``'s warehouse (the flow's own
+        without one). A warehouse of another stock org owns its goods itself unless it names an
+        owner: the mapping's ``owner_org`` is the flow's own stock org's owner."""
+        main = self.main_org(default_org)
+        if target is not None and target.org and target.org != main:
+            stock, owner = target.org, target.org
+        else:
+            stock, owner = main, self.owner_org or main
+        return stock, (target.owner if target is not None and target.owner else owner)
+
+    def stock_org_of(
+        self, warehouse_no: str | None, warehouse_name: str | None, default_org: str
+    ) -> str:
+        """The stock org a document's bill goes to (the flow's own when its warehouse is
+        unknown: such a bill is held anyway)."""
+        code, _ = self.warehouse_of(warehouse_no, warehouse_name)
+        target = self.target(code) if code else None
+        return self.orgs(default_org, target)[0]
 
     @abstractmethod
     def header(self, bill: Mapping[str, Any], note: str, org: str, ref: References) -> dict:
-        """The bill's header fields in the form's template order, without its entries."""
+        """The bill's header fields in the form's template order, without its entries; the
+        bill names its ``stock_org`` and ``owner_org`` (``orgs``), ``org`` is the flow's
+        default (KINGDEE_ORG_NUMBER)."""
 
     def entry_first(self) -> dict[str, Any]:
         """Fields a form's entries start with (its template's order), before the common ones."""
         return {}
 
-    def entries(self, org: str, ref: References, owner_org: str | None = None) -> EntryMaker:
-        """A maker of the form's entry lines for bills of stock org ``org`` (and owner
-        ``owner_org``, by default the mapping's), keyed as the form spells its fields
-        (``kingdee/forms.py``), in Kingdee's template order."""
+    def entries(self, stock_org: str, owner_org: str, ref: References) -> EntryMaker:
+        """A maker of the form's entry lines for bills of ``stock_org`` (the keeper) and
+        ``owner_org`` (``orgs``), keyed as the form spells its fields (``kingdee/forms.py``),
+        in Kingdee's template order."""
         form = self.FORM
-        stock_org, default_owner = self.orgs(org)
         status, keeper = ref(self.stock_status), ref(stock_org)
-        owner = ref(owner_org or default_owner)
+        owner = ref(owner_org)
         first = self.entry_first()
 
         def entry(material, unit, quantity, stock, lot, rec_id, detail=(), custom=None):
@@ -322,19 +374,22 @@ class MisDeliveryMapping(MappingConfig):
     pick_org: str | None = Field(default=None, description="领用组织; None = the stock org")
 
     def header(self, bill: Mapping[str, Any], note: str, org: str, ref: References) -> dict:
-        stock_org, owner_org = self.orgs(org)
+        stock_org = bill["stock_org"]
+        # The mapping's pick org is that of its own stock org; a warehouse of another stock
+        # org picks for itself.
+        pick_org = self.pick_org if stock_org == self.main_org(org) else None
         # Key order follows Kingdee's template: later fields can overwrite earlier ones
         # (reference §7).
         return {
             "FBillNo": bill["bill_no"],
             "FBillTypeID": {"FNUMBER": self.bill_type},
             "FStockOrgId": ref(stock_org),
-            "FPickOrgId": ref(self.pick_org or stock_org),
+            "FPickOrgId": ref(pick_org or stock_org),
             "FStockDirect": self.stock_direct,
             "FDate": bill["bill_date"],
             "FDeptId": ref(bill.get("department") or self.department),
             "FOwnerTypeIdHead": "BD_OwnerOrg",
-            "FOwnerIdHead": ref(bill.get("owner_org") or owner_org),
+            "FOwnerIdHead": ref(bill["owner_org"]),
             "FBaseCurrId": ref(self.base_currency),
             "FNote": note,
         }
@@ -366,7 +421,6 @@ class MiscellaneousMapping(MappingConfig):
     )
 
     def header(self, bill: Mapping[str, Any], note: str, org: str, ref: References) -> dict:
-        stock_org, owner_org = self.orgs(org)
         partner = (
             {"FSUPPLIERID": ref(self.supplier)}
             if self.supplier
@@ -375,12 +429,12 @@ class MiscellaneousMapping(MappingConfig):
         return {
             "FBillNo": bill["bill_no"],
             "FBillTypeID": {"FNUMBER": self.bill_type},
-            "FStockOrgId": ref(stock_org),
+            "FStockOrgId": ref(bill["stock_org"]),
             "FStockDirect": self.stock_direct,
             "FDate": bill["bill_date"],
             **partner,
             "FOwnerTypeIdHead": "BD_OwnerOrg",
-            "FOwnerIdHead": ref(bill.get("owner_org") or owner_org),
+            "FOwnerIdHead": ref(bill["owner_org"]),
             "FBaseCurrId": ref(self.base_currency),
             "FNOTE": note,
         }

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from wdt_kingdee_assets.bills import wire_model
+from wdt_kingdee_assets.blockers import blocker_key
 from wdt_kingdee_assets.kingdee.client import BatchSaveResult, KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
 from wdt_kingdee_assets.locator import BillLocator, BillScope, first_of
@@ -56,8 +57,10 @@ class BillToWrite:
     ready: bool
     model: Mapping[str, Any] | None
     hold_reason: str | None = None
-    missing_states: Mapping[str, str] = field(default_factory=dict)  # missing material → state
+    # Each material (``blockers.py`` key: number, or number@org) holding it → its state.
+    missing_states: Mapping[str, str] = field(default_factory=dict)
     materials: tuple[str, ...] = ()  # the material numbers on its entries, in order, once each
+    stock_org: str | None = None  # its FStockOrgId: where the materials a refusal names live
 
 
 @dataclass
@@ -133,6 +136,7 @@ def bills_to_write(bills: pd.DataFrame, flow: Flow) -> list[BillToWrite]:
             hold_reason=row.hold_reason,
             missing_states=dict(row.missing_states or {}),
             materials=_materials(row.model, flow),
+            stock_org=row.stock_org,
         )
         for row in bills.itertuples(index=False)
     ]
@@ -391,10 +395,11 @@ class BillWriter:
                 outcome.settle(Outcome.ALREADY_IN_KINGDEE, record.fid, record.number)
             else:
                 failure, blockers = classify_refusal(bill.materials, outcome.messages)
+                main = self.scope.orgs[0]
                 outcome.outcome, outcome.failure, outcome.blockers = (
                     Outcome.FAILED,
                     failure,
-                    blockers,
+                    [blocker_key(number, bill.stock_org or main, main) for number in blockers],
                 )
         resend = []
         for bill in unknown:

@@ -365,28 +365,41 @@ class KingdeeClient:
         data = {**DEFAULT_SAVE_OPTIONS, **(options or {}), "Model": list(models)}
         return self._write(BATCH_SAVE, {"formid": form_id, "data": data}, len(models))
 
-    def submit(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
-        """Submit (提交) saved bills by number: A or D → B. Per bill, like a save; never retried."""
-        return self._operate(SUBMIT, form_id, bill_nos)
+    def submit(
+        self, form_id: str, bill_nos: Iterable[str] = (), *, fids: Iterable[int] = ()
+    ) -> BatchSaveResult:
+        """Submit (提交) saved bills: A or D → B. Per bill, like a save; never retried."""
+        return self._operate(SUBMIT, form_id, bill_nos, fids)
 
-    def audit(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
-        """Audit (审核) submitted bills by number: B → C, the moment stock moves."""
-        return self._operate(AUDIT, form_id, bill_nos)
+    def audit(
+        self, form_id: str, bill_nos: Iterable[str] = (), *, fids: Iterable[int] = ()
+    ) -> BatchSaveResult:
+        """Audit (审核) submitted bills: B → C, the moment stock moves."""
+        return self._operate(AUDIT, form_id, bill_nos, fids)
 
-    def unaudit(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
-        """UnAudit (反审核) audited bills by number: C → D, the stock movement reversed."""
-        return self._operate(UNAUDIT, form_id, bill_nos)
+    def unaudit(
+        self, form_id: str, bill_nos: Iterable[str] = (), *, fids: Iterable[int] = ()
+    ) -> BatchSaveResult:
+        """UnAudit (反审核) audited bills: C → D, the stock movement reversed."""
+        return self._operate(UNAUDIT, form_id, bill_nos, fids)
 
-    def delete(self, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
-        """Delete (删除) bills not submitted or audited (A or D) by number."""
-        return self._operate(DELETE, form_id, bill_nos)
+    def delete(
+        self, form_id: str, bill_nos: Iterable[str] = (), *, fids: Iterable[int] = ()
+    ) -> BatchSaveResult:
+        """Delete (删除) bills not submitted or audited (A or D)."""
+        return self._operate(DELETE, form_id, bill_nos, fids)
 
-    def _operate(self, service: str, form_id: str, bill_nos: Iterable[str]) -> BatchSaveResult:
-        # ``Numbers`` is an array, ``Ids`` a comma string (reference §4); by number, as the
-        # numbers Kingdee answered the save with are what the write results hold.
-        numbers = list(bill_nos)
-        data = {"CreateOrgId": 0, "Numbers": numbers, "Ids": ""}
-        return self._write(service, {"formid": form_id, "data": data}, len(numbers))
+    def _operate(
+        self, service: str, form_id: str, bill_nos: Iterable[str], fids: Iterable[int]
+    ) -> BatchSaveResult:
+        """One operation on bills named by number or by FID (one or the other). ``Numbers`` is
+        an array, ``Ids`` a comma string (reference §4). By FID where a number can be
+        ambiguous: a coding rule per stock org may give two orgs' bills the same number."""
+        numbers, ids = list(bill_nos), [int(fid) for fid in fids]
+        if bool(numbers) == bool(ids):
+            raise ValueError(f"{_short(service)}: name the bills by number or by FID, not both")
+        data = {"CreateOrgId": 0, "Numbers": numbers, "Ids": ",".join(map(str, ids))}
+        return self._write(service, {"formid": form_id, "data": data}, len(numbers or ids))
 
     def _write(self, service_name: str, payload: dict, count: int) -> BatchSaveResult:
         """One call that changes Kingdee, answered per bill by DIndex; never retried.
@@ -468,15 +481,15 @@ class KingdeeClient:
         form: KingdeeForm,
         bill_nos: Iterable[str],
         *,
-        org: str,
+        orgs: Sequence[str],
         reference_field: str | None = None,
         day: date | None = None,
         bill_type: str | None = None,
     ) -> list[BillRecord]:
-        """Bills of stock org ``org`` numbered one of ``bill_nos`` and, given ``day`` and
+        """Bills of the stock orgs ``orgs`` numbered one of ``bill_nos`` and, given ``day`` and
         ``bill_type``, every bill of that type dated ``day``: in FID order, each once.
 
-        Scoped to the org: a bill with the same number in another org is not ours
+        Scoped to the orgs: a bill with the same number in another org is not ours
         (real-servers-vs-ours #11). The day's bills are how a bill is found whatever number
         Kingdee's coding rule gave it (by the reference it carries); they come with the first
         IN-list's query (an OR), so looking by reference costs no call more than by number.
@@ -500,7 +513,7 @@ class KingdeeClient:
             either = clauses[0] if len(clauses) == 1 else " or ".join(f"({c})" for c in clauses)
             for record in self._bill_records(
                 form,
-                all_of(field_eq(f"{form.stock_org}.FNumber", org), either),
+                all_of(field_in(f"{form.stock_org}.FNumber", orgs), either),
                 reference_field or form.note,
             ):
                 found.setdefault(record.fid, record)
@@ -638,14 +651,14 @@ class KingdeeClient:
         form: KingdeeForm,
         day: date,
         *,
-        org: str,
+        orgs: Sequence[str],
         bill_type: str,
         reference_field: str | None = None,
     ) -> list[SavedEntry]:
-        """Every entry line of every bill of this type and stock org dated ``day``: one read-back
-        of a whole day, each line with the reference its bill carries."""
+        """Every entry line of every bill of this type and these stock orgs dated ``day``: one
+        read-back of a whole day, each line with the reference its bill carries."""
         filter_string = all_of(
-            field_eq(f"{form.stock_org}.FNumber", org), self._day_filter(form, day, bill_type)
+            field_in(f"{form.stock_org}.FNumber", orgs), self._day_filter(form, day, bill_type)
         )
         return self._entries(form, filter_string, reference_field)
 

@@ -703,6 +703,7 @@ class KingdeeSimulator:
         material_fields: Iterable[str] = (),
         units: Iterable[KingdeeUnit] = (),
         bin_warehouses: Mapping[str, Iterable[str]] | None = None,
+        warehouse_orgs: Mapping[str, str] | None = None,
         track_stock: bool = False,
         allow_negative_stock: bool = False,
         approval_workflow: bool = False,
@@ -750,10 +751,17 @@ class KingdeeSimulator:
         self._lock = threading.RLock()
         self._ids = itertools.count(100001)
         self._entry_ids = itertools.count(200001)
-        self._numbers = itertools.count(1)
+        # The coding rule's serial per form and stock org [G: a rule may or may not count per
+        # org; per org is the stricter world: two orgs' bills can then share a number].
+        self._numbers: dict[tuple[str, str], itertools.count] = {}
         self._material_ids = itertools.count(500001)
         self._materials: dict[tuple[str, str], _MaterialRow] = {}
         self._warehouses = list(dict.fromkeys(warehouses))
+        # A warehouse of one stock org only (BD_STOCK is per use-org): a bill of another org
+        # cannot name it. The others are shared by every org.
+        self._warehouse_orgs = {
+            _fold(stock): _fold(org) for stock, org in (warehouse_orgs or {}).items()
+        }
         self._orgs = list(dict.fromkeys(orgs))
         self._departments = {_fold(dept) for dept in departments}
         self._bills: list[_Bill] = []
@@ -1157,10 +1165,18 @@ class KingdeeSimulator:
         successes: list[dict[str, Any]] = []
         with self._lock:
             for dindex, target in enumerate(targets):
-                bill = self._find_bill(form, target, by_id)
-                if bill is None:
+                found = self._find_bills(form, target, by_id)
+                if not found:
                     errors.append(_error(f"单据“{target}”不存在，或者已被删除。", None, dindex))
                     continue
+                if len(found) > 1:
+                    # Two stock orgs' bills with one number (a coding rule per org): which one
+                    # is meant cannot be told by number [G: Kingdee's handling and words].
+                    errors.append(
+                        _error(f"单据编号“{target}”不唯一，请按内码(Ids)操作。", None, dindex)
+                    )
+                    continue
+                bill = found[0]
                 problem = self._transition(operation, form, bill)
                 if problem:
                     errors.append(_error(problem, None, dindex))
@@ -1168,13 +1184,17 @@ class KingdeeSimulator:
                     successes.append({"Id": bill.fid, "Number": bill.bill_no, "DIndex": dindex})
         return _envelope(errors, 11 if errors else 0, successes=successes)
 
-    def _find_bill(self, form: _SaveForm, target: str, by_id: bool) -> _Bill | None:
-        for bill in self._bills:
-            if bill.form != form.form_id:
-                continue
-            if (str(bill.fid) == target) if by_id else _fold(bill.bill_no) == _fold(target):
-                return bill
-        return None
+    def _next_number(self, form: _SaveForm, stock_org: str) -> str:
+        serial = self._numbers.setdefault((form.form_id, _fold(stock_org)), itertools.count(1))
+        return f"{form.number_prefix}{next(serial):06d}"
+
+    def _find_bills(self, form: _SaveForm, target: str, by_id: bool) -> list[_Bill]:
+        return [
+            bill
+            for bill in self._bills
+            if bill.form == form.form_id
+            and ((str(bill.fid) == target) if by_id else _fold(bill.bill_no) == _fold(target))
+        ]
 
     def _transition(self, operation: str, form: _SaveForm, bill: _Bill) -> str | None:
         """Move ``bill`` as ``operation`` asks; the refusal (Kingdee's words [G]) when it cannot."""
@@ -1434,7 +1454,15 @@ class KingdeeSimulator:
                 qty = self._at_precision(
                     qty, self.unit(unit or material.base_unit), row, control_precision, problems
                 )
-            stock = reference(line, form.stock, lambda number: _fold(number) in warehouses, row)
+            stock = reference(
+                line,
+                form.stock,
+                lambda number, org=org: (
+                    _fold(number) in warehouses
+                    and self._warehouse_orgs.get(_fold(number), _fold(org)) == _fold(org)
+                ),
+                row,
+            )
             bin_number = self._bin(form, line, stock, row, problems)
             if material is not None and material.shelf_life:
                 dates = [
@@ -1492,7 +1520,7 @@ class KingdeeSimulator:
         bill = _Bill(
             form=form.form_id,
             fid=next(self._ids),
-            bill_no=bill_no or f"{form.number_prefix}{next(self._numbers):06d}",
+            bill_no=bill_no or self._next_number(form, stock_org or ""),
             date=bill_date.replace(hour=0, minute=0, second=0),
             status="A",
             note=str(model.get(form.note) or ""),
@@ -1702,6 +1730,7 @@ class KingdeeSimulator:
             (100001 + index * len(self._orgs) + org_index, stock, org)
             for index, stock in enumerate(self._warehouses)
             for org_index, org in enumerate(self._orgs)
+            if self._warehouse_orgs.get(_fold(stock), _fold(org)) == _fold(org)
         ]
 
     # -- admin API --------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class SandboxOptions:
     kingdee_bins: bool = False  # CK001 and CK003 manage bins (仓位): every entry needs one
     kingdee_shelf_life: bool = False  # lot-managed materials also manage shelf life (dates)
     kingdee_material_codes: bool = False  # materials numbered 01.0001 …, WDT code in a field
+    kingdee_branch_org: bool = False  # CK004 belongs to a second stock org (BRANCH_ORG)
     kingdee_custom_entry_fields: list[str] = field(default_factory=list)  # the entries' F_…
     kingdee_required_fields: list[str] = field(default_factory=list)  # custom fields 必录
     # The stock-out mapping file that fits this sandbox (WDT_KINGDEE_MAPPING in env()); None =
@@ -93,6 +94,10 @@ UNIT_PRECISION = {"Pcs": 0, "kg": 2, "m": 2, "箱": 0}  # with kingdee_unit_prec
 CARTON_PIECES = 24  # kingdee_cartons_in_pieces: pieces in one WDT 箱
 MATERIAL_CODE_FIELD = "F_PAEZ_WdtCode"  # kingdee_material_codes: BD_MATERIAL's WDT code
 BIN_WAREHOUSES = ("CK001", "CK003")  # kingdee_bins
+# kingdee_branch_org: a branch factory's stock org, with a warehouse of its own; the materials
+# are assigned to it too (BD_MATERIAL has a row per use-org).
+BRANCH_ORG = "200"
+BRANCH_WAREHOUSE = "CK004"
 # Every bin code WDT's positions use (datagen: A-01-01 … A-29-08), each a bin in Kingdee.
 BINS = tuple(f"A-{row:02d}-{shelf:02d}" for row in range(1, 30) for shelf in range(1, 9))
 
@@ -111,6 +116,7 @@ REAL_DATA_CENTER: dict[str, Any] = {
     "kingdee_bins": True,
     "kingdee_shelf_life": True,
     "kingdee_material_codes": True,
+    "kingdee_branch_org": True,
     "kingdee_custom_fields": ["F_PAEZ_Workshop"],
     "kingdee_custom_entry_fields": ["F_PAEZ_WdtLine"],
     "kingdee_required_fields": ["F_PAEZ_Workshop", "F_PAEZ_WdtLine"],
@@ -174,10 +180,12 @@ class Sandbox:
             shape=opts.wdt_shape,
             unit_names=opts.wdt_unit_names,
         )
+        orgs = (opts.org_number, BRANCH_ORG) if opts.kingdee_branch_org else (opts.org_number,)
         self.kingdee = KingdeeSimulator(
             self.kingdee_credentials,
             materials=[
-                kingdee_material(material, opts.org_number, opts, index)
+                kingdee_material(material, org, opts, index)
+                for org in orgs
                 for index, material in enumerate(self.catalog)
                 if material.in_kingdee
             ],
@@ -187,7 +195,8 @@ class Sandbox:
             custom_entry_fields=opts.kingdee_custom_entry_fields,
             required_custom_fields=opts.kingdee_required_fields,
             warehouses=[number for number, _ in WAREHOUSES],
-            orgs=(opts.org_number,),
+            warehouse_orgs={BRANCH_WAREHOUSE: BRANCH_ORG} if opts.kingdee_branch_org else None,
+            orgs=orgs,
             latency=opts.kingdee_latency,
             per_bill_latency=opts.kingdee_per_bill_latency,
             max_concurrency=opts.kingdee_concurrency,

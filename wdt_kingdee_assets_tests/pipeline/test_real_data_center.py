@@ -4,13 +4,20 @@ profile setting on (``REAL_DATA_CENTER``), with the mapping that fits it, and wi
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from decimal import Decimal
 
+from wdt_kingdee_assets.automation import build_held_and_failed_bills_sensor
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.sandbox.runtime import (
     BIN_WAREHOUSES,
+    BRANCH_ORG,
+    BRANCH_WAREHOUSE,
     CARTON_PIECES,
+    MATERIAL_CODE_FIELD,
     REAL_DATA_CENTER,
 )
+from wdt_kingdee_assets_tests.automation.conftest import tick
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
 from wdt_kingdee_assets_tests.reliability.invariant import (
     assert_pipeline_invariant,
@@ -113,3 +120,53 @@ def test_the_default_mapping_in_a_real_data_center_writes_nothing_wrong(make_pip
     assert set(results["outcome"]) == {"held"}
     assert all(messages for messages in results["messages"])
     assert pipeline.sandbox.kingdee.bills() == []
+
+
+def test_the_branch_warehouse_writes_to_its_own_stock_org_and_waits_on_its_materials(
+    make_pipeline,
+):
+    """CK004 belongs to the branch org (200): its bills go there, their materials are looked up
+    there, and one disabled only there holds only the branch's bills until it is enabled."""
+    # Recent days (the sensor watches those): today's date, not the suite's fixed one.
+    pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0, today=None, days=1)
+    day = pipeline.days[-1]
+    kingdee = pipeline.sandbox.kingdee
+    branch_orders = [
+        order
+        for order in orders_for_day(pipeline.sandbox, pipeline.sandbox.sync_days()[-1])
+        if order["warehouse_no"] == BRANCH_WAREHOUSE
+    ]
+    code = branch_orders[0]["detail_list"][0]["spec_no"]
+    [in_branch] = [
+        m
+        for m in kingdee.materials()
+        if m.use_org == BRANCH_ORG and m.fields.get(MATERIAL_CODE_FIELD) == code
+    ]
+    kingdee.add_material(replace(in_branch, forbidden=True))
+
+    assert pipeline.run(day).success
+    assert_pipeline_invariant(pipeline, day)  # judges each bill by its warehouse's org
+    org_of = {
+        entry["stock"]: bill["FStockOrgId"] for bill in kingdee.bills() for entry in bill["entries"]
+    }
+    assert org_of[BRANCH_WAREHOUSE] == BRANCH_ORG
+    assert {org for stock, org in org_of.items() if stock != BRANCH_WAREHOUSE} == {"100"}
+    bills = pipeline.stored("kingdee_bills", day)
+    held = bills[bills["missing_states"].map(lambda states: bool(states))]
+    waits_on = f"{in_branch.number}@{BRANCH_ORG}"
+    assert any(states == {waits_on: "disabled"} for states in held["missing_states"])
+    assert set(held.loc[held["stock_org"] == BRANCH_ORG, "hold_reason"].str.contains("200"))
+
+    sensor = build_held_and_failed_bills_sensor(PRODUCTION_STOCKOUT)
+    cursor = tick(sensor, pipeline, None).cursor
+    assert not tick(sensor, pipeline, cursor).run_requests
+    kingdee.add_material(in_branch)  # enabled in the branch org
+    [request] = tick(sensor, pipeline, cursor).run_requests
+    assert f"{waits_on}=usable" in request.tags["wdt_kingdee/released_by"]
+    assert pipeline.run(day).success
+    assert_pipeline_invariant(pipeline, day)
+    assert waits_on not in {
+        key
+        for states in pipeline.stored("kingdee_bills", day)["missing_states"]
+        for key in states or {}
+    }

@@ -178,7 +178,7 @@ def test_a_renumbering_coding_rule_answers_with_its_own_number(kingdee_sim: King
     assert [bill.number for bill in result.saved] == ["QTCK000001", "QTCK000002"]
     assert found_numbers(client, ["OURS-1", "OURS-2"]) == {}
     [first, second] = client.find_bills(
-        MIS_DELIVERY, [], org="100", day=date(2025, 3, 1), bill_type="QTCKD01_SYS"
+        MIS_DELIVERY, [], orgs=("100",), day=date(2025, 3, 1), bill_type="QTCKD01_SYS"
     )
     assert (first.number, first.reference) == ("QTCK000001", "WDT OURS-1")
     assert (second.fid, second.document_status) == (result.saved[1].fid, "A")
@@ -198,17 +198,19 @@ def test_look_ups_are_scoped_to_the_stock_org_day_and_bill_type(
         ],
     )
     assert len(saved.saved) == 3
-    assert [r.number for r in client.find_bills(MIS_DELIVERY, ["ORG-1", "ORG-2"], org="100")] == [
+    assert [
+        r.number for r in client.find_bills(MIS_DELIVERY, ["ORG-1", "ORG-2"], orgs=("100",))
+    ] == [
         "ORG-1",
         "ORG-2",
     ]
-    assert [r.fid for r in client.find_bills(MIS_DELIVERY, ["ORG-1"], org="200")] == [
+    assert [r.fid for r in client.find_bills(MIS_DELIVERY, ["ORG-1"], orgs=("200",))] == [
         saved.saved[1].fid
     ]
 
     def on(day: date, bill_type: str = "QTCKD01_SYS", numbers: tuple[str, ...] = ()) -> list[str]:
         records = client.find_bills(
-            MIS_DELIVERY, list(numbers), org="100", day=day, bill_type=bill_type
+            MIS_DELIVERY, list(numbers), orgs=("100",), day=day, bill_type=bill_type
         )
         return [record.number for record in records]
 
@@ -223,7 +225,7 @@ def test_paged_look_ups_order_by_their_key(kingdee_sim: KingdeeSandbox) -> None:
     client = client_for(kingdee_sim, page_limit=3)
     numbers = [f"ORD-{n}" for n in range(8)]
     assert client.batch_save(FORM, [mis_delivery_bill(no) for no in reversed(numbers)]).saved
-    records = client.find_bills(MIS_DELIVERY, numbers, org="100")
+    records = client.find_bills(MIS_DELIVERY, numbers, orgs=("100",))
     assert [r.fid for r in records] == sorted(r.fid for r in records)
     assert sorted(r.number for r in records) == numbers
     queries = [q for q in kingdee_sim.app.queries() if q["FormId"] == FORM]
@@ -486,6 +488,9 @@ def test_decimal_quantities_go_out_exactly(kingdee_client: KingdeeClient) -> Non
     assert kingdee_client.batch_save(FORM, [mis_delivery_bill("DEC-1", lines)]).is_success
     entries = kingdee_client.bill_entries(
         MIS_DELIVERY,
-        [record.fid for record in kingdee_client.find_bills(MIS_DELIVERY, ["DEC-1"], org="100")],
+        [
+            record.fid
+            for record in kingdee_client.find_bills(MIS_DELIVERY, ["DEC-1"], orgs=("100",))
+        ],
     )
     assert [entry.qty for entry in entries] == [Decimal("0.1"), Decimal("90071992547409.9931")]

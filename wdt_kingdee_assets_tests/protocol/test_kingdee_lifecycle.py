@@ -12,13 +12,14 @@ from k3cloud_webapi_sdk.main import K3CloudApiSdk
 from wdt_kingdee_assets.kingdee.errors import KingdeeUnknownOutcome
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.sandbox.faults import FaultRule
+from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
 from wdt_kingdee_assets_tests.fixtures.kingdee import mis_delivery_bill
 
 FORM = MIS_DELIVERY.form_id
 
 
 def states(client, *numbers: str) -> dict[str, str]:
-    records = client.find_bills(MIS_DELIVERY, list(numbers), org="100")
+    records = client.find_bills(MIS_DELIVERY, list(numbers), orgs=("100",))
     return {record.number: record.document_status for record in records}
 
 
@@ -107,3 +108,28 @@ def test_the_official_sdk_submits_and_audits_unchanged(kingdee_sim):
     assert unaudited["Result"]["ResponseStatus"]["SuccessEntitys"][0]["Number"] == "SDK-LC"
     [bill] = kingdee_sim.app.bills()
     assert bill["FDocumentStatus"] == "D"
+
+
+def test_bills_of_two_orgs_numbered_alike_are_moved_by_fid(kingdee_sim, kingdee_client):
+    """A coding rule that counts per stock org gives both orgs' first bill one number: by number
+    Kingdee cannot tell which is meant, by FID (as the lifecycle sends) it can."""
+    kingdee_sim.app.numbering = "auto"
+    kingdee_sim.app.add_material(KingdeeMaterial("MAT-001", "螺丝", "Pcs", use_org="200"))
+    saved = [
+        kingdee_client.batch_save(FORM, [mis_delivery_bill("X", org=org)]).saved[0]
+        for org in ("100", "200")
+    ]
+    assert saved[0].number == saved[1].number
+    refused = kingdee_client.submit(FORM, [saved[0].number])
+    assert "不唯一" in refused.errors[0][0]
+    assert kingdee_client.submit(FORM, fids=[saved[1].fid]).is_success
+    by_org = {
+        org: {
+            r.fid: r.document_status
+            for r in kingdee_client.find_bills(MIS_DELIVERY, [saved[0].number], orgs=(org,))
+        }
+        for org in ("100", "200")
+    }
+    assert by_org == {"100": {saved[0].fid: "A"}, "200": {saved[1].fid: "B"}}
+    with pytest.raises(ValueError, match="by number or by FID"):
+        kingdee_client.audit(FORM, ["X"], fids=[saved[0].fid])

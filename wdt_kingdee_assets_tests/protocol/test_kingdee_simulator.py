@@ -523,3 +523,28 @@ def test_latency_and_concurrency_limit(kingdee_sim: KingdeeSandbox) -> None:
         elapsed = time.monotonic() - started
     assert app.state()["peak_concurrency"] == 2
     assert elapsed >= 0.25  # 5 calls × 0.1 s of bill latency, 2 at a time
+
+
+def test_a_warehouse_of_one_stock_org_cannot_be_named_by_another() -> None:
+    app = KingdeeSimulator(
+        materials=[
+            KingdeeMaterial("MAT-001", "螺丝", "Pcs", use_org=org) for org in ("100", "200")
+        ],
+        warehouses=("CK001", "CK004"),
+        orgs=("100", "200"),
+        warehouse_orgs={"CK004": "200"},
+    )
+    with SimServer(app) as server:
+        client = client_for(
+            KingdeeSandbox(app, server, server.root_url + "/k3cloud/", app.credentials)
+        )
+        refused = client.batch_save(
+            "STK_MisDelivery", [mis_delivery_bill("ORG-100", stock="CK004")]
+        )
+        assert not refused.saved and "CK004" in refused.errors[0][0]
+        assert client.batch_save(
+            "STK_MisDelivery", [mis_delivery_bill("ORG-200", stock="CK004", org="200")]
+        ).is_success
+        # BD_STOCK lists the warehouse in its own org only.
+        rows = client.execute_bill_query("BD_STOCK", ["FNumber", "FUseOrgId.FNumber"], "")
+        assert sorted(map(tuple, rows)) == [("CK001", "100"), ("CK001", "200"), ("CK004", "200")]

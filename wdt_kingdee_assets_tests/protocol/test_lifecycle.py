@@ -17,7 +17,7 @@ from wdt_kingdee_assets.sandbox.faults import FaultRule
 from wdt_kingdee_assets_tests.fixtures.kingdee import mis_delivery_bill
 
 FORM = MIS_DELIVERY.form_id
-SCOPE = BillScope(MIS_DELIVERY, date(2025, 3, 1), "100", "QTCKD01_SYS", "FNote")
+SCOPE = BillScope(MIS_DELIVERY, date(2025, 3, 1), ("100",), "QTCKD01_SYS", "FNote")
 
 
 def saved(client, *numbers: str) -> list[BillInKingdee]:

@@ -96,12 +96,12 @@ def receipt(bill_no: str, **changes) -> dict:
 def test_a_receipt_is_saved_and_read_back_by_its_own_keys(kingdee_client):
     result = kingdee_client.batch_save(MISCELLANEOUS.form_id, [receipt("RK1")])
     assert result.is_success
-    [record] = kingdee_client.find_bills(MISCELLANEOUS, ["RK1"], org="100")
+    [record] = kingdee_client.find_bills(MISCELLANEOUS, ["RK1"], orgs=("100",))
     assert record.reference == "[WDT:RK1]"
     [entry] = kingdee_client.bill_entries(MISCELLANEOUS, [record.fid])
     assert (entry.material_number, entry.qty) == ("MAT-001", 4)
     # The 其他出库单 form holds nothing of it: a look-up there does not find it.
-    assert kingdee_client.find_bills(MIS_DELIVERY, ["RK1"], org="100") == []
+    assert kingdee_client.find_bills(MIS_DELIVERY, ["RK1"], orgs=("100",)) == []
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_a_receipt_missing_what_the_form_requires_is_refused(kingdee_client, cha
     assert not result.is_success
     messages = [message for messages in result.errors.values() for message in messages]
     assert any(refusal in message for message in messages), messages
-    assert kingdee_client.find_bills(MISCELLANEOUS, ["RK2"], org="100") == []
+    assert kingdee_client.find_bills(MISCELLANEOUS, ["RK2"], orgs=("100",)) == []
 
 
 def test_stockins_of_random_days_do_not_collide(wdt_sim):

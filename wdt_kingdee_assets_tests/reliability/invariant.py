@@ -34,6 +34,8 @@ from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
 from wdt_kingdee_assets.sandbox.runtime import (
     BIN_WAREHOUSES,
     BINS,
+    BRANCH_ORG,
+    BRANCH_WAREHOUSE,
     CARTON_PIECES,
     MATERIAL_CODE_FIELD,
     Sandbox,
@@ -51,16 +53,20 @@ _BY_NAME = {name: number for number, name in WAREHOUSES}
 
 @dataclass(frozen=True)
 class KingdeeWorld:
-    """What Kingdee accepts: usable materials of the stock org by the WDT code they stand for,
-    its warehouses and their bins, its units' precision; whether its coding rule keeps the
-    numbers sent; and what WDT really sends (the simulator's answer of a stored order).
+    """What Kingdee accepts: usable materials per stock org by the WDT code they stand for,
+    its warehouses (each in its stock org) and their bins, its units' precision; whether its
+    coding rule keeps the numbers sent; and what WDT really sends (the simulator's answer of a
+    stored order).
 
     The run's mapping is taken to fit the sandbox's data-center profile (the default mapping
     for the default sandbox, ``real_data_center.yaml`` for the full profile): warehouses by
-    name, units by name, 箱 → 24 Pcs, bins by WDT's position codes."""
+    name, units by name, 箱 → 24 Pcs, bins by WDT's position codes, the branch warehouse's bills
+    in the branch org."""
 
-    materials: Mapping[str, KingdeeMaterial]
+    materials: Mapping[str, Mapping[str, KingdeeMaterial]]  # org → WDT code → material
     warehouses: frozenset[str]
+    org: str = "100"  # the flow's stock org
+    warehouse_orgs: Mapping[str, str] = field(default_factory=dict)  # warehouse → its own org
     keeps_numbers: bool = True
     served: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda order: order
     bins: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -68,23 +74,30 @@ class KingdeeWorld:
     catalog_units: Mapping[str, str] = field(default_factory=dict)  # WDT code → its unit
 
     @classmethod
-    def of(cls, sandbox: Sandbox, org: str = "100") -> KingdeeWorld:
-        usable = {
-            str(material.fields.get(MATERIAL_CODE_FIELD) or material.number).casefold(): material
-            for material in sandbox.kingdee.materials()
-            if material.use_org == org and not material.forbidden
-            if material.document_status == "C"
-        }
+    def of(cls, sandbox: Sandbox) -> KingdeeWorld:
+        usable: dict[str, dict[str, KingdeeMaterial]] = defaultdict(dict)
+        for material in sandbox.kingdee.materials():
+            if not material.forbidden and material.document_status == "C":
+                code = str(material.fields.get(MATERIAL_CODE_FIELD) or material.number)
+                usable[material.use_org][code.casefold()] = material
         options = sandbox.options
         return cls(
-            usable,
+            dict(usable),
             frozenset(number for number, _ in WAREHOUSES),
+            org=options.org_number,
+            warehouse_orgs={BRANCH_WAREHOUSE: BRANCH_ORG} if options.kingdee_branch_org else {},
             keeps_numbers=sandbox.kingdee.numbering == "keep",
             served=sandbox.wdt.served,
             bins=dict.fromkeys(BIN_WAREHOUSES, frozenset(BINS)) if options.kingdee_bins else {},
             precision=lambda unit: sandbox.kingdee.unit(unit).precision,
             catalog_units={m.number.casefold(): m.base_unit for m in sandbox.catalog},
         )
+
+    def org_of(self, warehouse: str) -> str:
+        return self.warehouse_orgs.get(warehouse, self.org)
+
+    def material(self, spec_no: str, warehouse: str) -> KingdeeMaterial | None:
+        return self.materials.get(self.org_of(warehouse), {}).get(spec_no.casefold())
 
     def factor(self, spec_no: str, material: KingdeeMaterial) -> Decimal | None:
         """Kingdee units per WDT unit: equal units, or a WDT 箱 counted as 24 Pcs in Kingdee."""
@@ -152,9 +165,7 @@ def why_not_eligible(order: Mapping[str, Any], world: KingdeeWorld) -> str | Non
         return "consign_time unreadable"
     if not str(order.get("stockout_no") or "").strip():
         return "no stockout_no"
-    warehouse = str(served.get("warehouse_no") or "").strip() or _BY_NAME.get(
-        str(served.get("warehouse_name") or "")
-    )
+    warehouse = warehouse_of(served)
     if warehouse not in world.warehouses:
         return "warehouse unknown to Kingdee"
     lines = served.get("detail_list")
@@ -167,9 +178,9 @@ def why_not_eligible(order: Mapping[str, Any], world: KingdeeWorld) -> str | Non
         num = _positive(line.get("num"))
         if num is None:
             return f"line {spec_no}: num {line.get('num')!r}"
-        material = world.materials.get(spec_no.casefold())
+        material = world.material(spec_no, warehouse)
         if material is None:
-            return f"material {spec_no} not usable in Kingdee"
+            return f"material {spec_no} not usable in Kingdee org {world.org_of(warehouse)}"
         factor = world.factor(spec_no, material)
         if factor is None:
             return f"material {spec_no}: no conversion to {material.base_unit}"
@@ -186,6 +197,13 @@ def why_not_eligible(order: Mapping[str, Any], world: KingdeeWorld) -> str | Non
             if _rounded(part.num * factor, world.precision(material.base_unit)) <= 0:
                 return f"material {spec_no}: {part.num} rounds to 0"
     return None
+
+
+def warehouse_of(served: Mapping[str, Any]) -> str | None:
+    """The WDT warehouse code of an order as WDT serves it: its own, or its name's."""
+    return str(served.get("warehouse_no") or "").strip() or _BY_NAME.get(
+        str(served.get("warehouse_name") or "")
+    )
 
 
 def _rounded(quantity: Decimal, places: int) -> Decimal:
@@ -229,9 +247,10 @@ def _source_quantities(
     """What Kingdee must hold per (material number, lot): each part of each line in the
     Kingdee unit, rounded half up to its precision."""
     totals: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
-    for line in world.served(order)["detail_list"]:
+    served = world.served(order)
+    for line in served["detail_list"]:
         spec_no = str(line["spec_no"]).strip()
-        material = world.materials[spec_no.casefold()]
+        material = world.material(spec_no, warehouse_of(served))
         factor = world.factor(spec_no, material)
         for part in _parts(line, Decimal(str(line["num"]))) or []:
             lot = part.batch if material.batch_managed else None
@@ -291,6 +310,9 @@ def assert_nothing_lost_nothing_duplicated(
                     f"{number}: Kingdee quantities {_kingdee_quantities(bill)} "
                     f"!= WDT {_source_quantities(order, world)}"
                 )
+            org = world.org_of(warehouse_of(world.served(order)))
+            if bill["FStockOrgId"] != org:
+                problems.append(f"{number}: in stock org {bill['FStockOrgId']}, not {org}")
             consign_day = parse_stored_time(order["consign_time"]).date().isoformat()
             if not str(bill["FDate"]).startswith(consign_day):
                 problems.append(f"{number}: dated {bill['FDate']}, consigned {consign_day}")

@@ -320,7 +320,7 @@ def test_kingdee_queries_answering_garbage_raise_an_error_quoting_the_answer(
 ):
     kingdee_sim.app.faults.add(FaultRule.parse(f"{kind}@ExecuteBillQuery,times=99"))
     with pytest.raises(KingdeeProtocolError) as raised:
-        kingdee_client.find_bills(MIS_DELIVERY, ["CK1"], org="100")
+        kingdee_client.find_bills(MIS_DELIVERY, ["CK1"], orgs=("100",))
     assert named in str(raised.value)
 
 

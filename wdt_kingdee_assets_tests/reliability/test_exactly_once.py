@@ -192,7 +192,7 @@ def test_without_the_lease_racing_writers_duplicate_and_with_it_they_do_not(make
     day = pipeline.days[-1]
     assert pipeline.run(day, selection=UP_TO_BILLS).success
     bills = bills_to_write(pipeline.stored("kingdee_bills", day), PRODUCTION_STOCKOUT)
-    scope = BillScope(MIS_DELIVERY, date.fromisoformat(day), "100", "QTCKD01_SYS", "FNote")
+    scope = BillScope(MIS_DELIVERY, date.fromisoformat(day), ("100",), "QTCKD01_SYS", "FNote")
 
     def race(*writes) -> None:
         start = threading.Barrier(len(writes))

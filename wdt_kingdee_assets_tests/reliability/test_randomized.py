@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdt_kingdee_assets.beijing import BEIJING, day_window
-from wdt_kingdee_assets.bills import build_bills
+from wdt_kingdee_assets.bills import build_bills, spec_nos_by_org
 from wdt_kingdee_assets.catalog import look_up
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
@@ -219,13 +219,12 @@ def sync_once(
         or window.contains(moment)
     ]
     lines = normalize_orders(kept, PRODUCTION_STOCKOUT)
-    usable = sorted(set(lines.loc[lines["reject_reason"].isna(), "spec_no"]))
     mapping = (
         load_mapping(sandbox.options.mapping_file)
         if sandbox.options.mapping_file
         else (MisDeliveryMapping())
     )
-    master = look_up(kingdee, usable, mapping.materials, "100")
+    master = look_up(kingdee, spec_nos_by_org(lines, mapping, "100"), mapping.materials)
     bills = build_bills(
         lines,
         master.materials,
@@ -241,7 +240,11 @@ def sync_once(
             raise Crash(f"killed after BatchSave {done}/{total}")
 
     scope = BillScope(
-        PRODUCTION_STOCKOUT.form, DAY, "100", mapping.bill_type, mapping.reference_field
+        PRODUCTION_STOCKOUT.form,
+        DAY,
+        mapping.stock_orgs("100"),
+        mapping.bill_type,
+        mapping.reference_field,
     )
     writer = BillWriter(
         kingdee,

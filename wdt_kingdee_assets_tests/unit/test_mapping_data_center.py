@@ -3,6 +3,8 @@ older WDT shapes, code maps and custom fields (pure: no servers)."""
 
 from decimal import Decimal
 
+from wdt_kingdee_assets.bills import spec_nos_by_org
+from wdt_kingdee_assets.blockers import blocker_parts
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.client import UnitInfo
 from wdt_kingdee_assets.mapping import MisDeliveryMapping, load_mapping
@@ -191,3 +193,52 @@ def test_a_held_bill_waits_on_the_kingdee_number_its_code_maps_to(tmp_path):
     [held] = bills_of(stockout([{}]), {}, config).to_dict("records")
     assert held["missing_states"] == {"01.0009": "absent"}
     assert held["missing_materials"] == ["M1 → 01.0009"]
+
+
+BRANCH = MisDeliveryMapping(
+    warehouses={"CK004": {"stock": "CK004", "org": "200"}},
+    owner_org="100",
+    pick_org="101",
+)
+
+
+def test_a_warehouse_of_another_stock_org_gets_bills_of_that_org():
+    orders = [
+        stockout([{}]),
+        stockout([{}], stockout_id=8, stockout_no="CK8", warehouse_no="CK004"),
+    ]
+    lines = normalize_orders(orders, PRODUCTION_STOCKOUT)
+    assert spec_nos_by_org(lines, BRANCH, "100") == {"100": ["M1"], "200": ["M1"]}
+    pieces = {"M1": material("M1")}
+    bills = stockout_bills(lines, pieces, BRANCH, elsewhere={"200": pieces}, units=UNITS)
+    own, branch = (bills.set_index("bill_no").loc[n, "model"] for n in ("CK7", "CK8"))
+    assert (own["FStockOrgId"], own["FPickOrgId"], own["FOwnerIdHead"]) == (
+        {"FNumber": "100"},
+        {"FNumber": "101"},
+        {"FNumber": "100"},
+    )
+    # The branch picks and owns for itself: the mapping's pick and owner orgs are its own org's.
+    assert {"FNumber": "200"} == branch["FStockOrgId"] == branch["FPickOrgId"]
+    assert branch["FOwnerIdHead"] == {"FNumber": "200"}
+    [entry] = branch["FEntity"]
+    assert entry["FKeeperId"] == entry["FOwnerId"] == {"FNumber": "200"}
+    assert stockout_bills(lines, pieces, BRANCH, elsewhere={"200": pieces}, units=UNITS)[
+        "stock_org"
+    ].tolist() == ["100", "200"]
+
+
+def test_a_material_not_assigned_to_the_branch_org_holds_only_the_branch_bill():
+    orders = [
+        stockout([{}]),
+        stockout([{}], stockout_id=8, stockout_no="CK8", warehouse_no="CK004"),
+    ]
+    lines = normalize_orders(orders, PRODUCTION_STOCKOUT)
+    bills = stockout_bills(lines, {"M1": material("M1")}, BRANCH, elsewhere={}, units=UNITS)
+    own, branch = bills.to_dict("records")
+    assert own["readiness"] == "ready"
+    assert branch["readiness"] == "held" and "use-org 200" in branch["hold_reason"]
+    # What it waits on names the org: the sensor asks Kingdee about M1 in org 200.
+    assert branch["missing_states"] == {"M1@200": "absent"}
+    assert blocker_parts("M1@200", ("100", "200")) == ("M1", "200")
+    assert blocker_parts("M1", ("100", "200")) == ("M1", "100")
+    assert blocker_parts("A@B", ("100", "200")) == ("A@B", "100")  # a number with an @
