@@ -10,33 +10,27 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from wdt_kingdee_assets.beijing import BEIJING, day_window
-from wdt_kingdee_assets.bills import build_bills, spec_nos_by_org
-from wdt_kingdee_assets.catalog import blocker_states, look_up
+from wdt_kingdee_assets.beijing import BEIJING
+from wdt_kingdee_assets.catalog import blocker_states
+from wdt_kingdee_assets.day import bill_scope, build_day_bills, pull_day
 from wdt_kingdee_assets.flow import Flow
-from wdt_kingdee_assets.grouping import batch_of
-from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryError
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
-from wdt_kingdee_assets.locator import BillScope
-from wdt_kingdee_assets.mapping import MappingConfig, MappingConfigError
-from wdt_kingdee_assets.normalize import document_id, normalize_orders, parse_wdt_datetime
+from wdt_kingdee_assets.mapping import MappingConfigError
+from wdt_kingdee_assets.normalize import document_id, normalize_orders
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
-from wdt_kingdee_assets.reference import parse_reference
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
-from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, StoredDay, column_schema
-from wdt_kingdee_assets.wdt.client import DocumentQuery
+from wdt_kingdee_assets.storage import StoredDay, column_schema
 from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError, WdtRejectedError
-from wdt_kingdee_assets.wdt.pull import pull_documents
 from wdt_kingdee_assets.writer import (
     MAX_IN_FLIGHT,
     BillWriter,
@@ -135,18 +129,6 @@ def _log_progress(context: dg.AssetExecutionContext, done: int, total: int) -> N
         context.log.info("BatchSave %d/%d done", done, total)
 
 
-def bill_scope(flow: Flow, mapping: MappingConfig, kingdee: KingdeeResource, day: str) -> BillScope:
-    """Where a flow's bills of a day live in Kingdee: form, date, stock orgs, bill type, and the
-    field that carries the source reference."""
-    return BillScope(
-        form=flow.form,
-        day=date.fromisoformat(day),
-        orgs=mapping.stock_orgs(kingdee.org_number),
-        bill_type=mapping.bill_type,
-        reference_field=mapping.reference_field,
-    )
-
-
 def write_lease(flow: Flow, context: dg.AssetExecutionContext, config: WriteConfig) -> WriteLease:
     return WriteLease(
         context.instance,
@@ -221,33 +203,24 @@ def build_assets(flow: Flow) -> FlowAssets:
         context: dg.AssetExecutionContext, config: RawConfig, wdt: WdtResource
     ) -> dg.Output[pd.DataFrame]:
         started = time.monotonic()
-        window = day_window(context.partition_key)
         with api_step(context.partition_key):
             client = wdt.client(context.log.warning)
-        query = DocumentQuery(
-            method=source.method,
-            start_time=window.query_start,
-            end_time=window.query_end,
-            time_type=source.time_type,
-            status=config.status or None,
-            warehouse_no=config.warehouse_no or None,
-        )
         try:
             with api_step(context.partition_key):
-                pulled = pull_documents(client, query, max_passes=config.max_passes)
+                day = pull_day(
+                    flow,
+                    client,
+                    context.partition_key,
+                    status=config.status,
+                    warehouse_no=config.warehouse_no,
+                    max_passes=config.max_passes,
+                )
         except IncompletePullError as exc:
             raise dg.Failure(
                 description=f"partition {context.partition_key}: {exc}",
                 metadata={"expected_total_count": exc.expected, "distinct_orders_pulled": exc.got},
             ) from exc
-
-        kept = []
-        for order in pulled.orders:
-            moment = parse_wdt_datetime(order.get(source.time_field))
-            # An order whose time cannot be read stays: WDT put it in this window, and the
-            # normalizer rejects its lines with the reason, so it is reported, not lost.
-            if moment is None or window.contains(moment):
-                kept.append(order)
+        kept, pulled, window = day.orders, day.pulled, day.window
         lines_of = [len(order.get(source.method.lines) or []) for order in kept]
         frame = flow.raw_schema.frame(
             {
@@ -341,26 +314,16 @@ def build_assets(flow: Flow) -> FlowAssets:
         with api_step(context.partition_key):
             mapping = flow.load_mapping()
             client = kingdee.client()
-            wanted = spec_nos_by_org(lines, mapping, kingdee.org_number)
-            master = look_up(client, wanted, mapping.materials)
-        earlier, own = None, frozenset()
-        if mapping.strategy == "per_day_warehouse":
-            earlier = earlier_batches(flow, context.resources.io_manager, context.partition_key)
-            with api_step(context.partition_key):
-                own = documents_with_own_bills(
-                    client, bill_scope(flow, mapping, kingdee, context.partition_key)
-                )
-        built = build_bills(
-            lines,
-            master.materials,
-            mapping,
-            kingdee.org_number,
-            source,
-            flow.bills_schema,
-            earlier,
-            own,
-            units=master.units,
-        )
+            day = build_day_bills(
+                flow,
+                mapping,
+                client,
+                lines,
+                kingdee.org_number,
+                context.partition_key,
+                context.resources.io_manager,
+            )
+        built, wanted = day.bills, day.looked_up
         held = built[built["readiness"] == Readiness.HELD]
         missing = sorted({number for numbers in built["missing_materials"] for number in numbers})
         context.log.info(
@@ -410,45 +373,6 @@ def build_assets(flow: Flow) -> FlowAssets:
     return FlowAssets(raw, lines, bills, results)
 
 
-def earlier_batches(
-    flow: Flow, io_manager: PartitionedJsonlIOManager, partition_key: str
-) -> dict[str, int]:
-    """Merged bills: the batch each document was built into by the day's previous build.
-
-    The day's stored bills are the ledger: a document keeps its batch, so a bill Kingdee may
-    already hold is rebuilt exactly, and a document ready only now goes to a supplement. (Lose
-    the data dir and the ledger with it: the rebuilt bills then differ from Kingdee's and the
-    read-back check fails naming them, rather than anything being written twice.)
-    """
-    path = io_manager.path_for("/".join(flow.asset_path(flow.bills_name)), partition_key)
-    if not path.exists():
-        return {}
-    with path.open(encoding="utf-8") as stream:
-        previous = flow.bills_schema.read_jsonl(stream)
-    merged = previous[previous["lineage"].notna() & previous["source_ref"].notna()]
-    return {
-        document: batch_of(source_ref.rsplit("/", 1)[-1])
-        for source_ref, sources in zip(merged["source_ref"], merged["sources"], strict=True)
-        for document in sources or []
-    }
-
-
-def documents_with_own_bills(client: KingdeeClient, scope: BillScope) -> frozenset[str]:
-    """Merged bills: the documents Kingdee already holds a bill of their own for on this day
-    (written one per document before the mapping switched to merged bills). They keep that bill
-    instead of being merged again, so a switch of strategy never writes a document twice."""
-    records = client.find_bills(
-        scope.form,
-        [],
-        orgs=scope.orgs,
-        reference_field=scope.reference_field,
-        day=scope.day,
-        bill_type=scope.bill_type,
-    )
-    references = (parse_reference(record.reference) for record in records)
-    return frozenset(ref for ref in references if ref and "/" not in ref)
-
-
 def _status_names(flow: Flow) -> str:
     names = flow.source.method.statuses
     return ", ".join(f"{status} = {names[status]}" for status in flow.source.statuses)
@@ -487,7 +411,7 @@ def write_day(
             mapping = flow.load_mapping()
             writer = BillWriter(
                 client,
-                bill_scope(flow, mapping, kingdee, context.partition_key),
+                bill_scope(flow, mapping, kingdee.org_number, context.partition_key),
                 batch_size=config.batch_size,
                 max_sends=config.max_sends,
                 max_in_flight=config.max_in_flight,

@@ -15,7 +15,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from wdt_kingdee_assets.assets import API_RETRY, FlowAssets, api_step, bill_scope
+from wdt_kingdee_assets.assets import API_RETRY, FlowAssets, api_step
+from wdt_kingdee_assets.day import bill_scope
 from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import BillRecord
@@ -508,7 +509,7 @@ def _kingdee_matches_bills(
 ) -> Iterable[dg.AssetCheckResult]:
     form = flow.form
     client = kingdee.client()
-    scope = bill_scope(flow, flow.load_mapping(), kingdee, context.partition_key)
+    scope = bill_scope(flow, flow.load_mapping(), kingdee.org_number, context.partition_key)
     in_kingdee = results[results["outcome"].isin(IN_KINGDEE) & results["fid"].notna()]
     bill_of_fid = {
         int(fid): bill_no

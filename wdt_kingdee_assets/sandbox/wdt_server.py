@@ -91,6 +91,8 @@ class SimMethod:
     number: str  # the order's number, also a filter
     time_fields: dict[int, str]  # time_type → order field
     completed: int  # the status of a finished document (what inserted rows get)
+    cancelled: int  # 已取消
+    lines: str = "detail_list"
 
     @property
     def paged_only(self) -> str:
@@ -103,6 +105,7 @@ STOCKOUT = SimMethod(
     "stockout_no",
     {1: "created", 2: "consign_time", 3: "modified"},
     completed=110,
+    cancelled=5,
 )
 STOCKIN = SimMethod(
     "wms.stockin.Process.queryWithDetail",
@@ -110,6 +113,7 @@ STOCKIN = SimMethod(
     "stockin_no",
     {1: "created", 2: "check_time", 3: "modified"},  # 建单 / 审核 / 最后修改时间
     completed=80,
+    cancelled=10,
 )
 METHODS = {method.name: method for method in (STOCKOUT, STOCKIN)}
 METHOD = STOCKOUT.name  # the first method, the default of the admin routes
@@ -324,6 +328,54 @@ class WdtSimulator:
             rows.append(_row(parsed, store.method))
         with self._lock:
             store.add(rows)
+
+    def change_order(
+        self,
+        number: str,
+        *,
+        cancel: bool = False,
+        quantities: dict[str, Any] | None = None,
+        materials: dict[str, str] | None = None,
+        consign_time: str | None = None,
+        add_line: dict[str, Any] | None = None,
+        drop_line: str | None = None,
+        method: str = METHOD,
+    ) -> dict[str, Any]:
+        """Change a stored document after the fact, as a warehouse does in WDT after a sync:
+        cancel it (status 5 已取消 / 10 for stock-ins), set line quantities (spec_no → num) or
+        materials (spec_no → new spec_no), move it to another time, add or drop a line. Its
+        ``modified`` time becomes now (what ``time_type=3`` reads); returns the stored order."""
+        store = self._store(method)
+        spec = store.method
+        with self._lock:
+            row = next(
+                (r for r in store.rows.values() if str(r.order.get(spec.number)) == number), None
+            )
+            if row is None:
+                raise ValueError(f"no {spec.name} document numbered {number!r}")
+            order = json.loads(dumps_exact(row.order), parse_float=Decimal)
+            lines = order.get(spec.lines) or []
+            if cancel:
+                order["status"] = spec.cancelled
+            for line in lines:
+                code = str(line.get("spec_no"))
+                if quantities and code in quantities:
+                    line["num"] = Decimal(str(quantities[code]))
+                    # A line now counted afresh: its positions no longer say how it was taken.
+                    line.pop("position_details_list", None)
+                if materials and code in materials:
+                    line["spec_no"] = materials[code]
+            if drop_line is not None:
+                lines = [line for line in lines if str(line.get("spec_no")) != drop_line]
+            if add_line is not None:
+                lines.append(json.loads(dumps_exact(add_line), parse_float=Decimal))
+            order[spec.lines] = lines
+            if consign_time is not None:
+                order[spec.time_fields[SORT_TIME_TYPE]] = consign_time
+            now = datetime.fromtimestamp(self._clock(), BEIJING).replace(tzinfo=None)
+            order["modified"] = now.strftime(TIME_FORMAT)
+            store.add([_row(order, spec)])
+            return order
 
     def reset(self) -> None:
         """Forget orders, calls, the rate window and faults."""
@@ -673,6 +725,15 @@ class WdtSimulator:
             except ValueError as exc:
                 return SimResponse.json({"error": str(exc)}, 400)
             return SimResponse.json({"added": len(orders)})
+        if route == ("POST", "orders/change"):
+            if not isinstance(payload, dict) or not isinstance(payload.get("number"), str):
+                return SimResponse.json({"error": 'expected {"number": "...", ...}'}, 400)
+            changes = {k: v for k, v in payload.items() if k not in ("number",)}
+            try:
+                changed = self.change_order(payload["number"], **changes)
+            except (TypeError, ValueError) as exc:
+                return SimResponse.json({"error": str(exc)}, 400)
+            return SimResponse(200, dumps_exact({"order": changed}).encode("utf-8"), [_JSON_TYPE])
         if route == ("GET", "orders"):
             day_text = request.query.get("day")
             try:

@@ -195,6 +195,17 @@ class WdtClient:
         data = self._call(query.method, pager, body)
         return self._page(query.method, data, page_no, calc_total)
 
+    def by_number(self, method: WdtMethod, number: str) -> dict[str, Any] | None:
+        """The document numbered ``number`` as WDT holds it now, in any status; None when WDT
+        has none. A number needs no time window (the method's page says so); every status is
+        asked for explicitly, as nothing says which ones WDT answers when none is given [G]."""
+        params = {method.number: number, "status": ",".join(map(str, sorted(method.statuses)))}
+        body = json.dumps([params], ensure_ascii=False, separators=(",", ":"))
+        pager = {"page_size": "10", "page_no": "0", "calc_total": "0"}
+        page = self._page(method, self._call(method, pager, body), 0, False)
+        found = [order for order in page.orders if str(order.get(method.number)) == number]
+        return found[0] if found else None
+
     def count(self, query: DocumentQuery) -> int:
         """WDT's ``total_count`` for ``query`` at the cost of one one-row page."""
         total = self.query_page(query, 0, page_size=1, calc_total=True).total_count

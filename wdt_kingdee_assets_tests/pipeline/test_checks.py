@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import dagster as dg
 
-from wdt_kingdee_assets import assets as assets_module
+from wdt_kingdee_assets import day as day_module
 from wdt_kingdee_assets.bills import build_bills, wire_model
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
@@ -80,7 +80,7 @@ def test_wrong_mapping_fails_the_blocking_check_and_writes_nothing(make_pipeline
         model["FEntity"][0]["FQty"] = model["FEntity"][0]["FQty"] * 2
         return bills
 
-    monkeypatch.setattr(assets_module, "build_bills", doubling_mapping)
+    monkeypatch.setattr(day_module, "build_bills", doubling_mapping)
     pipeline = make_pipeline(missing_ratio=0, orders_per_day=5)
     result = pipeline.run(pipeline.days[-1])
     assert not result.success
