@@ -161,7 +161,7 @@ def _daily(flow: Flow, name: str) -> dict[str, Any]:
     }
 
 
-def _calls_api(pool: str) -> dict[str, Any]:
+def calls_api(pool: str) -> dict[str, Any]:
     """An API-bound step: in the API's pool, retried by Dagster after a transient failure."""
     return {"pool": pool, "retry_policy": API_RETRY, "kinds": {"api", "pandas"}}
 
@@ -191,7 +191,7 @@ def build_assets(flow: Flow) -> FlowAssets:
 
     @dg.asset(
         **_daily(flow, flow.raw_name),
-        **_calls_api(WDT_POOL),
+        **calls_api(WDT_POOL),
         description=(
             f"{source.title} whose {source.noun} time ({source.time_title}) falls on the "
             "partition's Beijing day, exactly as WDT sent them. Complete: the distinct orders "
@@ -293,7 +293,7 @@ def build_assets(flow: Flow) -> FlowAssets:
 
     @dg.asset(
         **_daily(flow, flow.bills_name),
-        **_calls_api(KINGDEE_POOL),
+        **calls_api(KINGDEE_POOL),
         ins={"lines": dg.AssetIn(lines_key)},
         description=(
             f"{form.plural}: one bill per {source.noun} (or, with the mapping's strategy "
@@ -350,7 +350,7 @@ def build_assets(flow: Flow) -> FlowAssets:
 
     @dg.asset(
         **_daily(flow, flow.results_name),
-        **_calls_api(KINGDEE_POOL),
+        **calls_api(KINGDEE_POOL),
         ins={"bills": dg.AssetIn(bills_key)},
         description=(
             f"金蝶写入结果 (what Kingdee now holds), one row per {form.chinese}: created, "

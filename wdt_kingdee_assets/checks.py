@@ -17,7 +17,7 @@ import pandas as pd
 
 from wdt_kingdee_assets.assets import API_RETRY, FlowAssets, api_step
 from wdt_kingdee_assets.day import bill_scope
-from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers
+from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers, evidence_table
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import BillRecord
 from wdt_kingdee_assets.kingdee.forms import KingdeeForm
@@ -32,16 +32,6 @@ from wdt_kingdee_assets.wdt.client import DocumentQuery
 # Partitioned asset checks are a preview feature in Dagster 1.13; they are what lets the UI show
 # each day's result on its own, which is the point of these checks.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def.*")
-
-EVIDENCE_ROWS = 50
-
-
-def _table(rows: list[dict[str, Any]], limit: int = EVIDENCE_ROWS) -> dg.MetadataValue:
-    if not rows:
-        return dg.MetadataValue.md("_(none)_")
-    frame = pd.DataFrame(rows[:limit]).astype(str)
-    more = f"\n\n_…and {len(rows) - limit} more_" if len(rows) > limit else ""
-    return dg.MetadataValue.md(frame.to_markdown(index=False) + more)
 
 
 def _quantities(pairs: Iterable[tuple[Any, str, Any]]) -> dict[tuple[Any, str], Decimal]:
@@ -176,7 +166,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         return dg.AssetCheckResult(
             passed=not rows,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rejected_lines": len(rows), "lines": _table(rows)},
+            metadata={"rejected_lines": len(rows), "lines": evidence_table(rows)},
         )
 
     @dg.asset_check(
@@ -204,7 +194,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 "missing_materials": len(held_by),
                 "bills_held": len({bill for held in held_by.values() for bill in held}),
                 BILL_NUMBERS: bill_numbers(bill for held in held_by.values() for bill in held),
-                "missing": _table(rows),
+                "missing": evidence_table(rows),
                 "missing_json": dg.MetadataValue.json(
                     {number: held for number, held in sorted(held_by.items())}
                 ),
@@ -245,7 +235,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "held_bills": len(rows),
-                "bills": _table(rows),
+                "bills": evidence_table(rows),
                 BILL_NUMBERS: bill_numbers(row["bill"] for row in rows),
             },
         )
@@ -278,7 +268,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             metadata={
                 "ready_bills": len(ready),
                 "not_written": len(unwritten),
-                "bills": _table(rows),
+                "bills": evidence_table(rows),
                 BILL_NUMBERS: bill_numbers(unwritten),
             },
         )
@@ -321,7 +311,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             metadata={
                 **{state.value: int(counts.get(state.value, 0)) for state in Settled},
                 "not_in_effect": len(rows),
-                "bills": _table(rows),
+                "bills": evidence_table(rows),
                 BILL_NUMBERS: bill_numbers(short["bill_no"]),
             },
         )
@@ -492,9 +482,9 @@ def _bills_match_source(
             "entries_rounded": sum(len(items or []) for items in ready["roundings"]),
             f"{flow.documents}_without_bill": len(without_bill),
             "lines_not_billed_once": len(unbilled),
-            "differences": _table(differences),
-            "per_warehouse_differences": _table(per_warehouse),
-            "lines_not_billed_once_list": _table(unbilled),
+            "differences": evidence_table(differences),
+            "per_warehouse_differences": evidence_table(per_warehouse),
+            "lines_not_billed_once_list": evidence_table(unbilled),
             BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
         },
     )
@@ -551,7 +541,7 @@ def _kingdee_matches_bills(
             "bills_compared": len(sent),
             "entries_read_back": len(entries),
             "mismatches": len(differences),
-            "differences": _table(differences),
+            "differences": evidence_table(differences),
             BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
         },
     )
@@ -578,7 +568,7 @@ def _kingdee_matches_bills(
         metadata={
             "bills_checked": int(bills["bill_no"].notna().sum()),
             "duplicated": len(duplicated),
-            "bills": _table(duplicated),
+            "bills": evidence_table(duplicated),
             BILL_NUMBERS: bill_numbers(row["bill"] for row in duplicated),
         },
     )

@@ -2,13 +2,16 @@
 
 wdt-kingdee sandbox [--seed 7 --orders-per-day 40 --days 3 ...]   serve both simulators
 wdt-kingdee sync    [--days 3 --orders-per-day 40 ...] [--ui]      the main job, on the sandbox
+wdt-kingdee preview --day YYYY-MM-DD [--flow NAME] [--out FILE]   what a sync would write; writes nothing
 wdt-kingdee init-home [DIR]                                       put the shipped dagster.yaml there
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -18,9 +21,11 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from wdt_kingdee_assets.flow import Flow
+from wdt_kingdee_assets.flows import FLOWS
 from wdt_kingdee_assets.instance import install_instance_config
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT
 from wdt_kingdee_assets.outcomes import Outcome
@@ -369,6 +374,59 @@ def run_init_home(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_preview(args: argparse.Namespace) -> int:
+    """The day's bills against Kingdee, from the same environment a run reads (SPEC §5
+    variables, the flow's mapping file, the data dir for merged bills' batches). Exit 0 when it
+    could answer, whatever it found; 2 when it could not (a variable missing, an API down)."""
+    import dagster as dg
+
+    from wdt_kingdee_assets.kingdee.errors import KingdeeError
+    from wdt_kingdee_assets.mapping import MappingConfigError
+    from wdt_kingdee_assets.preview import preview_day, preview_lines
+    from wdt_kingdee_assets.resources import build_resources
+    from wdt_kingdee_assets.wdt.errors import WdtError
+
+    flows = {flow.name: flow for flow in FLOWS}
+    flow = flows[args.flow]
+    try:
+        with dg.build_resources(build_resources()) as resources:
+            preview = preview_day(
+                flow,
+                flow.load_mapping(),
+                resources.wdt.client(),
+                resources.kingdee.client(),
+                resources.kingdee.org_number,
+                args.day,
+                io_manager=resources.io_manager,
+            )
+    except dg.DagsterInvalidConfigError as exc:
+        missing = sorted(set(re.findall(r'environment variable "(\w+)"', str(exc))))
+        why = f"not set: {', '.join(missing)}" if missing else str(exc).splitlines()[0]
+        print(f"preview {flow.name} {args.day}: cannot answer: {why}", file=sys.stderr)
+        return 2
+    except (KingdeeError, WdtError, MappingConfigError) as exc:
+        print(f"preview {flow.name} {args.day}: cannot answer: {exc}", file=sys.stderr)
+        return 2
+    for line in preview_lines(preview):
+        print(line)
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps(preview.payloads, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
+        print(
+            f"{sum(len(p['data']['Model']) for p in preview.payloads)} bill(s) in "
+            f"{len(preview.payloads)} BatchSave payload(s) written to {args.out}"
+        )
+    return 0
+
+
+def _day(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wdt-kingdee", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -389,6 +447,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     sync.add_argument("--port", type=int, default=3000, help="port of the UI (default 3000)")
     sync.set_defaults(run=run_sync)
+    preview = commands.add_parser(
+        "preview",
+        help="show what a sync of a day would write, against what Kingdee holds; writes nothing",
+    )
+    preview.add_argument("--day", type=_day, required=True, help="the Beijing day, YYYY-MM-DD")
+    preview.add_argument(
+        "--flow",
+        default="production_stockout",
+        choices=[flow.name for flow in FLOWS],
+        help="which flow (default production_stockout)",
+    )
+    preview.add_argument(
+        "--out", help="write the exact BatchSave payloads of new bills here (JSON)"
+    )
+    preview.set_defaults(run=run_preview)
     init_home = commands.add_parser(
         "init-home", help="write the shipped dagster.yaml (pools, run limits) into DAGSTER_HOME"
     )

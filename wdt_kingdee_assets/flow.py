@@ -69,6 +69,16 @@ class Flow:
 
     bills_name = "kingdee_bills"
     results_name = "kingdee_write_results"
+    drift_name = "kingdee_vs_wdt"  # the day's bills now against Kingdee (preview.py)
+    corrections_name = "kingdee_corrections"
+
+    @property
+    def preview_job_name(self) -> str:
+        return f"preview_{self.documents}"
+
+    @property
+    def correct_job_name(self) -> str:
+        return f"correct_{self.documents}"
 
     @property
     def job_name(self) -> str:
@@ -88,8 +98,15 @@ class Flow:
 
     @property
     def schemas(self) -> tuple[FrameSchema, ...]:
-        """The four assets' schemas, in data-flow order."""
-        return (self.raw_schema, self.lines_schema, self.bills_schema, self.results_schema)
+        """The stored assets' schemas: the four of the sync in data-flow order, then the
+        comparison with Kingdee."""
+        return (
+            self.raw_schema,
+            self.lines_schema,
+            self.bills_schema,
+            self.results_schema,
+            self.drift_schema,
+        )
 
     def _stored_name(self, name: str) -> str:
         return "/".join(self.asset_path(name))
@@ -213,6 +230,39 @@ class Flow:
                     "spec_no → Kingdee material number where the code map renumbers; empty when "
                     "every spec_no is its own number",
                 ),
+            ),
+        )
+
+    @property
+    def drift_schema(self) -> FrameSchema:
+        s, form = self.source, self.form
+        return FrameSchema(
+            self._stored_name(self.drift_name),
+            (
+                Column(
+                    "verdict",
+                    "str",
+                    "new (a sync would write it) | identical | different | held (a sync would "
+                    "not write it) | only_in_kingdee (its source is not in the day any more)",
+                ),
+                Column("source_ref", "str", f"what the bill stands for (the {s.noun}'s number)"),
+                Column("bill_no", "str", "FBillNo a sync sends; empty for a bill only in Kingdee"),
+                Column("kingdee_bill_no", "str", f"the {form.chinese} Kingdee holds for it"),
+                Column("fid", "int", "its Kingdee FID"),
+                Column("document_status", "str", "its FDocumentStatus in Kingdee"),
+                Column(
+                    "changes",
+                    "json",
+                    "what changed in WDT after the sync: quantity_changed, material_changed, "
+                    "lines_added, lines_removed, moved_to_another_day, cancelled …",
+                ),
+                Column(
+                    "differences",
+                    "json",
+                    f"each differing field: {form.date}, {form.stock_org}, or {form.quantity} per "
+                    "material, lot and warehouse — WDT's value now beside Kingdee's",
+                ),
+                Column("note", "str", f"a held bill's reason; what WDT says of a {s.noun} gone"),
             ),
         )
 

@@ -7,13 +7,15 @@ clients keep secrets out of their repr and exception text.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
 from wdt_kingdee_assets.throttle import Backoff, ThrottleWait
 from wdt_kingdee_assets.wdt.client import WdtClient
 
@@ -106,3 +108,41 @@ class KingdeeResource(dg.ConfigurableResource):
             in_list_size=self.in_list_size,
             backoff=Backoff(base_seconds=self.retry_first_delay_seconds),
         )
+
+
+def _optional(name: str, default: str) -> str:
+    """Non-secret tunables (SPEC §5 optional variables) with their documented defaults."""
+    return os.environ.get(name) or default
+
+
+# The first delay before a failed API call is tried again, both clients (then doubling).
+CALL_RETRY_DELAY = "WDT_KINGDEE_CALL_RETRY_DELAY_SECONDS"
+
+
+def build_resources(data_dir: str | None = None) -> dict[str, Any]:
+    """The resources, credentials from the environment (resolved by Dagster at run time)."""
+    return {
+        "wdt": WdtResource(
+            base_url=dg.EnvVar("WDT_BASE_URL"),
+            sid=dg.EnvVar("WDT_SID"),
+            appkey=dg.EnvVar("WDT_APPKEY"),
+            appsecret=dg.EnvVar("WDT_APPSECRET"),
+            page_size=int(_optional("WDT_PAGE_SIZE", "100")),
+            calls_per_minute=float(_optional("WDT_CALLS_PER_MINUTE", "60")),
+            throttle_first_wait_seconds=float(_optional("WDT_THROTTLE_FIRST_WAIT_SECONDS", "60")),
+            throttle_max_wait_seconds=float(_optional("WDT_THROTTLE_MAX_WAIT_SECONDS", "900")),
+            retry_first_delay_seconds=float(_optional(CALL_RETRY_DELAY, "1")),
+        ),
+        "kingdee": KingdeeResource(
+            base_url=dg.EnvVar("KINGDEE_BASE_URL"),
+            acct_id=dg.EnvVar("KINGDEE_ACCT_ID"),
+            username=dg.EnvVar("KINGDEE_USERNAME"),
+            app_id=dg.EnvVar("KINGDEE_APP_ID"),
+            app_secret=dg.EnvVar("KINGDEE_APP_SECRET"),
+            lcid=int(_optional("KINGDEE_LCID", "2052")),
+            org_number=_optional("KINGDEE_ORG_NUMBER", "100"),
+            auth_mode=_optional("KINGDEE_AUTH_MODE", "signature"),
+            retry_first_delay_seconds=float(_optional(CALL_RETRY_DELAY, "1")),
+        ),
+        "io_manager": PartitionedJsonlIOManager(base_dir=data_dir),
+    }

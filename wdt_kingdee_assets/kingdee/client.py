@@ -164,6 +164,11 @@ class SavedEntry:
     material_number: str
     qty: Decimal
     reference: str = ""  # the reference field of the entry's bill
+    stock: str = ""  # the entry's warehouse (FStockId number)
+    lot: str | None = None  # its lot; None when the material keeps none
+    date: str = ""  # its bill's FDate, yyyy-MM-dd
+    document_status: str = ""  # its bill's FDocumentStatus
+    stock_org: str = ""  # its bill's FStockOrgId number
 
 
 @dataclass(frozen=True)
@@ -362,8 +367,16 @@ class KingdeeClient:
         Raises :class:`KingdeeUnknownOutcome` when the answer is unusable (reconcile by FBillNo)
         and :class:`KingdeeAuthError` when the credentials are refused (nothing was saved).
         """
+        payload = self.batch_save_payload(form_id, models, options=options)
+        return self._write(BATCH_SAVE, payload, len(models))
+
+    @staticmethod
+    def batch_save_payload(
+        form_id: str, models: list[dict], *, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The body of a BatchSave call of ``models``, exactly as ``batch_save`` sends it."""
         data = {**DEFAULT_SAVE_OPTIONS, **(options or {}), "Model": list(models)}
-        return self._write(BATCH_SAVE, {"formid": form_id, "data": data}, len(models))
+        return {"formid": form_id, "data": data}
 
     def submit(
         self, form_id: str, bill_nos: Iterable[str] = (), *, fids: Iterable[int] = ()
@@ -665,12 +678,21 @@ class KingdeeClient:
     def _entries(
         self, form: KingdeeForm, filter_string: str, reference_field: str | None
     ) -> list[SavedEntry]:
-        keys = ["FID", "FBillNo", f"{form.material}.FNumber", form.quantity, form.entry_id]
+        keys = [
+            "FID",
+            "FBillNo",
+            f"{form.material}.FNumber",
+            form.quantity,
+            form.entry_id,
+            reference_field or form.note,
+            f"{form.stock}.FNumber",
+            f"{form.lot}.FNumber",
+            form.date,
+            "FDocumentStatus",
+            f"{form.stock_org}.FNumber",
+        ]
         rows = self.execute_bill_query(
-            form.form_id,
-            [*keys, reference_field or form.note],
-            filter_string,
-            order_string=f"FID,{form.entry_id}",
+            form.form_id, keys, filter_string, order_string=f"FID,{form.entry_id}"
         )
         return [
             SavedEntry(
@@ -679,6 +701,11 @@ class KingdeeClient:
                 material_number=str(row[2] or ""),
                 qty=Decimal(str(row[3])),
                 reference=str(row[5] or ""),
+                stock=str(row[6] or ""),
+                lot=str(row[7]) if row[7] else None,
+                date=str(row[8] or "")[:10],
+                document_status=str(row[9] or ""),
+                stock_org=str(row[10] or ""),
             )
             for row in rows
         ]
