@@ -109,6 +109,7 @@ class Comparison:
     differences: list[dict[str, str | None]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     note: str | None = None  # a held bill's reason; what WDT says of a vanished document
+    model: Mapping[str, Any] | None = None  # the bill a run would send now (new, different)
 
     def row(self) -> dict[str, Any]:
         held = self.kingdee
@@ -122,6 +123,7 @@ class Comparison:
             "changes": [str(change) for change in self.changes],
             "differences": self.differences,
             "note": self.note,
+            "model": self.model,
         }
 
 
@@ -222,7 +224,9 @@ def compare_day(
                 )
             )
         elif first is None:
-            compared.append(Comparison(Verdict.NEW, row["source_ref"], row["bill_no"]))
+            compared.append(
+                Comparison(Verdict.NEW, row["source_ref"], row["bill_no"], model=row["model"])
+            )
         else:
             diffs, changes = differences(expected_bill(row["model"], form), first)
             if len(records) > 1:
@@ -231,7 +235,15 @@ def compare_day(
                 )
             verdict = Verdict.DIFFERENT if diffs else Verdict.IDENTICAL
             compared.append(
-                Comparison(verdict, row["source_ref"], row["bill_no"], first, diffs, changes)
+                Comparison(
+                    verdict,
+                    row["source_ref"],
+                    row["bill_no"],
+                    first,
+                    diffs,
+                    changes,
+                    model=row["model"] if diffs else None,
+                )
             )
     for bill in held:
         ref = parse_reference(bill.reference)

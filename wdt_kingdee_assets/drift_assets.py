@@ -1,7 +1,7 @@
 """WDT after the fact, in Dagster: a flow's ``kingdee_vs_wdt`` asset (the day's bills as a run
-would build them now, against what Kingdee holds: ``preview.py``), its check that Kingdee still
-agrees with WDT, and the job that runs them — the preview in the UI, and the drift report of a
-synced day. Nothing here writes to Kingdee.
+would build them now, against what Kingdee holds: ``preview.py``) and its check that Kingdee
+still agrees with WDT — in the preview job, which writes nothing — and ``kingdee_corrections``
+(``corrections.py``), which only the correct job runs and which acts only when asked.
 """
 
 import time
@@ -10,8 +10,11 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from wdt_kingdee_assets.assets import KINGDEE_POOL, FlowAssets, api_step, calls_api
+from wdt_kingdee_assets.corrections import Corrector, Result
+from wdt_kingdee_assets.day import bill_scope
 from wdt_kingdee_assets.drift import DRIFT, Verdict
 from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers, evidence_table
 from wdt_kingdee_assets.flow import Flow
@@ -21,7 +24,106 @@ from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import column_schema
 
 
-def build_drift_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefinition:
+class CorrectConfig(dg.Config):
+    confirm: bool = Field(
+        default=False,
+        description="correct this day although the mapping says on_drift: report (a person "
+        "asking for it)",
+    )
+
+
+def build_corrections_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefinition:
+    form = flow.form
+
+    @dg.asset(
+        name=flow.corrections_name,
+        key_prefix=flow.key_prefix,
+        partitions_def=daily_partitions,
+        group_name=flow.group,
+        deps=[assets.results.key],
+        **calls_api(KINGDEE_POOL),
+        description=(
+            f"金蝶单据更正 / corrections: each {form.chinese} that no longer says what WDT says "
+            "is changed in place (Save with its FID; unaudited first when audited, then "
+            "submitted and audited again), or deleted when its document was cancelled — each "
+            "with before and after. In approval, in a closed period, held twice, or gone from "
+            "WDT: left to a person, saying why. Runs only with on_drift: correct in the "
+            "mapping, or confirm: true for the day."
+        ),
+        metadata={"dagster/column_schema": column_schema(flow.corrections_schema)},
+    )
+    def kingdee_corrections(
+        context: dg.AssetExecutionContext,
+        config: CorrectConfig,
+        wdt: WdtResource,
+        kingdee: KingdeeResource,
+    ) -> dg.Output[pd.DataFrame]:
+        day = context.partition_key
+        mapping = flow.load_mapping()
+        if mapping.on_drift != "correct" and not config.confirm:
+            raise dg.Failure(
+                description=(
+                    f"{day}: 未开启更正 / corrections are off: the mapping says on_drift: "
+                    f"{mapping.on_drift}. Set on_drift: correct in it, or run "
+                    f"{flow.correct_job_name} for this day with confirm: true."
+                )
+            )
+        client = kingdee.client()
+        with api_step(day):
+            preview = preview_day(
+                flow,
+                mapping,
+                wdt.client(context.log.warning),
+                client,
+                kingdee.org_number,
+                day,
+                io_manager=context.resources.io_manager,
+            )
+            corrector = Corrector(
+                client,
+                bill_scope(flow, mapping, kingdee.org_number, day),
+                mapping.after_save,
+                log=context.log,
+            )
+            done = corrector.correct([item.row() for item in preview.drift])
+        frame = flow.corrections_schema.frame(item.row() for item in done)
+        counted = Counter(str(item.result) for item in done)
+        for item in done:
+            context.log.info(
+                "%s %s: %s → %s %s",
+                item.source_ref,
+                item.kingdee_bill_no,
+                item.action,
+                item.result,
+                " | ".join(item.messages),
+            )
+        return dg.Output(
+            frame,
+            metadata={
+                "drifted_bills": len(done),
+                **{str(result): counted.get(str(result), 0) for result in Result},
+                "corrections": evidence_table(
+                    [
+                        {
+                            "source": item.source_ref,
+                            "bill": item.kingdee_bill_no,
+                            "action": str(item.action),
+                            "result": str(item.result),
+                            "before": item.before,
+                            "after": item.after,
+                            "messages": " | ".join(item.messages)[:200],
+                        }
+                        for item in done
+                    ]
+                ),
+                BILL_NUMBERS: bill_numbers(item.kingdee_bill_no for item in done),
+            },
+        )
+
+    return kingdee_corrections
+
+
+def build_drift_asset(flow: Flow, corrections: dg.AssetsDefinition) -> dg.AssetsDefinition:
     source, form = flow.source, flow.form
 
     @dg.asset(
@@ -29,7 +131,8 @@ def build_drift_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefinition:
         key_prefix=flow.key_prefix,
         partitions_def=daily_partitions,
         group_name=flow.group,
-        deps=[assets.results.key],
+        # After the corrections when a job runs both: then it says what Kingdee holds after them.
+        deps=[corrections.key],
         **calls_api(KINGDEE_POOL),
         description=(
             f"金蝶与旺店通对账 / Kingdee against WDT now: the day's {form.plural} as a sync "
@@ -142,12 +245,26 @@ def build_drift_check(flow: Flow, drift: dg.AssetsDefinition) -> dg.AssetChecksD
     return kingdee_agrees_with_wdt
 
 
-def build_preview_job(flow: Flow, drift: dg.AssetsDefinition):
-    return dg.define_asset_job(
-        flow.preview_job_name,
-        selection=dg.AssetSelection.assets(drift),
-        description=(
-            f"预览/对账{flow.title}: what a sync of the day would write, against what Kingdee "
-            "holds, with the drift check. Reads WDT and Kingdee; writes nothing to Kingdee."
+def build_drift_jobs(
+    flow: Flow, drift: dg.AssetsDefinition, corrections: dg.AssetsDefinition
+) -> list:
+    """The preview job (compare only: writes nothing) and the correct job (correct, then
+    compare again)."""
+    return [
+        dg.define_asset_job(
+            flow.preview_job_name,
+            selection=dg.AssetSelection.assets(drift),
+            description=(
+                f"预览/对账{flow.title}: what a sync of the day would write, against what "
+                "Kingdee holds, with the drift check. Reads WDT and Kingdee; writes nothing."
+            ),
         ),
-    )
+        dg.define_asset_job(
+            flow.correct_job_name,
+            selection=dg.AssetSelection.assets(corrections, drift),
+            description=(
+                f"更正{flow.title}: corrects the day's bills that no longer match WDT (only "
+                "with on_drift: correct, or confirm: true), then compares again."
+            ),
+        ),
+    ]

@@ -13,24 +13,31 @@ import dagster as dg
 from wdt_kingdee_assets.assets import build_assets
 from wdt_kingdee_assets.automation import build_automation
 from wdt_kingdee_assets.checks import build_checks
-from wdt_kingdee_assets.drift_assets import build_drift_asset, build_drift_check, build_preview_job
+from wdt_kingdee_assets.drift_assets import (
+    build_corrections_asset,
+    build_drift_asset,
+    build_drift_check,
+    build_drift_jobs,
+)
 from wdt_kingdee_assets.flow import Flow
 
 
 def build_flow_defs(flow: Flow) -> dg.Definitions:
     assets = build_assets(flow)
-    drift = build_drift_asset(flow, assets)
+    corrections = build_corrections_asset(flow, assets)
+    drift = build_drift_asset(flow, corrections)
     job = dg.define_asset_job(
         flow.job_name,
-        # The group but its drift report, which has its own job (it reads, never writes).
-        selection=dg.AssetSelection.groups(flow.group) - dg.AssetSelection.assets(drift),
+        # The group but its drift report and corrections, which have their own jobs.
+        selection=dg.AssetSelection.groups(flow.group)
+        - dg.AssetSelection.assets(drift, corrections),
         description=(f"同步{flow.title}: pull, normalize, map and write one day, with all checks."),
     )
     schedules, sensors = build_automation(flow)
     return dg.Definitions(
-        assets=[*assets.all(), drift],
+        assets=[*assets.all(), corrections, drift],
         asset_checks=[*build_checks(flow, assets), build_drift_check(flow, drift)],
-        jobs=[job, build_preview_job(flow, drift)],
+        jobs=[job, *build_drift_jobs(flow, drift, corrections)],
         schedules=schedules,
         sensors=sensors,
     )

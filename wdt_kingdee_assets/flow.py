@@ -106,6 +106,7 @@ class Flow:
             self.bills_schema,
             self.results_schema,
             self.drift_schema,
+            self.corrections_schema,
         )
 
     def _stored_name(self, name: str) -> str:
@@ -263,6 +264,35 @@ class Flow:
                     "material, lot and warehouse — WDT's value now beside Kingdee's",
                 ),
                 Column("note", "str", f"a held bill's reason; what WDT says of a {s.noun} gone"),
+                Column(
+                    "model",
+                    "json",
+                    f"the {form.form_id} model a sync (or a correction) would send now",
+                ),
+            ),
+        )
+
+    @property
+    def corrections_schema(self) -> FrameSchema:
+        s, form = self.source, self.form
+        return FrameSchema(
+            self._stored_name(self.corrections_name),
+            (
+                Column("source_ref", "str", f"the {s.noun} the bill stands for"),
+                Column("kingdee_bill_no", "str", f"the {form.chinese} corrected"),
+                Column("fid", "int", "its Kingdee FID"),
+                Column(
+                    "action",
+                    "str",
+                    "change (Save with its FID, after an UnAudit if it was audited) | delete | "
+                    "corrected_from_its_new_day | needs_a_person",
+                ),
+                Column("changes", "json", "what changed in WDT (kingdee_vs_wdt)"),
+                Column("before", "json", "the differing fields as Kingdee held them"),
+                Column("after", "json", "the differing fields as WDT says them now"),
+                Column("result", "str", "done | failed | unconfirmed | left_alone"),
+                Column("document_status", "str", "FDocumentStatus after the correction"),
+                Column("messages", "json", "Kingdee's words, or why it was left to a person"),
             ),
         )
 

@@ -167,6 +167,11 @@ class MappingConfig(BaseModel):
         description="the customer's own F_… entry fields: constants or templates over the "
         "line's and the document's fields",
     )
+    on_drift: Literal["report", "correct"] = Field(
+        default="report",
+        description="when WDT changes a document after its bill was written: report it (the "
+        "drift check fails, an alert goes out), or correct the bill in Kingdee (corrections.py)",
+    )
     after_save: Literal["audit", "submit", "none"] = Field(
         default="audit",
         description="what happens to a saved bill: audit (submit, then audit: stock moves), "

@@ -106,12 +106,7 @@ def preview_day(
             wdt.by_number(flow.source.method, item.source_ref), on_day, flow.source
         )
         item.changes, item.note = [change], note
-    new = bills.set_index("bill_no", drop=False)
-    models = [
-        wire_model(new.at[item.bill_no, "model"], form)
-        for item in comparisons
-        if item.verdict == Verdict.NEW
-    ]
+    models = [wire_model(item.model, form) for item in comparisons if item.verdict == Verdict.NEW]
     payloads = [
         KingdeeClient.batch_save_payload(form.form_id, models[start : start + batch_size])
         for start in range(0, len(models), batch_size)

@@ -704,6 +704,7 @@ class KingdeeSimulator:
         units: Iterable[KingdeeUnit] = (),
         bin_warehouses: Mapping[str, Iterable[str]] | None = None,
         warehouse_orgs: Mapping[str, str] | None = None,
+        closed_until: date | None = None,
         track_stock: bool = False,
         allow_negative_stock: bool = False,
         approval_workflow: bool = False,
@@ -720,6 +721,9 @@ class KingdeeSimulator:
         self.allow_negative_stock = allow_negative_stock
         # A workflow bound to the bill types: Audit over the WebAPI is refused (WorkflowAudit).
         self.approval_workflow = approval_workflow
+        # 库存关账: no bill dated on or before this day is saved, changed, audited, unaudited or
+        # deleted any more.
+        self.closed_until = closed_until
         self._custom_fields = tuple(dict.fromkeys(custom_header_fields))
         self._custom_entry_fields = tuple(dict.fromkeys(custom_entry_fields))
         material_custom = tuple(dict.fromkeys(material_fields))
@@ -1196,8 +1200,19 @@ class KingdeeSimulator:
             and ((str(bill.fid) == target) if by_id else _fold(bill.bill_no) == _fold(target))
         ]
 
+    def _closed_text(self, day: date) -> str:
+        # [G] Kingdee's words: the stock org's close date (关账日期) bars the bill's date.
+        return f"业务日期{day:%Y-%m-%d}早于或等于库存关账日期{self.closed_until:%Y-%m-%d}，不允许操作。"
+
+    def _closed(self, bill: _Bill) -> str | None:
+        if self.closed_until is not None and bill.date.date() <= self.closed_until:
+            return self._closed_text(bill.date.date())
+        return None
+
     def _transition(self, operation: str, form: _SaveForm, bill: _Bill) -> str | None:
         """Move ``bill`` as ``operation`` asks; the refusal (Kingdee's words [G]) when it cannot."""
+        if operation != "Submit" and (closed := self._closed(bill)) is not None:
+            return closed
         state = f"“{bill.bill_no}”的单据状态为“{_STATUS_NAMES.get(bill.status, bill.status)}”"
         if operation == "Submit":
             if bill.status not in ("A", "D"):
@@ -1296,7 +1311,11 @@ class KingdeeSimulator:
                 if bill is None:
                     errors.extend(_error(message, name, dindex) for name, message in problems)
                     continue
-                self._bills.append(bill)
+                stored = next((i for i, b in enumerate(self._bills) if b.fid == bill.fid), None)
+                if stored is None:
+                    self._bills.append(bill)
+                else:
+                    self._bills[stored] = bill
                 successes.append({"Id": bill.fid, "Number": bill.bill_no, "DIndex": dindex})
                 returned.append(self._returned(bill, return_fields))
         envelope = _envelope(errors, 11 if errors else 0, successes=successes)
@@ -1375,17 +1394,31 @@ class KingdeeSimulator:
                 return None
             return str(value).strip()
 
-        fid = model.get("FID") or 0
-        if str(fid).strip() not in ("", "0"):
-            problems.append(("FID", f"沙箱只模拟新增：内码为“{fid}”的单据不能修改。"))
-        bill_no = str(model.get("FBillNo") or "").strip()
-        if self.numbering == "auto":
+        # A model with the FID of a stored bill changes that bill (修改): only while it is
+        # created or re-audit (A, D), and outside a closed period; its number stays.
+        fid = str(model.get("FID") or "").strip()
+        changed: _Bill | None = None
+        if fid not in ("", "0"):
+            changed = next(
+                (b for b in self._bills if b.form == form.form_id and str(b.fid) == fid), None
+            )
+            if changed is None:
+                problems.append(("FID", f"内码为“{fid}”的单据不存在，或者已被删除。"))
+            elif changed.status not in ("A", "D"):
+                status = _STATUS_NAMES.get(changed.status, changed.status)
+                problems.append(("FID", f"“{changed.bill_no}”的单据状态为“{status}”，不能修改。"))
+            elif (closed := self._closed(changed)) is not None:
+                problems.append(("FDate", closed))
+        bill_no = changed.bill_no if changed else str(model.get("FBillNo") or "").strip()
+        if self.numbering == "auto" and changed is None:
             bill_no = ""  # the coding rule numbers the bill, whatever was sent
         if (
             self.unique_bill_no
             and bill_no
             and any(
-                bill.form == form.form_id and _fold(bill.bill_no) == _fold(bill_no)
+                bill.form == form.form_id
+                and _fold(bill.bill_no) == _fold(bill_no)
+                and bill is not changed
                 for bill in self._bills
             )
         ):
@@ -1403,6 +1436,8 @@ class KingdeeSimulator:
             problems.append(("FDate", "字段“日期”是必填项。"))
         elif bill_date is None:
             problems.append(("FDate", f"字段“日期”的值“{model.get('FDate')}”格式不正确。"))
+        elif self.closed_until is not None and bill_date.date() <= self.closed_until:
+            problems.append(("FDate", self._closed_text(bill_date.date())))
         choice(model, "FOwnerTypeIdHead", _OWNER_TYPES)
         reference(model, "FBaseCurrId", lambda number: number.casefold() in _CURRENCIES)
         if model.get("FOwnerIdHead") is not None:
@@ -1519,10 +1554,10 @@ class KingdeeSimulator:
             return problems, None
         bill = _Bill(
             form=form.form_id,
-            fid=next(self._ids),
+            fid=changed.fid if changed else next(self._ids),
             bill_no=bill_no or self._next_number(form, stock_org or ""),
             date=bill_date.replace(hour=0, minute=0, second=0),
-            status="A",
+            status=changed.status if changed else "A",
             note=str(model.get(form.note) or ""),
             bill_type=bill_type or "",
             stock_org=stock_org or "",

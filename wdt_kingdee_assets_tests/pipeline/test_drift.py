@@ -4,6 +4,7 @@ through Dagster against the sandbox, whose WDT changes orders after the fact."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
 
@@ -118,3 +119,87 @@ def test_changes_in_wdt_after_the_sync_are_reported_naming_bill_and_values(make_
 
     # Nothing in Kingdee changed.
     assert pipeline.sandbox.kingdee.bills() == before
+
+
+def change_two(pipeline, day):
+    """A quantity edited and a stock-out cancelled in WDT after the sync: (edited, cancelled,
+    the edited line's material and new quantity)."""
+    orders = sorted(pipeline.completed_orders(day), key=lambda order: order["stockout_no"])
+    edited, cancelled = orders[0], orders[1]
+    line = edited["detail_list"][0]
+    pipeline.sandbox.wdt.change_order(
+        edited["stockout_no"], quantities={line["spec_no"]: line["num"] + 2}
+    )
+    pipeline.sandbox.wdt.change_order(cancelled["stockout_no"], cancel=True)
+    return edited["stockout_no"], cancelled["stockout_no"], line["spec_no"], line["num"] + 2
+
+
+def bill_of(pipeline, number):
+    [bill] = [b for b in pipeline.sandbox.kingdee.bills() if b["FBillNo"] == number]
+    return bill
+
+
+def test_an_audited_bill_is_unaudited_changed_and_audited_again_only_when_asked(make_pipeline):
+    pipeline = make_pipeline(orders_per_day=8, missing_ratio=0)
+    day = pipeline.days[-1]
+    assert pipeline.run(day).success
+    edited, cancelled, material, quantity = change_two(pipeline, day)
+    before = bill_of(pipeline, edited)
+    written = writes(pipeline)
+
+    # on_drift: report (the default): the correct job refuses, naming how to turn it on.
+    refused = pipeline.correct(day)
+    assert not refused.success and writes(pipeline) == written
+    failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "on_drift: report" in failure.step_failure_data.user_failure_data.description
+
+    result = pipeline.correct(day, confirm=True)
+    assert result.success
+    after = bill_of(pipeline, edited)
+    assert after["FID"] == before["FID"] and after["FDocumentStatus"] == "C"
+    # One line per material in the sandbox's orders: the material's quantity is the line's.
+    assert sum(
+        Decimal(str(e["qty"])) for e in after["entries"] if e["material"] == material
+    ) == Decimal(str(quantity))
+    assert cancelled not in pipeline.kingdee_bill_numbers()
+    done = {
+        row["source_ref"]: row
+        for row in pipeline.stored("kingdee_corrections", day).to_dict("records")
+    }
+    assert (done[edited]["action"], done[edited]["result"]) == ("change", "done")
+    assert done[edited]["after"] != done[edited]["before"]
+    assert (done[cancelled]["action"], done[cancelled]["result"]) == ("delete", "done")
+    # Compared again after the corrections: Kingdee agrees with WDT.
+    assert check_results(result)["kingdee_agrees_with_wdt"].passed
+
+    # Idempotent: a second correction finds nothing to do and writes nothing.
+    written = writes(pipeline)
+    again = pipeline.correct(day, confirm=True)
+    assert again.success and writes(pipeline) == written
+    assert pipeline.stored("kingdee_corrections", day).empty
+
+
+def test_a_saved_bill_is_changed_in_place_and_a_closed_period_is_left_to_a_person(
+    make_pipeline, tmp_path
+):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("after_save: none\non_drift: correct\n", encoding="utf-8")
+    pipeline = make_pipeline(orders_per_day=8, missing_ratio=0, mapping_file=str(mapping))
+    day = pipeline.days[-1]
+    assert pipeline.run(day).success
+    edited, cancelled, _, _ = change_two(pipeline, day)
+    assert bill_of(pipeline, edited)["FDocumentStatus"] == "A"
+
+    pipeline.sandbox.kingdee.closed_until = date.fromisoformat(day)  # 库存关账
+    closed = pipeline.correct(day)
+    assert closed.success
+    left = pipeline.stored("kingdee_corrections", day)
+    assert set(left["action"]) == {"needs_a_person"} and set(left["result"]) == {"left_alone"}
+    assert all(any("关账" in m for m in messages) for messages in left["messages"])
+    assert not check_results(closed)["kingdee_agrees_with_wdt"].passed
+
+    pipeline.sandbox.kingdee.closed_until = None
+    result = pipeline.correct(day)  # on_drift: correct in the mapping: no confirm needed
+    assert result.success and check_results(result)["kingdee_agrees_with_wdt"].passed
+    assert bill_of(pipeline, edited)["FDocumentStatus"] == "A"  # after_save: none
+    assert cancelled not in pipeline.kingdee_bill_numbers()

@@ -4,6 +4,7 @@ the project's client and the official SDK, with document states and on-hand stoc
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -133,3 +134,28 @@ def test_bills_of_two_orgs_numbered_alike_are_moved_by_fid(kingdee_sim, kingdee_
     assert by_org == {"100": {saved[0].fid: "A"}, "200": {saved[1].fid: "B"}}
     with pytest.raises(ValueError, match="by number or by FID"):
         kingdee_client.audit(FORM, ["X"], fids=[saved[0].fid])
+
+
+def test_a_bill_is_changed_by_its_fid_only_while_created_or_reaudit(kingdee_sim, kingdee_client):
+    [saved] = kingdee_client.batch_save(FORM, [mis_delivery_bill("MOD-1")]).saved
+    changed = {**mis_delivery_bill("MOD-1", [("MAT-001", "Pcs", 9)]), "FID": saved.fid}
+    assert kingdee_client.batch_save(FORM, [changed]).is_success
+    [bill] = kingdee_sim.app.bills()
+    assert (bill["FID"], [e["qty"] for e in bill["entries"]]) == (saved.fid, ["9"])
+    kingdee_client.submit(FORM, fids=[saved.fid])
+    refused = kingdee_client.batch_save(FORM, [changed])
+    assert not refused.saved and "不能修改" in refused.errors[0][0]
+    missing = kingdee_client.batch_save(FORM, [{**changed, "FID": 999}])
+    assert "不存在" in missing.errors[0][0]
+
+
+def test_a_closed_period_refuses_saving_changing_and_unauditing_its_bills(
+    kingdee_sim, kingdee_client
+):
+    [saved] = kingdee_client.batch_save(FORM, [mis_delivery_bill("CL-1")]).saved
+    kingdee_client.submit(FORM, fids=[saved.fid])
+    kingdee_client.audit(FORM, fids=[saved.fid])
+    bill_day = kingdee_sim.app.bills()[0]["FDate"][:10]
+    kingdee_sim.app.closed_until = date.fromisoformat(bill_day)
+    assert "关账" in kingdee_client.unaudit(FORM, fids=[saved.fid]).errors[0][0]
+    assert "关账" in kingdee_client.batch_save(FORM, [mis_delivery_bill("CL-2")]).errors[0][0]
