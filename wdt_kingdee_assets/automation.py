@@ -66,7 +66,7 @@ IN_FLIGHT = [
 ]
 
 
-def _int_setting(name: str, default: int) -> int:
+def int_setting(name: str, default: int) -> int:
     """Non-secret automation tunables; a bad value fails at load with the variable named."""
     value = os.environ.get(name) or str(default)
     try:
@@ -78,11 +78,11 @@ def _int_setting(name: str, default: int) -> int:
     return number
 
 
-def _beijing_now(moment: datetime | None = None) -> datetime:
+def beijing_now(moment: datetime | None = None) -> datetime:
     return (moment or datetime.now(BEIJING)).astimezone(BEIJING)
 
 
-def _first_day() -> date:
+def first_day() -> date:
     return date.fromisoformat(start_date())
 
 
@@ -119,8 +119,8 @@ def build_schedules(flow: Flow) -> list[dg.ScheduleDefinition]:
     ) -> dg.RunRequest | dg.SkipReason:
         # The partitions include the open day (end_offset=1), so build_schedule_from_partitioned_job
         # would pick today; the closed day is computed here from the tick's own time.
-        day = _beijing_now(context.scheduled_execution_time).date() - timedelta(days=1)
-        if day < _first_day():
+        day = beijing_now(context.scheduled_execution_time).date() - timedelta(days=1)
+        if day < first_day():
             return dg.SkipReason(f"{day} is before the first partition ({start_date()})")
         return dg.RunRequest(
             partition_key=day.isoformat(),
@@ -142,7 +142,7 @@ def build_schedules(flow: Flow) -> list[dg.ScheduleDefinition]:
         ),
     )
     def sync_today_hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        now = _beijing_now(context.scheduled_execution_time)
+        now = beijing_now(context.scheduled_execution_time)
         key = now.date().isoformat()
         try:
             day_window(key, now)
@@ -242,11 +242,11 @@ def build_late_documents_sensor(
         context: dg.SensorEvaluationContext, wdt: WdtResource
     ) -> dg.SensorResult:
         cursor = LateStockoutsCursor.parse(context.cursor)
-        yesterday = _beijing_now().date() - timedelta(days=1)
+        yesterday = beijing_now().date() - timedelta(days=1)
         days = [
             (yesterday - timedelta(days=n)).isoformat()
             for n in range(lookback_days)
-            if yesterday - timedelta(days=n) >= _first_day()
+            if yesterday - timedelta(days=n) >= first_day()
         ]
         client = wdt.client(context.log.warning, patient=False)
         requests: list[dg.RunRequest] = []
@@ -547,12 +547,12 @@ def build_automation(flow: Flow) -> tuple[list[dg.ScheduleDefinition], list[dg.S
     """The flow's schedules and sensors, tuned by the environment (README, *Configuration*)."""
     sensors = [
         build_late_documents_sensor(
-            flow, lookback_days=_int_setting("WDT_KINGDEE_LATE_LOOKBACK_DAYS", 7)
+            flow, lookback_days=int_setting("WDT_KINGDEE_LATE_LOOKBACK_DAYS", 7)
         ),
         build_held_and_failed_bills_sensor(
             flow,
-            base_delay_minutes=_int_setting("WDT_KINGDEE_RETRY_DELAY_MINUTES", 15),
-            max_attempts=_int_setting("WDT_KINGDEE_RETRY_MAX_ATTEMPTS", 5),
+            base_delay_minutes=int_setting("WDT_KINGDEE_RETRY_DELAY_MINUTES", 15),
+            max_attempts=int_setting("WDT_KINGDEE_RETRY_MAX_ATTEMPTS", 5),
         ),
     ]
     return build_schedules(flow), sensors

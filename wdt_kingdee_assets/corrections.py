@@ -53,6 +53,7 @@ class Result(StrEnum):
     LEFT = "left_alone"
 
 
+OFF = "未更正: 映射为 on_drift: report / not corrected: on_drift is report (or confirm the day)"
 # A document that no longer stands for goods that left: its bill goes.
 GONE_FOR_GOOD = frozenset({Change.CANCELLED, Change.NOT_COMPLETED})
 
@@ -130,7 +131,9 @@ class Corrector:
         self.after_save = after_save
         self.log = log or logging.getLogger(__name__)
 
-    def correct(self, rows: Sequence[Mapping[str, Any]]) -> list[Correction]:
+    def correct(self, rows: Sequence[Mapping[str, Any]], *, act: bool = True) -> list[Correction]:
+        """Each drifted row's correction; with ``act`` False only what would be done (the
+        corrections are off), nothing sent."""
         done = []
         for row in rows:
             action, why = plan(row)
@@ -147,7 +150,10 @@ class Corrector:
             if why:
                 correction.messages.append(why)
             if action in (Action.CHANGE, Action.DELETE):
-                self._act(correction, row.get("model"))
+                if act:
+                    self._act(correction, row.get("model"))
+                else:
+                    correction.messages.append(OFF)
             done.append(correction)
         return done
 

@@ -47,8 +47,8 @@ def build_corrections_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefiniti
             "is changed in place (Save with its FID; unaudited first when audited, then "
             "submitted and audited again), or deleted when its document was cancelled — each "
             "with before and after. In approval, in a closed period, held twice, or gone from "
-            "WDT: left to a person, saying why. Runs only with on_drift: correct in the "
-            "mapping, or confirm: true for the day."
+            "WDT: left to a person, saying why. Sends only with on_drift: correct in the "
+            "mapping, or confirm: true for the day; else it lists what it would do."
         ),
         metadata={"dagster/column_schema": column_schema(flow.corrections_schema)},
     )
@@ -60,13 +60,14 @@ def build_corrections_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefiniti
     ) -> dg.Output[pd.DataFrame]:
         day = context.partition_key
         mapping = flow.load_mapping()
-        if mapping.on_drift != "correct" and not config.confirm:
-            raise dg.Failure(
-                description=(
-                    f"{day}: 未开启更正 / corrections are off: the mapping says on_drift: "
-                    f"{mapping.on_drift}. Set on_drift: correct in it, or run "
-                    f"{flow.correct_job_name} for this day with confirm: true."
-                )
+        act = mapping.on_drift == "correct" or config.confirm
+        if not act:
+            context.log.warning(
+                "%s: 未开启更正 / corrections are off (on_drift: %s): what would be done is "
+                "listed, nothing is sent. Set on_drift: correct, or run %s with confirm: true.",
+                day,
+                mapping.on_drift,
+                flow.correct_job_name,
             )
         client = kingdee.client()
         with api_step(day):
@@ -85,7 +86,7 @@ def build_corrections_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefiniti
                 mapping.after_save,
                 log=context.log,
             )
-            done = corrector.correct([item.row() for item in preview.drift])
+            done = corrector.correct([item.row() for item in preview.drift], act=act)
         frame = flow.corrections_schema.frame(item.row() for item in done)
         counted = Counter(str(item.result) for item in done)
         for item in done:
@@ -100,6 +101,7 @@ def build_corrections_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefiniti
         return dg.Output(
             frame,
             metadata={
+                "corrections_on": act,
                 "drifted_bills": len(done),
                 **{str(result): counted.get(str(result), 0) for result in Result},
                 "corrections": evidence_table(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from wdt_kingdee_assets.assets import build_assets
-from wdt_kingdee_assets.automation import build_automation
+from wdt_kingdee_assets.automation import build_automation, int_setting
 from wdt_kingdee_assets.checks import build_checks
 from wdt_kingdee_assets.drift_assets import (
     build_corrections_asset,
@@ -19,6 +19,7 @@ from wdt_kingdee_assets.drift_assets import (
     build_drift_check,
     build_drift_jobs,
 )
+from wdt_kingdee_assets.drift_sensor import build_drift_sensor
 from wdt_kingdee_assets.flow import Flow
 
 
@@ -34,10 +35,13 @@ def build_flow_defs(flow: Flow) -> dg.Definitions:
         description=(f"同步{flow.title}: pull, normalize, map and write one day, with all checks."),
     )
     schedules, sensors = build_automation(flow)
+    drift_jobs = build_drift_jobs(flow, drift, corrections)
+    lookback = int_setting("WDT_KINGDEE_DRIFT_LOOKBACK_DAYS", 7)
+    sensors = [*sensors, build_drift_sensor(flow, drift_jobs, lookback_days=lookback)]
     return dg.Definitions(
         assets=[*assets.all(), corrections, drift],
         asset_checks=[*build_checks(flow, assets), build_drift_check(flow, drift)],
-        jobs=[job, *build_drift_jobs(flow, drift, corrections)],
+        jobs=[job, *drift_jobs],
         schedules=schedules,
         sensors=sensors,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -119,3 +120,27 @@ def test_definitions_without_a_start_date_fail_naming_the_variable():
     )
     assert result.returncode != 0
     assert "WDT_KINGDEE_START_DATE is not set" in result.stdout + result.stderr
+
+
+def test_preview_prints_each_bill_writes_the_payloads_and_nothing_to_kingdee(tmp_path: Path):
+    out = tmp_path / "payloads.json"
+    day = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
+    command = [sys.executable, "-m", "wdt_kingdee_assets.cli", "preview", "--day", day]
+    with running_sandbox("--days", "1", "--orders-per-day", "6", "--missing-ratio", "0") as env:
+        result = subprocess.run(
+            [*command, "--out", str(out)],
+            env=clean_env(**env, WDT_KINGDEE_DATA_DIR=str(tmp_path / "data")),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.splitlines()
+        assert f"production_stockout {day}: new 6, identical 0" in "\n".join(lines)
+        assert sum(line.startswith("new ") for line in lines) == 6
+        [payload] = json.loads(out.read_text(encoding="utf-8"))
+        assert payload["formid"] == "STK_MisDelivery" and len(payload["data"]["Model"]) == 6
+        assert admin_state(env["KINGDEE_BASE_URL"])["bills"] == []
+    # It cannot answer without the environment: exit 2, naming what is missing.
+    missing = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "not set: KINGDEE_ACCT_ID" in missing.stderr

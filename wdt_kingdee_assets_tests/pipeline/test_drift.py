@@ -147,11 +147,14 @@ def test_an_audited_bill_is_unaudited_changed_and_audited_again_only_when_asked(
     before = bill_of(pipeline, edited)
     written = writes(pipeline)
 
-    # on_drift: report (the default): the correct job refuses, naming how to turn it on.
-    refused = pipeline.correct(day)
-    assert not refused.success and writes(pipeline) == written
-    failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "on_drift: report" in failure.step_failure_data.user_failure_data.description
+    # on_drift: report (the default): the correct job lists what it would do, sends nothing.
+    listed = pipeline.correct(day)
+    assert listed.success and writes(pipeline) == written
+    planned = pipeline.stored("kingdee_corrections", day).set_index("source_ref")
+    assert (planned.at[edited, "action"], planned.at[cancelled, "action"]) == ("change", "delete")
+    assert set(planned["result"]) == {"left_alone"}
+    assert all("on_drift" in " ".join(m) for m in planned["messages"])
+    assert not check_results(listed)["kingdee_agrees_with_wdt"].passed
 
     result = pipeline.correct(day, confirm=True)
     assert result.success
