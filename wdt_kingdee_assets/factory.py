@@ -45,3 +45,22 @@ def build_flow_defs(flow: Flow) -> dg.Definitions:
         schedules=schedules,
         sensors=sensors,
     )
+
+
+def flow_parts(
+    flow: Flow, flow_defs: dg.Definitions, names: set[str] | None = None, *, checks: bool = True
+) -> list:
+    """The flow's assets named (None: those its sync job runs — all but its comparison with
+    Kingdee and the corrections), with their checks unless not wanted: what to materialize
+    in-process."""
+    apart = {flow.drift_name, flow.corrections_name}
+
+    def wanted(key: dg.AssetKey) -> bool:
+        name = key.path[-1]
+        return name in names if names is not None else name not in apart
+
+    assets = [a for a in flow_defs.assets if all(wanted(key) for key in a.keys)]
+    checks = [
+        c for c in flow_defs.asset_checks if all(wanted(spec.asset_key) for spec in c.check_specs)
+    ]
+    return [*assets, *checks]

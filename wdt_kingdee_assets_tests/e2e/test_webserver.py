@@ -277,19 +277,19 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
         dagster = Dagster(port)
         # The webserver answers before it has loaded the code location.
         wait_for("the code location", dagster.location, 90)
-        # Two flows, each a group of four daily assets with its own job.
+        # Two flows, each a group of four daily assets and its comparison with Kingdee, with
+        # the sync, preview and correct jobs.
         groups = dagster.asset_groups()
         assert groups["wdt_to_kingdee"] == {
-            "assets": {
-                "raw_stockouts",
-                "normalized_stockouts",
-                "kingdee_bills",
-                "kingdee_write_results",
-            },
-            "jobs": {"sync_stockouts"},
+            "assets": {*ASSETS, "kingdee_corrections", "kingdee_vs_wdt"},
+            "jobs": {"sync_stockouts", "preview_stockouts", "correct_stockouts"},
         }
-        assert groups["production_stockin"]["jobs"] == {"sync_stockins"}
-        assert len(groups["production_stockin"]["assets"]) == 4
+        assert groups["production_stockin"]["jobs"] == {
+            "sync_stockins",
+            "preview_stockins",
+            "correct_stockins",
+        }
+        assert len(groups["production_stockin"]["assets"]) == 6
         run_id = dagster.client.submit_job_execution(
             "sync_stockouts", tags={"dagster/partition": single}
         )

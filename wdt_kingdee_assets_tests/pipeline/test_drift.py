@@ -175,6 +175,19 @@ def test_an_audited_bill_is_unaudited_changed_and_audited_again_only_when_asked(
     # Compared again after the corrections: Kingdee agrees with WDT.
     assert check_results(result)["kingdee_agrees_with_wdt"].passed
 
+    # A stock-out moved to the next day: its bill is re-dated from the next day's correction,
+    # and then belongs to that day alone.
+    moved = sorted(pipeline.completed_orders(day), key=lambda o: o["stockout_no"])[-1]
+    next_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    pipeline.sandbox.wdt.change_order(moved["stockout_no"], consign_time=f"{next_day} 08:00:00")
+    assert pipeline.correct(next_day, confirm=True).success
+    redated = bill_of(pipeline, moved["stockout_no"])
+    assert (redated["FDate"][:10], redated["FDocumentStatus"]) == (next_day, "C")
+    assert pipeline.correct(day, confirm=True).success
+    assert moved["stockout_no"] not in set(
+        pipeline.stored("kingdee_corrections", day)["source_ref"]
+    )
+
     # Idempotent: a second correction finds nothing to do and writes nothing.
     written = writes(pipeline)
     again = pipeline.correct(day, confirm=True)

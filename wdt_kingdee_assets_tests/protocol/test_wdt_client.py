@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+import requests
 
 from wdt_kingdee_assets.sandbox.credentials import WdtCredentials
 from wdt_kingdee_assets.sandbox.wdt_server import MSG_RATE, MSG_STATUS_FILTER, MSG_WINDOW
@@ -281,3 +282,21 @@ def test_no_secret_salt_or_sign_in_errors_or_repr(
     for forbidden in (SECRET, SALT, "sign=", "salt="):
         assert forbidden not in rendered
     assert SECRET not in repr(client) and SALT not in repr(client)
+
+
+def test_a_document_changed_after_the_fact_is_found_by_number_in_any_status(wdt_sim, wdt_client):
+    number = "CK-1"
+    wdt_sim.app.add_orders([{**ORDER, "stockout_no": number}])
+    changed = requests.post(
+        f"{wdt_sim.server.root_url}/__admin__/orders/change",
+        json={"number": number, "cancel": True},
+        timeout=5,
+    ).json()["order"]
+    assert changed["status"] == 5 and changed["modified"]
+    found = wdt_client.by_number(PROCESS_STOCKOUT, number)
+    assert found is not None and found["status"] == 5
+    assert wdt_client.by_number(PROCESS_STOCKOUT, "CK-NONE") is None
+    bad = requests.post(
+        f"{wdt_sim.server.root_url}/__admin__/orders/change", json={"number": "CK-NONE"}, timeout=5
+    )
+    assert bad.status_code == 400 and "CK-NONE" in bad.json()["error"]

@@ -14,8 +14,9 @@ import sys
 
 import dagster as dg
 
-from wdt_kingdee_assets.definitions import build_resources
-from wdt_kingdee_assets_tests.fixtures.pipeline import ASSETS
+from wdt_kingdee_assets.definitions import FLOW_DEFS, build_resources
+from wdt_kingdee_assets.factory import flow_parts
+from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 
 
 def main(day: str, data_dir: str, batch_size: int, lease_wait: float | None = None) -> int:
@@ -25,7 +26,7 @@ def main(day: str, data_dir: str, batch_size: int, lease_wait: float | None = No
     instance = dg.DagsterInstance.ephemeral() if lease_wait is None else dg.DagsterInstance.get()
     with instance:
         result = dg.materialize(
-            ASSETS,
+            flow_parts(PRODUCTION_STOCKOUT, FLOW_DEFS[PRODUCTION_STOCKOUT.name], checks=False),
             partition_key=day,
             resources=build_resources(data_dir),
             instance=instance,
