@@ -60,8 +60,11 @@ class FrameSchema:
             {column.name: _coerce(data.pop(column.name), column.kind) for column in self.columns}
         )
 
-    def write_jsonl(self, frame: pd.DataFrame, stream: TextIO) -> None:
-        """One JSON object per row, written as it is made: a day is never one string in memory."""
+    def write_jsonl(
+        self, frame: pd.DataFrame, stream: TextIO, constants: Mapping[str, Any] | None = None
+    ) -> None:
+        """One JSON object per row, written as it is made: a day is never one string in memory.
+        ``constants`` lead every row (the partition's ``day``), for tools that read the files."""
         missing = [name for name in self.names if name not in frame.columns]
         if missing:
             raise ValueError(f"{self.name}: DataFrame lacks columns {missing}")
@@ -70,8 +73,9 @@ class FrameSchema:
             _json_column(frame[column.name].tolist(), column.kind) for column in self.columns
         ]
         encode = _ENCODER.encode
+        lead = dict(constants or {})
         for row in zip(*columns, strict=True):
-            stream.write(encode(dict(zip(names, row, strict=True))) + "\n")
+            stream.write(encode({**lead, **dict(zip(names, row, strict=True))}) + "\n")
 
     def read_jsonl(self, stream: Iterable[str]) -> pd.DataFrame:
         """The frame from JSON Lines, parsed and spread into columns a chunk of lines at a time."""

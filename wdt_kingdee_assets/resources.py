@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
-from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
+from wdt_kingdee_assets.storage import DEFAULT_FILE_MODE, FILE_MODE_ENV, PartitionedJsonlIOManager
 from wdt_kingdee_assets.throttle import Backoff, ThrottleWait
 from wdt_kingdee_assets.wdt.client import WdtClient
 
@@ -144,5 +144,7 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
             auth_mode=_optional("KINGDEE_AUTH_MODE", "signature"),
             retry_first_delay_seconds=float(_optional(CALL_RETRY_DELAY, "1")),
         ),
-        "io_manager": PartitionedJsonlIOManager(base_dir=data_dir),
+        "io_manager": PartitionedJsonlIOManager(
+            base_dir=data_dir, file_mode=_optional(FILE_MODE_ENV, DEFAULT_FILE_MODE)
+        ),
     }

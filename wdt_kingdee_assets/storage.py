@@ -25,6 +25,11 @@ from wdt_kingdee_assets.frames import Column, FrameSchema
 
 COLUMN_SCHEMA = "dagster/column_schema"
 DATA_DIR_ENV = "WDT_KINGDEE_DATA_DIR"
+FILE_MODE_ENV = "WDT_KINGDEE_FILE_MODE"
+# Owner writes, the owner's group reads (a reporting account in the group), others nothing: the
+# days name materials, quantities and warehouses — business data, not for every local user.
+DEFAULT_FILE_MODE = "0640"
+DAY_FIELD = "day"  # every stored row names its partition, for tools that read the files
 
 
 def default_data_dir() -> str:
@@ -116,6 +121,11 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
             "(least recently used dropped first); 0 = parse the file at every load"
         ),
     )
+    file_mode: str = Field(
+        default=DEFAULT_FILE_MODE,
+        pattern=r"^0?[0-7]{3}$",
+        description="octal mode of the stored files (folders get x where r is set)",
+    )
     _parsed: OrderedDict[Path, tuple[FileSignature, pd.DataFrame]] = PrivateAttr(
         default_factory=OrderedDict
     )
@@ -128,12 +138,15 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
         schema = stored_schema(context)
         path = self.path_for(schema.name, context.partition_key)
         self._parsed.pop(path, None)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = int(self.file_mode, 8)
+        _make_folders(path.parent, _folder_mode(mode))
         with tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
         ) as handle:
-            schema.write_jsonl(obj, handle)
+            schema.write_jsonl(obj, handle, {DAY_FIELD: context.partition_key})
             temporary = handle.name
+        # A temporary file is the owner's alone (0600): the stored day gets the documented mode.
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
@@ -172,3 +185,16 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
             self.reuse_bytes
         ):
             self._parsed.popitem(last=False)
+
+
+def _folder_mode(file_mode: int) -> int:
+    """A folder's mode for files of ``file_mode``: searchable by whoever may read the files."""
+    return 0o700 | file_mode | ((file_mode & 0o044) >> 2)
+
+
+def _make_folders(folder: Path, mode: int) -> None:
+    """``folder`` and its missing parents with ``mode`` (mkdir's is masked by the umask)."""
+    missing = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+    for parent in reversed(missing):
+        parent.mkdir(exist_ok=True)
+        os.chmod(parent, mode)

@@ -1,10 +1,15 @@
 """The JSON Lines IO manager: what a run's steps load is what the file holds, parsed once."""
 
+import json
+import stat
+from decimal import Decimal
+
 import dagster as dg
 import pandas as pd
 import pytest
 
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
+from wdt_kingdee_assets.reading import read_day
 from wdt_kingdee_assets.storage import PartitionedJsonlIOManager, StoredDay, column_schema
 
 DAY = "2025-06-09"
@@ -99,3 +104,29 @@ def test_a_damaged_stored_day_fails_with_the_path_and_the_remedy(tmp_path):
     day = _load(manager, StoredDay)
     with pytest.raises(dg.Failure, match=damaged):
         list(day.values("bill_no"))
+
+
+def test_a_stored_day_reads_back_exact_with_its_day_and_is_readable_by_the_group(tmp_path):
+    schema = PRODUCTION_STOCKOUT.lines_schema
+    lines = schema.frame(
+        [{"stockout_id": 1, "stockout_no": "CK1", "spec_no": "00123", "num": Decimal("1.2500")}]
+    )
+    context = dg.build_output_context(
+        asset_key=dg.AssetKey("normalized_stockouts"),
+        partition_key=DAY,
+        definition_metadata={"dagster/column_schema": column_schema(schema)},
+    )
+    PartitionedJsonlIOManager(base_dir=str(tmp_path / "data")).handle_output(context, lines)
+    path = tmp_path / "data" / "normalized_stockouts" / f"{DAY}.jsonl"
+    assert json.loads(path.read_text(encoding="utf-8"))["day"] == DAY
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    read = read_day("normalized_stockouts", DAY, tmp_path / "data")
+    assert list(read.columns[:2]) == ["day", "stockout_id"]
+    assert (read.at[0, "day"], read.at[0, "spec_no"], read.at[0, "num"]) == (
+        DAY,
+        "00123",
+        Decimal("1.2500"),
+    )
+    with pytest.raises(KeyError, match="kingdee_bills"):
+        read_day("bills", DAY, tmp_path / "data")
