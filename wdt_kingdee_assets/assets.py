@@ -214,6 +214,7 @@ def build_assets(flow: Flow) -> FlowAssets:
                     status=config.status,
                     warehouse_no=config.warehouse_no,
                     max_passes=config.max_passes,
+                    on_step_down=context.log.warning,
                 )
         except IncompletePullError as exc:
             raise dg.Failure(
@@ -243,6 +244,8 @@ def build_assets(flow: Flow) -> FlowAssets:
                 "distinct_orders_pulled": len(pulled.orders),
                 "outside_day": len(pulled.orders) - len(kept),
                 "pages": pulled.pages,
+                "page_size": pulled.page_size,
+                "page_size_steps": dg.MetadataValue.json(pulled.step_downs),
                 "passes": pulled.passes,
                 "api_calls": client.stats.calls,
                 "retries": client.stats.retries,

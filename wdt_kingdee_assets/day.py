@@ -7,6 +7,7 @@ builds exactly the bills a run would write.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -46,6 +47,7 @@ def pull_day(
     status: str | None = None,
     warehouse_no: str | None = None,
     max_passes: int = 3,
+    on_step_down: Callable[[str], None] | None = None,
 ) -> PulledDay:
     """The day's documents, complete (``IncompletePullError`` otherwise). An order whose time
     cannot be read stays: WDT put it in this window, and the normalizer rejects its lines with
@@ -60,7 +62,7 @@ def pull_day(
         status=source.status if status is None else status or None,
         warehouse_no=warehouse_no or None,
     )
-    pulled = pull_documents(client, query, max_passes=max_passes)
+    pulled = pull_documents(client, query, max_passes=max_passes, on_step_down=on_step_down)
     kept = [
         order
         for order in pulled.orders

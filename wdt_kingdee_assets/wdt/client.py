@@ -139,7 +139,7 @@ class WdtClient:
         appkey: str,
         appsecret: str,
         *,
-        page_size: int = 100,
+        page_size: int = MAX_PAGE_SIZE,
         calls_per_minute: float = 60.0,
         timeout: float = 30.0,
         backoff: Backoff | None = None,

@@ -8,13 +8,19 @@ loudly with both numbers otherwise (SPEC §3: never a silently short day).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from wdt_kingdee_assets.wdt.client import BEIJING, WDT_TIME_FORMAT, DocumentQuery, WdtClient
-from wdt_kingdee_assets.wdt.errors import IncompletePullError
+from wdt_kingdee_assets.wdt.errors import (
+    IncompletePullError,
+    WdtBusinessError,
+    WdtError,
+    WdtTransientError,
+)
 from wdt_kingdee_assets.wdt.methods import WdtMethod
 
 MAX_WINDOW_DAYS = 30
@@ -62,6 +68,40 @@ class PullResult:
     pages: int  # page calls made, all passes and windows
     passes: int  # full passes made, summed over windows
     windows: int
+    page_size: int = 0  # the page size the pull ended with
+    step_downs: list[str] = field(default_factory=list)  # each smaller page size, and why
+
+
+# The page size a pull steps down to, at the least (WDT_PAGE_SIZE below it is kept as it is).
+MIN_STEP_PAGE_SIZE = 100
+# A refusal of the page itself [G: WDT's wording for too large a page is not documented].
+_PAGE_REFUSED = ("page_size", "分页", "页大小")
+
+
+@dataclass
+class _Pager:
+    """The page size of one pull: it starts at the client's and halves when a page of that
+    size times out or is refused, for the rest of the pull."""
+
+    size: int
+    floor: int
+    step_downs: list[str] = field(default_factory=list)
+    on_step_down: Callable[[str], None] | None = None
+
+    def step_down(self, error: WdtError) -> bool:
+        """Whether a smaller page may help with ``error`` (then the size is halved)."""
+        pages_refused = isinstance(error, WdtBusinessError) and any(
+            marker in str(error) for marker in _PAGE_REFUSED
+        )
+        if self.size <= self.floor or not (isinstance(error, WdtTransientError) or pages_refused):
+            return False
+        smaller = max(self.floor, self.size // 2)
+        said = f"page_size {self.size} → {smaller}: {error}"
+        self.step_downs.append(said)
+        if self.on_step_down:
+            self.on_step_down(f"WDT pages of {self.size} failed, asking {smaller} a page: {error}")
+        self.size = smaller
+        return True
 
 
 @dataclass
@@ -122,8 +162,7 @@ def sort_orders(orders: list[dict[str, Any]], query: DocumentQuery) -> list[dict
     )
 
 
-def _one_pass(client: WdtClient, query: DocumentQuery) -> _Pass:
-    size = client.page_size
+def _one_pass(client: WdtClient, query: DocumentQuery, size: int) -> _Pass:
     orders: dict[str, dict[str, Any]] = {}
     totals: list[int] = []
     page_no = 0
@@ -151,14 +190,25 @@ def _describe(query: DocumentQuery) -> str:
     return f"window {start} .. {end} (Beijing, time_type={query.time_type}, status={query.status})"
 
 
+def _pass_of(client: WdtClient, query: DocumentQuery, pager: _Pager) -> _Pass:
+    """One pass, begun again with smaller pages when a page of this size fails (a pass never
+    mixes page sizes: the offsets would shift)."""
+    while True:
+        try:
+            return _one_pass(client, query, pager.size)
+        except WdtError as exc:
+            if not pager.step_down(exc):
+                raise
+
+
 def _pull_window(
-    client: WdtClient, query: DocumentQuery, max_passes: int
+    client: WdtClient, query: DocumentQuery, max_passes: int, pager: _Pager
 ) -> tuple[dict[str, dict[str, Any]], int, int, int]:
     """(orders by key, WDT's total, pages, passes) for one window of at most 30 days."""
     union: dict[str, dict[str, Any]] = {}
     pages = 0
     for passes in range(1, max_passes + 1):
-        this = _one_pass(client, query)
+        this = _pass_of(client, query, pager)
         pages += this.pages
         union.update(this.orders)  # a later pass has the fresher copy of an order
         latest_total = this.totals[-1]
@@ -177,16 +227,28 @@ def _pull_window(
     )
 
 
-def pull_documents(client: WdtClient, query: DocumentQuery, *, max_passes: int = 3) -> PullResult:
-    """Every order WDT reports for ``query``, each once, or :class:`IncompletePullError`."""
+def pull_documents(
+    client: WdtClient,
+    query: DocumentQuery,
+    *,
+    max_passes: int = 3,
+    on_step_down: Callable[[str], None] | None = None,
+) -> PullResult:
+    """Every order WDT reports for ``query``, each once, or :class:`IncompletePullError`.
+
+    Pages are the client's size (WDT allows 2000); a page that times out or is refused for its
+    size is asked again in halves, down to 100 (``on_step_down`` hears each step, with why)."""
     if max_passes < 1:
         raise ValueError(f"max_passes must be at least 1, got {max_passes}")
+    pager = _Pager(
+        client.page_size, min(MIN_STEP_PAGE_SIZE, client.page_size), on_step_down=on_step_down
+    )
     windows = split_window(query.start_time, query.end_time, query.method.max_window_days)
     merged: dict[str, dict[str, Any]] = {}
     counted = pages = passes = 0
     for start, end in windows:
         orders, total, window_pages, window_passes = _pull_window(
-            client, replace(query, start_time=start, end_time=end), max_passes
+            client, replace(query, start_time=start, end_time=end), max_passes, pager
         )
         twins = sum(1 for key in orders if key in merged)
         counted += total - twins
@@ -199,4 +261,6 @@ def pull_documents(client: WdtClient, query: DocumentQuery, *, max_passes: int =
         pages=pages,
         passes=passes,
         windows=len(windows),
+        page_size=pager.size,
+        step_downs=pager.step_downs,
     )

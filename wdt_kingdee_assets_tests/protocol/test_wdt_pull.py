@@ -10,7 +10,7 @@ import pytest
 
 from wdt_kingdee_assets.sandbox.datagen import build_catalog, generate_day
 from wdt_kingdee_assets.wdt.client import BEIJING, WdtClient
-from wdt_kingdee_assets.wdt.errors import IncompletePullError
+from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError, WdtTransientError
 from wdt_kingdee_assets.wdt.pull import pull_documents
 from wdt_kingdee_assets_tests.fixtures.wdt import WdtSandbox, stockout_query
 
@@ -141,3 +141,34 @@ def test_malformed_orders_are_pulled_too(wdt_sim: WdtSandbox, wdt_client: WdtCli
     result = pull_documents(wdt_client, ALL_STATUSES)
     assert len(result.orders) == result.total_count == 20
     assert result.orders[-1]["consign_time"] == "0000-00-00 00:00:00"  # unreadable sorts last
+
+
+def test_pages_of_2000_step_down_when_a_page_fails_and_say_why(
+    wdt_sim: WdtSandbox, make_wdt_client: Callable[..., WdtClient]
+) -> None:
+    orders = generate_day(DAY, seed=5, orders=300, catalog=CATALOG)
+    wdt_sim.app.add_orders(orders)
+    client = make_wdt_client()  # the default: the method's maximum page
+    assert client.page_size == 2000
+    heard: list[str] = []
+    # Every try of the first page fails (the client's four attempts): the pull halves the page.
+    wdt_sim.add_faults("5xx,times=4")
+    result = pull_documents(client, ALL_STATUSES, on_step_down=heard.append)
+    assert result.total_count == len(result.orders) == 300
+    assert result.page_size == 1000 and len(result.step_downs) == 1
+    assert "page_size 2000 → 1000" in result.step_downs[0] and "1000" in heard[0]
+    # Healthy, a day of 300 is one page.
+    assert pull_documents(client, ALL_STATUSES).pages == 1
+
+
+def test_a_failure_no_smaller_page_can_fix_is_not_stepped_down(
+    wdt_sim: WdtSandbox, make_wdt_client: Callable[..., WdtClient]
+) -> None:
+    wdt_sim.app.add_orders(generate_day(DAY, seed=5, orders=20, catalog=CATALOG))
+    client = make_wdt_client(page_size=100)  # at the floor already
+    wdt_sim.add_faults("5xx,times=4")
+    with pytest.raises(WdtTransientError):
+        pull_documents(client, ALL_STATUSES)
+    bad_status = stockout_query(DAY_START, DAY_START + timedelta(days=1), status="x")
+    with pytest.raises(WdtBusinessError):
+        pull_documents(make_wdt_client(), bad_status)
