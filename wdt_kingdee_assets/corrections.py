@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from wdt_kingdee_assets.bills import wire_model
-from wdt_kingdee_assets.drift import Change, Verdict
+from wdt_kingdee_assets.drift import Change, Verdict, field_label
 from wdt_kingdee_assets.kingdee.client import BatchSaveResult, KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
 from wdt_kingdee_assets.lifecycle import AfterSave, BillInKingdee, Lifecycle
@@ -105,10 +105,7 @@ def _sides(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     for diff in row["differences"] or []:
-        name = diff["field"]
-        if name == "FQty":
-            name = f"FQty {diff['material']}" + (f" lot {diff['lot']}" if diff["lot"] else "")
-            name += f" @{diff['stock']}"
+        name = field_label(diff) + (f" @{diff['stock']}" if diff["field"] == "FQty" else "")
         before[name], after[name] = diff["kingdee"], diff["wdt"]
     if row["verdict"] == Verdict.ONLY_IN_KINGDEE:
         before["bill"], after["bill"] = row["kingdee_bill_no"], None

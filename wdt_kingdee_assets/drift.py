@@ -145,6 +145,13 @@ def expected_bill(model: Mapping[str, Any], form: KingdeeForm) -> KingdeeBill:
     )
 
 
+def field_label(diff: Mapping[str, Any]) -> str:
+    """How a differing field is named to people: ``FDate``, or ``FQty <material> [lot <lot>]``."""
+    if diff["field"] != "FQty":
+        return str(diff["field"])
+    return f"FQty {diff['material']}" + (f" lot {diff['lot']}" if diff.get("lot") else "")
+
+
 def differences(wdt: KingdeeBill, kingdee: KingdeeBill) -> tuple[list[dict], list[Change]]:
     """The fields in which Kingdee's bill differs from the one WDT now makes, and the changes
     in WDT they tell of."""

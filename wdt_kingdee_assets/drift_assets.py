@@ -15,7 +15,7 @@ from pydantic import Field
 from wdt_kingdee_assets.assets import KINGDEE_POOL, FlowAssets, api_step, calls_api
 from wdt_kingdee_assets.corrections import Corrector, Result
 from wdt_kingdee_assets.day import bill_scope
-from wdt_kingdee_assets.drift import DRIFT, Verdict
+from wdt_kingdee_assets.drift import DRIFT, Verdict, field_label
 from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers, evidence_table
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.partitions import daily_partitions
@@ -195,9 +195,7 @@ def drift_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
             rows.append({**base, "field": "—", "WDT now": "—", "Kingdee": row["note"]})
             continue
         for diff in row["differences"] or []:
-            what = diff["field"]
-            if what == "FQty":
-                what = f"FQty {diff['material']}" + (f" lot {diff['lot']}" if diff["lot"] else "")
+            what = field_label(diff)
             rows.append({**base, "field": what, "WDT now": diff["wdt"], "Kingdee": diff["kingdee"]})
     return rows
 
