@@ -26,6 +26,8 @@ from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
 from wdt_kingdee_assets.mapping import MappingConfigError
 from wdt_kingdee_assets.normalize import document_id, normalize_orders
+from wdt_kingdee_assets.open_bills import summary_text
+from wdt_kingdee_assets.open_bills_asset import report_write
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
@@ -36,6 +38,7 @@ from wdt_kingdee_assets.writer import (
     BillWriter,
     bills_to_write,
     results_frame,
+    select_for_retry,
 )
 
 WDT_POOL = "wdt_api"
@@ -119,6 +122,13 @@ class WriteConfig(dg.Config):
         ge=1,
         le=MAX_IN_FLIGHT,
         description="BatchSave calls at once (Kingdee advises at most 5 server threads)",
+    )
+    only_bills: list[str] = Field(
+        default=[],
+        description=(
+            "重新推送 / re-push: send only these bills (FBillNo, or the WDT document number); the "
+            "day's other bills are looked up and reported, never sent. Empty: every ready bill"
+        ),
     )
 
 
@@ -423,6 +433,8 @@ def write_day(
                 before_send=lease.check,
             )
             to_write = bills_to_write(bills, flow)
+            if config.only_bills:
+                to_write = select_for_retry(to_write, config.only_bills)
             summary = writer.write(to_write)
             # What happens after the save (submit, audit), still holding the day: only bills
             # Kingdee now holds, each gated on Kingdee's read-back of it (lifecycle.py).
@@ -458,6 +470,8 @@ def write_day(
             metadata={"lease_holder_run": exc.holder.run_id},
         ) from exc
     results = results_frame(summary, flow, datetime.now(BEIJING), after_save)
+    status, open_bills = report_write(context, flow, results)
+    context.log.info("%s %s: %s", flow.name, context.partition_key, summary_text(open_bills))
     settled = results["settled"].dropna()
     trouble = results[
         results["outcome"].isin(OPEN) | results["settled"].isin(NOT_IN_EFFECT)
@@ -468,6 +482,7 @@ def write_day(
     return dg.Output(
         results,
         metadata={
+            "day_status": status.label,
             **{outcome.value: summary.count(outcome) for outcome in Outcome},
             **{f"failed_{kind.value}": summary.failed(kind) for kind in Failure},
             "renumbered_by_kingdee": int(

@@ -17,12 +17,20 @@ import pandas as pd
 
 from wdt_kingdee_assets.assets import API_RETRY, FlowAssets, api_step
 from wdt_kingdee_assets.day import bill_scope
-from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers, evidence_table
+from wdt_kingdee_assets.evidence import BILL_NUMBERS, bill_numbers, evidence_table, listed, verdict
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import BillRecord
 from wdt_kingdee_assets.kingdee.forms import KingdeeForm
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, Settled
 from wdt_kingdee_assets.locator import match_records
+from wdt_kingdee_assets.open_bills import (
+    MATERIAL_MISSING,
+    NOT_TAKEN_EFFECT,
+    DayStatus,
+    day_open_bills,
+    status_of,
+    summary_text,
+)
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
@@ -111,7 +119,12 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             return dg.AssetCheckResult(
                 passed=False,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=f"{flow.raw_name} has no materialization for {context.partition_key}",
+                description=verdict(
+                    False,
+                    "",
+                    f"该日未拉取 / {flow.raw_name} has no materialization for {context.partition_key}",
+                    "物化该日 / materialize the day",
+                ),
             )
         # Re-count exactly the window and filters of the pull: for the open day a later window
         # would count documents the pull was never meant to see.
@@ -139,9 +152,14 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 "total_count_now": recount,
                 f"late_{flow.documents}": recount - (total_at_pull or 0),
             },
-            description=None
-            if passed
-            else "the pulled day does not match WDT's count; re-materialize it",
+            description=verdict(
+                passed,
+                f"{distinct} {flow.documents} pulled = WDT's count then and now",
+                f"拉取不完整 / the pull is not complete: WDT counts {recount} now, {total_at_pull} "
+                f"at the pull, {distinct} distinct pulled",
+                f"重新物化该日，迟到的{source.document_chinese}随之拉取 / re-materialize the day: "
+                f"late {source.noun}s are pulled with it",
+            ),
         )
 
     @dg.asset_check(
@@ -167,6 +185,13 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             passed=not rows,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"rejected_lines": len(rows), "lines": evidence_table(rows)},
+            description=verdict(
+                not rows,
+                f"every {source.noun} line is usable",
+                f"{len(rows)} 行明细无法使用 / {len(rows)} WDT line(s) cannot become entries: "
+                + listed(sorted({row["reason"] for row in rows}), 3),
+                "在旺店通修正这些单据后重同步该日 / fix these documents in WDT, then re-sync the day",
+            ),
         )
 
     @dg.asset_check(
@@ -199,6 +224,14 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                     {number: held for number, held in sorted(held_by.items())}
                 ),
             },
+            description=verdict(
+                not held_by,
+                "every material exists and is enabled in Kingdee",
+                f"{len(held_by)} 种物料在金蝶缺失或未启用，暂挂 "
+                f"{len({b for held in held_by.values() for b in held})} 张单据 / material(s) "
+                f"missing or not enabled in Kingdee: {listed(sorted(held_by))}",
+                MATERIAL_MISSING.next_step,
+            ),
         )
 
     @dg.asset_check(
@@ -238,6 +271,14 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 "bills": evidence_table(rows),
                 BILL_NUMBERS: bill_numbers(row["bill"] for row in rows),
             },
+            description=verdict(
+                not rows,
+                "no bill is held",
+                f"{len(rows)} 张单据暂挂 / {len(rows)} bill(s) held: "
+                + listed(sorted({str(row["reason"]) for row in rows}), 3),
+                "按原因在金蝶补资料或修正映射，暂挂单据传感器随后重推 / add what Kingdee lacks or fix "
+                "the mapping as each reason says; the held-bills sensor then re-syncs the day",
+            ),
         )
 
     @dg.asset_check(
@@ -271,6 +312,14 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 "bills": evidence_table(rows),
                 BILL_NUMBERS: bill_numbers(unwritten),
             },
+            description=verdict(
+                not unwritten,
+                f"all {len(ready)} ready bill(s) are in Kingdee",
+                f"{len(unwritten)} 张就绪单据未写入金蝶 / ready bill(s) not written: "
+                + listed(f"{row['bill']} ({row['messages'][:80]})" for row in rows),
+                "按金蝶的提示处理后重推（wdt-kingdee retry --bill …），不会重复写入 / act on Kingdee's "
+                "message, then retry (wdt-kingdee retry --bill …): nothing is written twice",
+            ),
         )
 
     @dg.asset_check(
@@ -313,6 +362,49 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 "not_in_effect": len(rows),
                 "bills": evidence_table(rows),
                 BILL_NUMBERS: bill_numbers(short["bill_no"]),
+            },
+            description=verdict(
+                not rows,
+                f"{len(in_kingdee)} bill(s) in Kingdee, each as after_save asks",
+                f"{len(rows)} 张单据已保存未生效 / bill(s) in Kingdee not in effect: "
+                + listed(
+                    f"{row['bill']} {row['settled']} ({row['messages'][:80]})" for row in rows
+                ),
+                NOT_TAKEN_EFFECT.next_step,
+            ),
+        )
+
+    @dg.asset_check(
+        asset=assets.results,
+        partitions_def=daily_partitions,
+        blocking=True,
+        description=(
+            f"当日完成 / day complete: every {source.noun} of the day is a {form.chinese} in "
+            "effect in Kingdee. Fails as WARN while bills only wait on someone (a material to "
+            "create, a warehouse to map: run tag wdt_kingdee/day_status=waiting_on_someone), as "
+            "ERROR — which fails the run — when bills need attention (Kingdee refused them, "
+            "calls failed, saved but not in effect). Says which bills and what to do next; "
+            "the open_bills asset lists them across days."
+        ),
+    )
+    def day_complete(results: pd.DataFrame) -> dg.AssetCheckResult:
+        open_bills = day_open_bills(flow, results)
+        status = status_of(open_bills)
+        counts = open_bills["status"].value_counts()
+        return dg.AssetCheckResult(
+            passed=status == DayStatus.DONE,
+            severity=dg.AssetCheckSeverity.ERROR
+            if status == DayStatus.ATTENTION
+            else dg.AssetCheckSeverity.WARN,
+            description=summary_text(open_bills),
+            metadata={
+                "day_status": status.label,
+                DayStatus.WAITING.value: int(counts.get(DayStatus.WAITING, 0)),
+                DayStatus.ATTENTION.value: int(counts.get(DayStatus.ATTENTION, 0)),
+                "bills": evidence_table(
+                    open_bills[["bill_no", "status", "cause", "next_step"]].to_dict("records")
+                ),
+                BILL_NUMBERS: bill_numbers(open_bills["bill_no"]),
             },
         )
 
@@ -365,6 +457,7 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         no_held_bills,
         ready_bills_written,
         ready_bills_in_effect,
+        day_complete,
         kingdee_matches_bills,
     ]
 
@@ -487,6 +580,16 @@ def _bills_match_source(
             "lines_not_billed_once_list": evidence_table(unbilled),
             BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
         },
+        description=verdict(
+            not problems and not without_bill and not unbilled,
+            f"{len(ready)} ready bill(s) carry exactly the WDT quantities",
+            f"数量与旺店通不一致，未写入 / quantities differ from WDT, nothing written: "
+            f"{len(differences)} bill/material, {len(per_warehouse)} warehouse/material "
+            f"mismatch(es), {len(without_bill)} {flow.documents} without a bill, "
+            f"{len(unbilled)} line(s) not billed once",
+            "检查映射文件的单位换算与合并策略后重同步 / check the mapping's unit conversions and "
+            "strategy, then re-sync the day: the write stays blocked until they match",
+        ),
     )
 
 
@@ -544,6 +647,14 @@ def _kingdee_matches_bills(
             "differences": evidence_table(differences),
             BILL_NUMBERS: bill_numbers(row["bill"] for row in differences),
         },
+        description=verdict(
+            not differences,
+            f"Kingdee holds the sent quantities of {len(sent)} bill(s)",
+            "金蝶读回数量与发送不一致 / Kingdee's quantities differ from what was sent: "
+            + listed(dict.fromkeys(row["bill"] for row in differences)),
+            "在金蝶核对这些单据是否被手工修改；kingdee_vs_wdt 说明差异 / look at these bills in "
+            "Kingdee (edited by hand?); the kingdee_vs_wdt asset explains each difference",
+        ),
     )
 
     headers = {
@@ -571,4 +682,12 @@ def _kingdee_matches_bills(
             "bills": evidence_table(duplicated),
             BILL_NUMBERS: bill_numbers(row["bill"] for row in duplicated),
         },
+        description=verdict(
+            not duplicated,
+            "each source document has at most one bill in Kingdee",
+            "金蝶中有重复单据 / duplicate bills in Kingdee: "
+            + listed(f"{row['bill']} FID {row['fids']}" for row in duplicated),
+            "在金蝶删除多余的一张（保留最早的 FID），并查明谁另外写入 / delete the extra bill in "
+            "Kingdee (keep the earliest FID) and find who else writes these bills",
+        ),
     )

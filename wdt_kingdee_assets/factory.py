@@ -27,12 +27,25 @@ def build_flow_defs(flow: Flow) -> dg.Definitions:
     assets = build_assets(flow)
     corrections = build_corrections_asset(flow, assets)
     drift = build_drift_asset(flow, corrections)
+    # The group but its drift report and corrections, which have their own jobs.
+    sync_selection = dg.AssetSelection.groups(flow.group) - dg.AssetSelection.assets(
+        drift, corrections
+    )
     job = dg.define_asset_job(
         flow.job_name,
-        # The group but its drift report and corrections, which have their own jobs.
-        selection=dg.AssetSelection.groups(flow.group)
-        - dg.AssetSelection.assets(drift, corrections),
+        selection=sync_selection,
         description=(f"同步{flow.title}: pull, normalize, map and write one day, with all checks."),
+    )
+    retry_job = dg.define_asset_job(
+        flow.retry_job_name,
+        selection=sync_selection,
+        config={"ops": {assets.results.op.name: {"config": {"only_bills": []}}}},
+        description=(
+            f"重新推送 / re-push {flow.form.chinese}: the day's sync, sending only the bills named "
+            f"in the config (ops → {assets.results.op.name} → config → only_bills: FBillNo or "
+            "the WDT document number); the day's other bills are looked up, never sent. "
+            "`wdt-kingdee retry --bill …` does the same from a shell."
+        ),
     )
     schedules, sensors = build_automation(flow)
     drift_jobs = build_drift_jobs(flow, drift, corrections)
@@ -41,7 +54,7 @@ def build_flow_defs(flow: Flow) -> dg.Definitions:
     return dg.Definitions(
         assets=[*assets.all(), corrections, drift],
         asset_checks=[*build_checks(flow, assets), build_drift_check(flow, drift)],
-        jobs=[job, *drift_jobs],
+        jobs=[job, retry_job, *drift_jobs],
         schedules=schedules,
         sensors=sensors,
     )

@@ -84,6 +84,10 @@ class Flow:
     def job_name(self) -> str:
         return f"sync_{self.documents}"
 
+    @property
+    def retry_job_name(self) -> str:
+        return f"retry_{self.documents}"
+
     def qualified(self, name: str) -> str:
         """A name that must be unique across flows (a schedule, a sensor, a multi-check's op):
         the first flow's unchanged."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import dagster as dg
 import pandas as pd
@@ -130,24 +130,23 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
         default_factory=OrderedDict
     )
 
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.base_dir or default_data_dir())
+
     def path_for(self, stored_name: str, partition_key: str) -> Path:
         """``<base_dir>/<asset key, / between parts>/<partition>.jsonl``."""
-        return Path(self.base_dir or default_data_dir()) / stored_name / f"{partition_key}.jsonl"
+        return self.data_dir / stored_name / f"{partition_key}.jsonl"
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         schema = stored_schema(context)
         path = self.path_for(schema.name, context.partition_key)
         self._parsed.pop(path, None)
-        mode = int(self.file_mode, 8)
-        _make_folders(path.parent, _folder_mode(mode))
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as handle:
-            schema.write_jsonl(obj, handle, {DAY_FIELD: context.partition_key})
-            temporary = handle.name
-        # A temporary file is the owner's alone (0600): the stored day gets the documented mode.
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        write_atomically(
+            path,
+            lambda handle: schema.write_jsonl(obj, handle, {DAY_FIELD: context.partition_key}),
+            self.file_mode,
+        )
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | StoredDay:
@@ -185,6 +184,32 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
             self.reuse_bytes
         ):
             self._parsed.popitem(last=False)
+
+
+def write_atomically(
+    path: Path, write: Callable[[IO[Any]], None], file_mode: str, *, binary: bool = False
+) -> None:
+    """``path`` as ``write`` fills it, or as it was: a temporary file of the same folder, given
+    the documented mode and renamed into place (folders made with the matching mode)."""
+    mode = int(file_mode, 8)
+    _make_folders(path.parent, _folder_mode(mode))
+    with tempfile.NamedTemporaryFile(
+        "wb" if binary else "w",
+        encoding=None if binary else "utf-8",
+        dir=path.parent,
+        prefix=f".{path.name}.",
+        delete=False,
+    ) as handle:
+        try:
+            write(handle)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+        temporary = handle.name
+    # A temporary file is the owner's alone (0600): the stored file gets the documented mode.
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
 
 
 def _folder_mode(file_mode: int) -> int:

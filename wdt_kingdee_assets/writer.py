@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +139,33 @@ def bills_to_write(bills: pd.DataFrame, flow: Flow) -> list[BillToWrite]:
             stock_org=row.stock_org,
         )
         for row in bills.itertuples(index=False)
+    ]
+
+
+NOT_SELECTED = (
+    "未选入本次重推 / not among the bills this retry was asked to send: the next sync of the day "
+    "sends it"
+)
+
+
+def select_for_retry(bills: Sequence[BillToWrite], names: Iterable[str]) -> list[BillToWrite]:
+    """The day's bills with only those ``names`` names (FBillNo or source reference, i.e. the
+    WDT document's number) left ready to send. The others are still looked up and reported
+    (already in Kingdee, or held as not selected); a name no bill of the day answers to is a
+    ValueError that says which bills there are."""
+    wanted = {name.strip() for name in names if name.strip()}
+    known = {name for bill in bills for name in (bill.bill_no, bill.source_ref) if name}
+    unknown = sorted(wanted - known)
+    if unknown:
+        there = ", ".join(sorted(bill.bill_no or bill.source_ref or "?" for bill in bills)[:20])
+        raise ValueError(
+            f"not a bill of this day: {', '.join(unknown)} (the day's bills: {there or 'none'})"
+        )
+    return [
+        bill
+        if not bill.ready or bill.bill_no in wanted or bill.source_ref in wanted
+        else replace(bill, ready=False, hold_reason=NOT_SELECTED)
+        for bill in bills
     ]
 
 

@@ -13,7 +13,12 @@ from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.normalize import normalize_orders
 from wdt_kingdee_assets_tests.fixtures.bills import material as kingdee_material
 from wdt_kingdee_assets_tests.fixtures.bills import stockout_bills
-from wdt_kingdee_assets_tests.fixtures.pipeline import check_named, check_results
+from wdt_kingdee_assets_tests.fixtures.pipeline import (
+    check_named,
+    check_results,
+    materializations,
+    needs_attention,
+)
 
 
 def simple_order(pipeline, stockout_id, number, moment, *, warehouse="CK001", quantity=2):
@@ -86,7 +91,7 @@ def test_wrong_mapping_fails_the_blocking_check_and_writes_nothing(make_pipeline
     assert not result.success
     evaluation = check_results(result)["bill_quantities_match_source"]
     assert not evaluation.passed and evaluation.metadata["mismatches"].value == 1
-    assert not result.asset_materializations_for_node("kingdee_write_results")
+    assert not materializations(result, "kingdee_write_results")
     assert pipeline.kingdee_bill_numbers() == []
 
 
@@ -97,7 +102,7 @@ def test_bill_kingdee_rejects_fails_ready_bills_written_with_kingdees_message(ma
         [simple_order(pipeline, 88, "NOWHERE-1", f"{day} 08:00:00", warehouse="CK404")]
     )
     result = pipeline.run(day)
-    assert result.success
+    assert needs_attention(result)
     evaluation = check_results(result)["ready_bills_written"]
     assert not evaluation.passed and evaluation.metadata["not_written"].value == 1
     assert (
@@ -128,7 +133,7 @@ def test_bill_already_in_kingdee_with_other_quantities_fails_the_read_back_check
     assert saved.saved and not saved.errors
 
     result = pipeline.run(day)
-    assert result.success
+    assert needs_attention(result)
     results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
     assert results.loc["HAND-1", "outcome"] == "already_in_kingdee"
     evaluation = check_results(result)["kingdee_quantities_match_bills"]

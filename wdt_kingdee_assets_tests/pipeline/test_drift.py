@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
+from wdt_kingdee_assets_tests.fixtures.pipeline import check_results, materializations
 
 WRITES = ("BatchSave", "Save", "Submit", "Audit", "UnAudit", "Delete")
 
@@ -29,7 +29,7 @@ def test_the_preview_before_any_sync_lists_what_a_sync_would_write_and_writes_no
     result = pipeline.compare(day)
     assert result.success and writes(pipeline) == 0
     assert pipeline.sandbox.kingdee.bills() == []
-    [materialized] = result.asset_materializations_for_node("kingdee_vs_wdt")
+    [materialized] = materializations(result, "kingdee_vs_wdt")
     counts = {name: value.value for name, value in materialized.metadata.items()}
     orders = pipeline.completed_orders(day)
     assert counts["new"] + counts["held"] == len(orders) and counts["new"] > 0

@@ -11,7 +11,7 @@ import yaml
 
 from wdt_kingdee_assets.reference import parse_reference
 from wdt_kingdee_assets.sandbox.runtime import kingdee_material
-from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline, check_results
+from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline, check_results, materializations
 
 MAX_LINES = 6
 
@@ -44,7 +44,7 @@ def in_kingdee(pipeline: Pipeline) -> dict[tuple[str, str], Decimal]:
 
 
 def write_figures(result, node: str = "kingdee_write_results") -> dict:
-    [written] = result.asset_materializations_for_node(node)
+    [written] = materializations(result, node)
     return {key: value.value for key, value in written.metadata.items()}
 
 

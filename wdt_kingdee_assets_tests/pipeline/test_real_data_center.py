@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
 
+import dagster as dg
+
 from wdt_kingdee_assets.automation import build_held_and_failed_bills_sensor
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.sandbox.runtime import (
@@ -34,7 +36,8 @@ def test_a_real_data_center_gets_each_bill_right_or_held_with_its_reason(make_pi
 
     checks = check_results(result)
     failing = {name for name, evaluation in checks.items() if not evaluation.passed}
-    assert failing <= {"no_held_bills", "materials_exist_in_kingdee"}, failing
+    assert failing <= {"no_held_bills", "materials_exist_in_kingdee", "day_complete"}, failing
+    assert checks["day_complete"].severity == dg.AssetCheckSeverity.WARN, "held only: waiting"
     matched = checks["bill_quantities_match_source"].metadata
     assert matched["entries_rounded"].value > 0 and matched["mismatches"].value == 0
 

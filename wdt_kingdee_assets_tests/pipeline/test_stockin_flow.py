@@ -14,7 +14,7 @@ from wdt_kingdee_assets.flows import PRODUCTION_STOCKIN
 from wdt_kingdee_assets.reference import parse_reference
 from wdt_kingdee_assets.sandbox.wdt_server import STOCKIN, parse_stored_time
 from wdt_kingdee_assets_tests.automation.conftest import tick
-from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline, check_results
+from wdt_kingdee_assets_tests.fixtures.pipeline import Pipeline, check_results, materializations
 
 FORM = "STK_MISCELLANEOUS"
 
@@ -72,7 +72,7 @@ def test_a_day_of_stockins_becomes_one_receipt_each_and_a_rerun_sends_nothing(
 
     again = pipeline.run(day, flow=PRODUCTION_STOCKIN)
     assert again.success
-    written = again.asset_materializations_for_node("production_stockin__kingdee_write_results")
+    written = materializations(again, "production_stockin__kingdee_write_results")
     figures = {key: value.value for key, value in written[0].metadata.items()}
     assert (figures["created"], figures["already_in_kingdee"]) == (0, len(expected))
     assert {
@@ -125,7 +125,7 @@ def test_a_stockin_day_is_proven_complete_while_rows_move_under_the_pages(
     result = pipeline.run(day, flow=PRODUCTION_STOCKIN)
     assert result.success
     assert check_results(result)["raw_stockins_complete"].passed
-    [pulled] = result.asset_materializations_for_node("production_stockin__raw_stockins")
+    [pulled] = materializations(result, "production_stockin__raw_stockins")
     figures = {key: value.value for key, value in pulled.metadata.items()}
     assert figures["passes"] > 1, "the rows that moved forced a re-read"
     assert figures["distinct_orders_pulled"] == figures["total_count"]

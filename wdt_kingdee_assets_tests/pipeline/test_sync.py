@@ -7,7 +7,11 @@ from collections import Counter
 import dagster as dg
 
 from wdt_kingdee_assets.sandbox.runtime import kingdee_material
-from wdt_kingdee_assets_tests.fixtures.pipeline import check_results, source_quantities
+from wdt_kingdee_assets_tests.fixtures.pipeline import (
+    check_results,
+    materializations,
+    source_quantities,
+)
 
 
 def assert_exactly_once_with_equal_quantities(pipeline, day, expected_orders):
@@ -36,6 +40,7 @@ def test_a_day_syncs_each_stockout_exactly_once_and_a_rerun_creates_nothing(make
         "no_held_bills",
         "ready_bills_written",
         "ready_bills_in_effect",
+        "day_complete",
         "kingdee_quantities_match_bills",
         "no_duplicate_bills_in_kingdee",
     }
@@ -97,7 +102,7 @@ def test_batchsave_answered_5xx_after_commit_leaves_no_duplicate(make_pipeline):
     orders = pipeline.completed_orders(day)
     assert len(pipeline.kingdee_bill_numbers()) == len(orders)
     assert_exactly_once_with_equal_quantities(pipeline, day, orders)
-    written = result.asset_materializations_for_node("kingdee_write_results")[0].metadata
+    written = materializations(result, "kingdee_write_results")[0].metadata
     assert written["reconciliations"].value >= 1
     assert written["created"].value == len(orders)
 
@@ -113,7 +118,7 @@ def test_rows_inserted_while_paging_still_give_a_complete_day(make_pipeline, mon
     assert sorted(raw["stockout_id"]) == sorted(
         o["stockout_id"] for o in orders_now if o["status"] == 110
     )
-    raw_meta = result.asset_materializations_for_node("raw_stockouts")[0].metadata
+    raw_meta = materializations(result, "raw_stockouts")[0].metadata
     assert raw_meta["passes"].value >= 2
     assert_exactly_once_with_equal_quantities(pipeline, day, pipeline.completed_orders(day))
 

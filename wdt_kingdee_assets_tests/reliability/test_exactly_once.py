@@ -21,7 +21,11 @@ from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
 from wdt_kingdee_assets.lease import WriteLease, holding
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.writer import BillWriter, bills_to_write
-from wdt_kingdee_assets_tests.fixtures.pipeline import check_results
+from wdt_kingdee_assets_tests.fixtures.pipeline import (
+    check_results,
+    materializations,
+    needs_attention,
+)
 from wdt_kingdee_assets_tests.reliability.invariant import (
     assert_pipeline_invariant,
     orders_for_day,
@@ -47,7 +51,7 @@ def test_a_renumbering_kingdee_gets_each_bill_once_over_reruns(make_pipeline):
     assert len(written) > 0 and set(results["outcome"]) <= {"already_in_kingdee", "held"}
     assert (written["kingdee_bill_no"] != written["bill_no"]).all()
     assert all(number.startswith("QTCK") for number in written["kingdee_bill_no"])
-    metadata = result.asset_materializations_for_node("kingdee_write_results")[0].metadata
+    metadata = materializations(result, "kingdee_write_results")[0].metadata
     assert metadata["renumbered_by_kingdee"].value == len(written)
     checks = check_results(result)
     assert checks["no_duplicate_bills_in_kingdee"].passed
@@ -243,14 +247,14 @@ def test_an_account_refused_as_a_whole_blames_no_bill_and_stops_sending(make_pip
     )
     day = pipeline.days[-1]
     result = pipeline.run(day, run_config=BATCHES_OF_5)
-    assert result.success
+    assert needs_attention(result)
     results = pipeline.stored("kingdee_write_results", day)
     assert set(results["outcome"]) == {"failed"} and set(results["failure"]) == {"permanent"}
     first = results.iloc[0]["messages"]
     assert any(f"MsgCode {code}" in message for message in first)
     later = results.iloc[-1]["messages"]
     assert any(message.startswith("not sent: ") for message in later)
-    metadata = result.asset_materializations_for_node("kingdee_write_results")[0].metadata
+    metadata = materializations(result, "kingdee_write_results")[0].metadata
     assert metadata["batch_save_calls"].value == 1 and metadata["call_failures"].value == 1
     assert pipeline.kingdee_bill_numbers() == []
 
@@ -261,7 +265,7 @@ def test_a_passing_call_level_failure_fails_its_batch_only_and_a_rerun_completes
     )
     day = pipeline.days[-1]
     result = pipeline.run(day, run_config=BATCHES_OF_5)
-    assert result.success
+    assert needs_attention(result)
     results = pipeline.stored("kingdee_write_results", day)
     failed = results[results["outcome"] == "failed"]
     assert len(failed) == 5 and set(failed["failure"]) == {"transient"}

@@ -1,0 +1,50 @@
+"""Tables for people who work in Excel or WPS: CSV in UTF-8 with a BOM (so that Excel reads the
+Chinese right when the file is double-clicked) and XLSX with one sheet per table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from wdt_kingdee_assets.storage import write_atomically
+
+EXCEL_SHEET_NAME = 31  # Excel refuses longer sheet names
+
+
+def _cell(value: Any) -> Any:
+    """A value a spreadsheet takes: lists joined, datetimes as Beijing wall-clock text."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value)
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    return value
+
+
+def for_people(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.map(_cell) if not frame.empty else frame
+
+
+def write_csv(frame: pd.DataFrame, path: Path, file_mode: str) -> None:
+    def write(handle: IO[Any]) -> None:
+        handle.write("\ufeff")
+        for_people(frame).to_csv(handle, index=False)
+
+    write_atomically(path, write, file_mode)
+
+
+def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: Path, file_mode: str) -> None:
+    """One sheet per table, named by its key (cut to what Excel allows)."""
+
+    def write(handle: IO[Any]) -> None:
+        with pd.ExcelWriter(handle, engine="openpyxl") as workbook:
+            for name, frame in sheets.items():
+                for_people(frame).to_excel(
+                    workbook, sheet_name=name[:EXCEL_SHEET_NAME], index=False
+                )
+
+    write_atomically(path, write, file_mode, binary=True)
