@@ -3,6 +3,9 @@
 wdt-kingdee sandbox [--seed 7 --orders-per-day 40 --days 3 ...]   serve both simulators
 wdt-kingdee sync    [--days 3 --orders-per-day 40 ...] [--ui]      the main job, on the sandbox
 wdt-kingdee preview --day YYYY-MM-DD [--flow NAME] [--out FILE]   what a sync would write; writes nothing
+wdt-kingdee status  [--days 7]                                    where each recent day stands
+wdt-kingdee open-bills [--csv FILE] [--xlsx FILE]                 every open bill, grouped by cause
+wdt-kingdee retry   --bill NO … | --day YYYY-MM-DD                re-push bills, or a whole day
 wdt-kingdee init-home [DIR]                                       put the shipped dagster.yaml there
 """
 
@@ -28,14 +31,26 @@ from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.flows import FLOWS
 from wdt_kingdee_assets.instance import install_instance_config
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT
+from wdt_kingdee_assets.open_bills import DayStatus, read_day_open_bills, status_of
+from wdt_kingdee_assets.operations import (
+    CODE_LOCATION,
+    QUIET,
+    RUN_TAGS,
+    exit_code,
+    fail,
+    plan_retry,
+    print_open_bills,
+    print_status,
+    recent_days,
+    run_retry,
+)
 from wdt_kingdee_assets.outcomes import Outcome
 from wdt_kingdee_assets.sandbox.runtime import REAL_DATA_CENTER, Sandbox, SandboxOptions
+from wdt_kingdee_assets.storage import default_data_dir
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Variables the sandbox owns while it runs: a caller's values of these could name a real server.
 SANDBOX_OWNED_PREFIXES = ("WDT_", "KINGDEE_")
-# The per-step event log stays in the instance (and the UI); the terminal gets the summary.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
@@ -193,7 +208,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
 class DaySummary:
     flow: str
     day: str
-    success: bool
+    status: DayStatus
     orders: int | None
     created: int
     already: int
@@ -205,7 +220,7 @@ class DaySummary:
     checks_failed: list[str]
 
 
-def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
+def _summarize(flow: Flow, day: str, result: object, data_dir: Path) -> DaySummary:
     from dagster import ExecuteInProcessResult
 
     assert isinstance(result, ExecuteInProcessResult)
@@ -216,12 +231,19 @@ def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
         for event in result.get_asset_materialization_events()
         if event.asset_key
     }
-    raw, written = metadata.get(flow.raw_name, {}), metadata.get(flow.results_name, {})
+    raw = metadata.get(flow.raw_name, {})
     evaluations = result.get_asset_check_evaluations()
+    # What the write left open; a run that failed elsewhere (WDT down …) needs attention whatever
+    # an earlier write of the day left.
+    written = read_day_open_bills(data_dir, flow, day) if flow.results_name in metadata else None
+    status = DayStatus.NOT_SYNCED if written is None else status_of(written)
+    if not result.success and status != DayStatus.NOT_SYNCED:
+        status = DayStatus.ATTENTION
+    written = metadata.get(flow.results_name, {})
     return DaySummary(
         flow=flow.documents,
         day=day,
-        success=result.success,
+        status=status,
         orders=raw.get("orders"),
         created=written.get(Outcome.CREATED, 0),
         already=written.get(Outcome.ALREADY_IN_KINGDEE, 0),
@@ -236,7 +258,7 @@ def _summarize(flow: Flow, day: str, result: object) -> DaySummary:
 
 def _print_summary(summaries: list[DaySummary]) -> None:
     print(
-        f"\n{'flow':<11}{'day':<12}{'run':<8}{'orders':>7}{'created':>9}{'already':>9}"
+        f"\n{'flow':<11}{'day':<12}{'status':<20}{'orders':>7}{'created':>9}{'already':>9}"
         f"{'held':>6}{'failed':>8}{'audited':>9}{'refused':>9}  checks"
     )
     for s in summaries:
@@ -245,7 +267,7 @@ def _print_summary(summaries: list[DaySummary]) -> None:
         )
         orders = "-" if s.orders is None else str(s.orders)
         print(
-            f"{s.flow:<11}{s.day:<12}{'ok' if s.success else 'FAILED':<8}{orders:>7}"
+            f"{s.flow:<11}{s.day:<12}{s.status.value:<20}{orders:>7}"
             f"{s.created:>9}{s.already:>9}"
             f"{s.held:>6}{s.failed:>8}{s.audited:>9}{s.not_in_effect:>9}  {checks}"
         )
@@ -290,6 +312,7 @@ def run_sync(args: argparse.Namespace) -> int:
         from wdt_kingdee_assets.flows import FLOWS
 
         days = [day.isoformat() for day in sandbox.sync_days()]
+        data_dir = Path(environment["WDT_KINGDEE_DATA_DIR"])
         print(
             f"Syncing {', '.join(days)} from the WDT sandbox into the Kingdee sandbox, every flow "
             f"({', '.join(flow.title for flow in FLOWS)}) …",
@@ -305,9 +328,12 @@ def run_sync(args: argparse.Namespace) -> int:
                         instance=instance,
                         raise_on_error=False,
                         run_config=QUIET,
+                        tags=RUN_TAGS,
                     )
-                    summaries.append(_summarize(flow, day, result))
+                    summaries.append(_summarize(flow, day, result, data_dir))
         _print_summary(summaries)
+        print()
+        print_open_bills(data_dir, FLOWS, limit=10)
         held = ", ".join(
             f"{len(sandbox.kingdee.bills(flow.form.form_id))} {flow.form.chinese} "
             f"({flow.form.form_id})"
@@ -318,11 +344,13 @@ def run_sync(args: argparse.Namespace) -> int:
         if args.ui:
             return _serve_ui(environment, args.port)
         print(
-            "Open the UI on the same data:\n"
-            f"    DAGSTER_HOME={shlex.quote(str(home))} dagster dev -m wdt_kingdee_assets.definitions\n"
-            "(or run `wdt-kingdee sync --ui` to keep this sandbox running behind the UI)."
+            "Open the UI on the same data (from this checkout):\n"
+            f"    DAGSTER_HOME={shlex.quote(str(home))} dagster dev -w workspace.yaml\n"
+            "(or run `wdt-kingdee sync --ui` to keep this sandbox running behind the UI).\n"
+            f"Exit code {exit_code(s.status for s in summaries)}: 0 every day done, 3 bills wait on "
+            "someone (the sandbox always lacks a few materials), 1 something needs attention."
         )
-    return 0 if all(s.success for s in summaries) else 1
+    return exit_code(s.status for s in summaries)
 
 
 def _port_free_or_exit(port: int) -> None:
@@ -338,30 +366,26 @@ def _serve_ui(environment: Mapping[str, str], port: int) -> int:
         f"Starting `dagster dev` on http://127.0.0.1:{port} with this sandbox (Ctrl-C to stop) …",
         flush=True,
     )
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-m",
-        "wdt_kingdee_assets.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
     # `dagster dev` loads a `.env` of its working directory over its environment, and passes it
-    # to the code server, daemon and webserver: started from an empty folder, none of them can
-    # pick up a real data center's endpoints or credentials.
-    with (
-        tempfile.TemporaryDirectory(prefix="wdt-kingdee-ui-") as empty,
-        subprocess.Popen(command, env=dict(environment), cwd=empty) as ui,
-    ):
-        try:
-            return ui.wait()
-        except KeyboardInterrupt:
-            ui.terminate()
-            return ui.wait()
+    # to the code server, daemon and webserver: started from a folder holding only the
+    # workspace file, none of them can pick up a real data center's endpoints or credentials.
+    # The workspace names the code location as workspace.yaml and deploy/ do, the one the
+    # sync's runs are tagged with: the UI lists them under their jobs.
+    with tempfile.TemporaryDirectory(prefix="wdt-kingdee-ui-") as folder:
+        workspace = Path(folder) / "workspace.yaml"
+        workspace.write_text(
+            "load_from:\n  - python_module:\n      module_name: wdt_kingdee_assets.definitions\n"
+            f"      location_name: {CODE_LOCATION}\n",
+            encoding="utf-8",
+        )
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)]
+        command += ["-h", "127.0.0.1", "-p", str(port)]
+        with subprocess.Popen(command, env=dict(environment), cwd=folder) as ui:
+            try:
+                return ui.wait()
+            except KeyboardInterrupt:
+                ui.terminate()
+                return ui.wait()
 
 
 def run_init_home(args: argparse.Namespace) -> int:
@@ -420,6 +444,44 @@ def run_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or default_data_dir())
+
+
+def _flows(args: argparse.Namespace) -> list[Flow]:
+    return [flow for flow in FLOWS if args.flow in (None, flow.name)]
+
+
+def run_status(args: argparse.Namespace) -> int:
+    return print_status(_data_dir(args), _flows(args), recent_days(args.days))
+
+
+def run_open_bills(args: argparse.Namespace) -> int:
+    return print_open_bills(_data_dir(args), _flows(args), csv=args.csv, xlsx=args.xlsx)
+
+
+def run_retry_command(args: argparse.Namespace) -> int:
+    """Re-push the named bills (or a whole day) through the retry job, against the servers the
+    environment names (SPEC §5), recorded in the instance of DAGSTER_HOME."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return fail("retry: DAGSTER_HOME is not set: the run must be recorded in your instance")
+    try:
+        plans = plan_retry(_data_dir(args), _flows(args), args.bill, args.day)
+    except ValueError as exc:
+        return fail(f"retry: {exc}")
+    return run_retry(plans, _data_dir(args))
+
+
+def _add_stored_days_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--flow", choices=[flow.name for flow in FLOWS], help="one flow (default: every flow)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="the stored days (default: $WDT_KINGDEE_DATA_DIR, else $DAGSTER_HOME/wdt_kingdee_data)",
+    )
+
+
 def _day(text: str) -> str:
     try:
         return date.fromisoformat(text).isoformat()
@@ -462,6 +524,37 @@ def main(argv: list[str] | None = None) -> int:
         "--out", help="write the exact BatchSave payloads of new bills here (JSON)"
     )
     preview.set_defaults(run=run_preview)
+    status = commands.add_parser(
+        "status",
+        help="where each recent day stands (exit 0 done, 3 waiting on someone, 1 needs attention)",
+    )
+    status.add_argument(
+        "--days", type=int, default=7, help="complete days before today (default 7)"
+    )
+    _add_stored_days_options(status)
+    status.set_defaults(run=run_status)
+    open_bills = commands.add_parser(
+        "open-bills", help="every held, failed or not-in-effect bill, grouped by cause"
+    )
+    open_bills.add_argument("--csv", help="also write the bills here (UTF-8 with BOM, for Excel)")
+    open_bills.add_argument("--xlsx", help="also write causes and bills here as a workbook")
+    _add_stored_days_options(open_bills)
+    open_bills.set_defaults(run=run_open_bills)
+    retry = commands.add_parser(
+        "retry",
+        help="re-push bills (--bill, found among the open bills) or a whole day (--day); "
+        "nothing is written twice",
+    )
+    retry.add_argument(
+        "--bill",
+        action="append",
+        default=[],
+        metavar="NO",
+        help="FBillNo or WDT document number (repeatable)",
+    )
+    retry.add_argument("--day", type=_day, help="the Beijing day, YYYY-MM-DD")
+    _add_stored_days_options(retry)
+    retry.set_defaults(run=run_retry_command)
     init_home = commands.add_parser(
         "init-home", help="write the shipped dagster.yaml (pools, run limits) into DAGSTER_HOME"
     )
