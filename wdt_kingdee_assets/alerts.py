@@ -62,6 +62,7 @@ class Alert:
     partition: str | None
     run_status: str
     findings: tuple[Finding, ...]
+    flow: str | None = None  # the flow's title (生产出库 → 其他出库单), when the run is one flow's
 
     @property
     def bills(self) -> list[str]:
@@ -70,8 +71,10 @@ class Alert:
     @property
     def title(self) -> str:
         day = self.partition or "(no partition)"
-        verdict = "run failed" if self.run_status == "FAILURE" else "checks failed"
-        return f"{KEYWORD} {day}: {self.job_name} {verdict}"
+        verdict = (
+            "运行失败 run failed" if self.run_status == "FAILURE" else "检查失败 checks failed"
+        )
+        return f"{KEYWORD} {self.flow or self.job_name} {day}: {verdict}"
 
 
 class AlertDeliveryError(Exception):
@@ -312,22 +315,67 @@ def check_finding(evaluation: dg.AssetCheckEvaluation) -> Finding:
     )
 
 
+# A blocking check's failure fails its step with this error; the check's own evaluation (an
+# ERROR finding of its own) already says what failed and what to do.
+CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
+
+
+def failure_cause(data: Any, fallback: str = "") -> str:
+    """What a STEP_FAILURE says to a person: a Failure's description (the business cause, the
+    API's words), else the innermost cause of the error chain — not the framework's wrapper."""
+    user = getattr(data, "user_failure_data", None)
+    if user is not None and user.description:
+        return user.description
+    error = getattr(data, "error", None)
+    while error is not None and error.cause is not None:
+        error = error.cause
+    text = (error.message if error else fallback).strip()
+    if error is not None and error.cls_name and not text.startswith(error.cls_name):
+        text = f"{error.cls_name}: {text}"
+    return text
+
+
 def _step_findings(instance: dg.DagsterInstance, run_id: str) -> list[Finding]:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     findings = []
     for record in records:
         event = record.event_log_entry.dagster_event
-        error = getattr(event.event_specific_data, "error", None) if event else None
-        message = error.message if error else (record.event_log_entry.message or "")
+        data = event.event_specific_data if event else None
+        error = getattr(data, "error", None)
+        if error is not None and error.cls_name == CHECK_FAILED_ERROR:
+            continue
         findings.append(
             Finding(
                 what=f"步骤失败 step {event.step_key if event else '?'} failed",
                 detail=_truncate(
-                    message.strip().splitlines()[0] if message.strip() else "", DETAIL_CHARS
+                    failure_cause(data, record.event_log_entry.message or ""), DETAIL_CHARS
                 ),
             )
         )
     return findings
+
+
+def flow_of_run(run: dg.DagsterRun) -> str | None:
+    """The title of the flow a run belongs to: by its job, else by the assets it materialized
+    (a run launched from the asset graph is ``__ASSET_JOB``)."""
+    from wdt_kingdee_assets.flows import FLOWS
+
+    for flow in FLOWS:
+        jobs = {
+            flow.job_name,
+            flow.retry_job_name,
+            flow.preview_job_name,
+            flow.correct_job_name,
+        }
+        if run.job_name in jobs:
+            return flow.title
+    keys = run.asset_selection or set()
+    for flow in FLOWS:
+        if any(
+            key.path[:-1] == flow.key_prefix and key.path[-1] in flow.asset_names for key in keys
+        ):
+            return flow.title
+    return None
 
 
 def alert_for_run(instance: dg.DagsterInstance, run_id: str) -> Alert | None:
@@ -358,6 +406,7 @@ def alert_for_run(instance: dg.DagsterInstance, run_id: str) -> Alert | None:
         return None
     return Alert(
         run_id=run_id,
+        flow=flow_of_run(run),
         job_name=run.job_name,
         partition=run.tags.get("dagster/partition"),
         run_status=run.status.value,

@@ -19,12 +19,11 @@ from pydantic import Field
 
 from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.catalog import blocker_states
+from wdt_kingdee_assets.causes import cause_of, failure_text
 from wdt_kingdee_assets.day import bill_scope, build_day_bills, pull_day
 from wdt_kingdee_assets.flow import Flow
-from wdt_kingdee_assets.kingdee.errors import KingdeeAuthError, KingdeeQueryError
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
-from wdt_kingdee_assets.mapping import MappingConfigError
 from wdt_kingdee_assets.normalize import document_id, normalize_orders
 from wdt_kingdee_assets.open_bills import summary_text
 from wdt_kingdee_assets.open_bills_asset import report_write
@@ -32,7 +31,7 @@ from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Read
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import StoredDay, column_schema
-from wdt_kingdee_assets.wdt.errors import IncompletePullError, WdtBusinessError, WdtRejectedError
+from wdt_kingdee_assets.wdt.errors import IncompletePullError
 from wdt_kingdee_assets.writer import (
     MAX_IN_FLIGHT,
     BillWriter,
@@ -69,27 +68,22 @@ def _step_retry_policy() -> dg.RetryPolicy:
 
 
 API_RETRY = _step_retry_policy()
-# Refused credentials or permissions, a query Kingdee calls wrong, a WDT business error, a bad
-# mapping file or setting: the same call fails the same way until a person changes something.
-PERMANENT_ERRORS = (
-    WdtRejectedError,
-    WdtBusinessError,
-    KingdeeAuthError,
-    KingdeeQueryError,
-    MappingConfigError,
-    ValueError,
-)
 
 
 @contextmanager
 def api_step(partition_key: str) -> Iterator[None]:
-    """Turn an error no retry can fix into a Failure that says so and forbids the step's retries."""
+    """An error of the APIs, the mapping or a setting becomes a Failure that says the business
+    cause first, quotes the API's own message and says what to do next. One no retry can fix
+    (refused credentials, a query Kingdee calls wrong, a bad mapping) forbids the step's retries;
+    one that may pass (an outage, a quota) leaves them to the retry policy."""
     try:
         yield
-    except PERMANENT_ERRORS as exc:
+    except Exception as exc:
+        cause = cause_of(exc)
+        if cause is None:
+            raise
         raise dg.Failure(
-            description=f"partition {partition_key}: {exc} (not retried: fix the cause, then re-run)",
-            allow_retries=False,
+            description=failure_text(cause, exc, partition_key), allow_retries=cause.retryable
         ) from exc
 
 
@@ -215,8 +209,8 @@ def build_assets(flow: Flow) -> FlowAssets:
         started = time.monotonic()
         with api_step(context.partition_key):
             client = wdt.client(context.log.warning)
-        try:
-            with api_step(context.partition_key):
+        with api_step(context.partition_key):
+            try:
                 day = pull_day(
                     flow,
                     client,
@@ -226,11 +220,14 @@ def build_assets(flow: Flow) -> FlowAssets:
                     max_passes=config.max_passes,
                     on_step_down=context.log.warning,
                 )
-        except IncompletePullError as exc:
-            raise dg.Failure(
-                description=f"partition {context.partition_key}: {exc}",
-                metadata={"expected_total_count": exc.expected, "distinct_orders_pulled": exc.got},
-            ) from exc
+            except IncompletePullError as exc:
+                raise dg.Failure(
+                    description=failure_text(cause_of(exc), exc, context.partition_key),
+                    metadata={
+                        "expected_total_count": exc.expected,
+                        "distinct_orders_pulled": exc.got,
+                    },
+                ) from exc
         kept, pulled, window = day.orders, day.pulled, day.window
         lines_of = [len(order.get(source.method.lines) or []) for order in kept]
         frame = flow.raw_schema.frame(
@@ -326,7 +323,7 @@ def build_assets(flow: Flow) -> FlowAssets:
         started = time.monotonic()
         with api_step(context.partition_key):
             mapping = flow.load_mapping()
-            client = kingdee.client()
+            client = kingdee.client(context.log.warning)
             day = build_day_bills(
                 flow,
                 mapping,
@@ -401,7 +398,7 @@ def write_day(
     """Write a day's ready bills, holding the day's lease: the write step's body."""
     started = time.monotonic()
     with api_step(context.partition_key):
-        client = kingdee.client()
+        client = kingdee.client(context.log.warning)
 
     def waiting(holder: LeaseHolder) -> None:
         context.log.info(

@@ -601,7 +601,7 @@ def _kingdee_matches_bills(
     kingdee: KingdeeResource,
 ) -> Iterable[dg.AssetCheckResult]:
     form = flow.form
-    client = kingdee.client()
+    client = kingdee.client(context.log.warning)
     scope = bill_scope(flow, flow.load_mapping(), kingdee.org_number, context.partition_key)
     in_kingdee = results[results["outcome"].isin(IN_KINGDEE) & results["fid"].notna()]
     bill_of_fid = {

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from wdt_kingdee_assets.files import default_data_dir
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.flows import FLOWS
 from wdt_kingdee_assets.instance import install_instance_config
@@ -46,7 +47,6 @@ from wdt_kingdee_assets.operations import (
 )
 from wdt_kingdee_assets.outcomes import Outcome
 from wdt_kingdee_assets.sandbox.runtime import REAL_DATA_CENTER, Sandbox, SandboxOptions
-from wdt_kingdee_assets.storage import default_data_dir
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Variables the sandbox owns while it runs: a caller's values of these could name a real server.

@@ -69,7 +69,7 @@ def build_corrections_asset(flow: Flow, assets: FlowAssets) -> dg.AssetsDefiniti
                 mapping.on_drift,
                 flow.correct_job_name,
             )
-        client = kingdee.client()
+        client = kingdee.client(context.log.warning)
         with api_step(day):
             preview = preview_day(
                 flow,
@@ -156,7 +156,7 @@ def build_drift_asset(flow: Flow, corrections: dg.AssetsDefinition) -> dg.Assets
                 flow,
                 flow.load_mapping(),
                 wdt.client(context.log.warning),
-                kingdee.client(),
+                kingdee.client(context.log.warning),
                 kingdee.org_number,
                 day,
                 io_manager=context.resources.io_manager,

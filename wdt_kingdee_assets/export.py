@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from wdt_kingdee_assets.storage import write_atomically
+from wdt_kingdee_assets.files import write_atomically
 
 EXCEL_SHEET_NAME = 31  # Excel refuses longer sheet names
 

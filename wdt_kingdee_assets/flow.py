@@ -73,6 +73,20 @@ class Flow:
     corrections_name = "kingdee_corrections"
 
     @property
+    def asset_names(self) -> frozenset[str]:
+        """The last parts of the flow's asset keys (under its key prefix)."""
+        return frozenset(
+            {
+                self.raw_name,
+                self.lines_name,
+                self.bills_name,
+                self.results_name,
+                self.drift_name,
+                self.corrections_name,
+            }
+        )
+
+    @property
     def preview_job_name(self) -> str:
         return f"preview_{self.documents}"
 

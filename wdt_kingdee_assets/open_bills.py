@@ -23,11 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from wdt_kingdee_assets.files import DAY_FIELD, write_atomically
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.frames import Column, FrameSchema
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, Failure, Outcome
-from wdt_kingdee_assets.storage import DAY_FIELD, write_atomically
 
 FOLDER = "open_bills"
 KEY_TEXT = 100  # a message is grouped by its first characters: the rest names the bill

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from wdt_kingdee_assets.files import DAY_FIELD, default_data_dir
 from wdt_kingdee_assets.flows import FLOWS
 from wdt_kingdee_assets.frames import FrameSchema
-from wdt_kingdee_assets.storage import DAY_FIELD, default_data_dir
 
 # Every stored asset's columns, by its stored name (``kingdee_bills``, ``production_stockin/…``).
 STORED: dict[str, FrameSchema] = {schema.name: schema for flow in FLOWS for schema in flow.schemas}

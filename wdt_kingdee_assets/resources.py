@@ -99,7 +99,8 @@ class KingdeeResource(dg.ConfigurableResource):
         "at most 60 s, 6 tries)",
     )
 
-    def client(self) -> KingdeeClient:
+    def client(self, log: Callable[[str], None] | None = None) -> KingdeeClient:
+        """A client; ``log`` hears of each retry as it happens (a step passes its logger)."""
         return KingdeeClient(
             self.base_url,
             self.acct_id,
@@ -113,6 +114,7 @@ class KingdeeResource(dg.ConfigurableResource):
             write_timeout=self.write_timeout_seconds,
             in_list_size=self.in_list_size,
             backoff=Backoff(base_seconds=self.retry_first_delay_seconds),
+            log=log,
         )
 
 

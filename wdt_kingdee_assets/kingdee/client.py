@@ -321,6 +321,7 @@ class KingdeeClient:
         in_list_size: int = 500,
         page_limit: int = 2000,
         session: requests.Session | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if auth_mode not in ("signature", "session"):
             raise ValueError(f"auth_mode must be 'signature' or 'session', not {auth_mode!r}")
@@ -342,6 +343,7 @@ class KingdeeClient:
         # Above the newest documented cap the server would return short pages forever.
         self.page_limit = min(page_limit, _NEW_LIMIT_CAP)
         self.stats = ClientStats()
+        self._log = log or (lambda message: None)  # each retry, as it happens
         self._http = session or requests.Session()
         self._limiter = shared_limiter(
             ("kingdee", self.base_url, acct_id, username), calls_per_minute
@@ -738,15 +740,21 @@ class KingdeeClient:
 
         Only for calls that change nothing: a garbled or missing answer is simply asked again.
         """
-        attempt = 1
+        attempt, attempts = 1, self.backoff.max_attempts
         while True:
             try:
                 return call()
-            except (KingdeeTransientError, KingdeeProtocolError):
-                if attempt >= self.backoff.max_attempts:
+            except (KingdeeTransientError, KingdeeProtocolError) as error:
+                if attempt >= attempts:
+                    self._log(f"Kingdee call failed ({error}), giving up after {attempt} attempts")
                     raise
                 self.stats.bump("retries")
-                time.sleep(self.backoff.delay(attempt))
+                delay = self.backoff.delay(attempt)
+                self._log(
+                    f"Kingdee call failed ({error}), retrying in {delay:.1f} s, "
+                    f"attempt {attempt + 1} of {attempts}"
+                )
+                time.sleep(delay)
                 attempt += 1
 
     def _raise_for_read_status(self, body: Any, service: str) -> None:

@@ -12,6 +12,7 @@ from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
 from wdt_kingdee_assets.sandbox.runtime import kingdee_material
 from wdt_kingdee_assets_tests.automation.conftest import late_order, tick
+from wdt_kingdee_assets_tests.fixtures.pipeline import needs_attention
 
 MINUTE = 60.0
 
@@ -92,7 +93,7 @@ def test_transient_failures_are_retried_with_growing_delays_and_at_most_max_atte
         kingdee_faults=["5xx@BatchSave,times=9"],
     )
     day = pipeline.days[-1]
-    assert pipeline.run(day).success
+    assert needs_attention(pipeline.run(day))
     results = pipeline.stored("kingdee_write_results", day)
     assert set(results["outcome"]) == {"failed"} and set(results["failure"]) == {"transient"}
 
@@ -111,7 +112,7 @@ def test_transient_failures_are_retried_with_growing_delays_and_at_most_max_atte
     clock.advance(15)
     assert not tick(sensor, pipeline, first.cursor).run_requests
 
-    assert pipeline.run(day).success  # still refused (faults left): attempt 2 after 20 min
+    assert needs_attention(pipeline.run(day))  # still refused (faults left): attempt 2 after 20 min
     clock.advance(4)
     waiting = tick(sensor, pipeline, first.cursor)
     assert not waiting.run_requests
@@ -120,7 +121,7 @@ def test_transient_failures_are_retried_with_growing_delays_and_at_most_max_atte
     [retry] = second.run_requests
     assert retry.tags["wdt_kingdee/retry_attempt"] == "2" and retry.run_key != request.run_key
 
-    assert pipeline.run(day).success
+    assert needs_attention(pipeline.run(day))
     clock.advance(600)
     done = tick(sensor, pipeline, second.cursor)
     assert not done.run_requests, "max_attempts reached"
@@ -181,7 +182,7 @@ def test_a_refusal_that_hinges_on_no_material_is_left_to_people(make_pipeline):
         line.pop("position_no", None)
     order["warehouse_no"] = "CK404"  # a warehouse Kingdee does not know
     pipeline.sandbox.wdt.add_orders([order])
-    assert pipeline.run(day).success
+    assert needs_attention(pipeline.run(day))
     results = pipeline.stored("kingdee_write_results", day).set_index("bill_no")
     assert results.loc["NOWHERE-1", "failure"] == "permanent"
     assert list(results.loc["NOWHERE-1", "blockers"]) == []
@@ -219,7 +220,7 @@ def test_bills_refused_at_audit_for_stock_are_retried_until_they_take_effect(mak
         today=None, days=1, orders_per_day=4, missing_ratio=0, kingdee_track_stock=True
     )
     day = pipeline.days[-1]
-    assert pipeline.run(day).success  # no stock at all: every audit is refused
+    assert needs_attention(pipeline.run(day))  # no stock at all: every audit is refused
     results = pipeline.stored("kingdee_write_results", day)
     assert set(results["settled"]) == {"refused_at_audit"}
     assert set(results["failure"]) == {"transient"}

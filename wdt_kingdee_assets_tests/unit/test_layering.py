@@ -28,6 +28,12 @@ PURE = [
     "wdt_kingdee_assets.kingdee",
     "wdt_kingdee_assets.sandbox.runtime",
     "wdt_kingdee_assets.cli",
+    "wdt_kingdee_assets.files",
+    "wdt_kingdee_assets.open_bills",
+    "wdt_kingdee_assets.operations",
+    "wdt_kingdee_assets.export",
+    "wdt_kingdee_assets.causes",
+    "wdt_kingdee_assets.reading",
 ]
 
 
