@@ -8,6 +8,7 @@ the checks' results and the sensor's run are read back.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import socket
@@ -29,6 +30,8 @@ from dagster_graphql import DagsterGraphQLClient
 
 from wdt_kingdee_assets.instance import install_instance_config
 from wdt_kingdee_assets.normalize import parse_wdt_datetime
+from wdt_kingdee_assets.sandbox.faults import FaultRule
+from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
 from wdt_kingdee_assets.sandbox.runtime import Sandbox, SandboxOptions
 from wdt_kingdee_assets.sandbox.wdt_server import STOCKIN
 
@@ -46,6 +49,7 @@ CHECKS = {
     "kingdee_write_results": [
         "ready_bills_written",
         "ready_bills_in_effect",
+        "day_complete",
         "kingdee_quantities_match_bills",
         "no_duplicate_bills_in_kingdee",
     ],
@@ -215,6 +219,44 @@ class Dagster:
         )
         return data["assetCheckExecutions"]
 
+    def latest_metadata(self, asset: str) -> dict[str, Any]:
+        """The newest materialization's metadata: numbers as numbers, tables as row dicts."""
+        data = self.query(
+            """query($key: AssetKeyInput!) {
+                 assetOrError(assetKey: $key) {
+                   ... on Asset { assetMaterializations(limit: 1) { runId metadataEntries {
+                     label
+                     ... on IntMetadataEntry { intValue }
+                     ... on TextMetadataEntry { text }
+                     ... on TableMetadataEntry { table { records } }
+                   } } }
+                 }
+               }""",
+            key={"path": [asset]},
+        )
+        [latest] = data["assetOrError"]["assetMaterializations"]
+        values: dict[str, Any] = {"run_id": latest["runId"]}
+        for entry in latest["metadataEntries"]:
+            if "table" in entry:
+                values[entry["label"]] = [json.loads(r) for r in entry["table"]["records"]]
+            else:
+                values[entry["label"]] = entry.get("intValue", entry.get("text"))
+        return values
+
+    def job_runs(self, job: str) -> list[dict[str, Any]]:
+        """The runs the UI lists under the job: its name and this code location's tag."""
+        location, repository = self.location() or ("", "")
+        data = self.query(
+            """query($filter: RunsFilter) {
+                 runsOrError(filter: $filter) { ... on Runs { results { runId status } } }
+               }""",
+            filter={
+                "pipelineName": job,
+                "tags": [{"key": ".dagster/repository", "value": f"{repository}@{location}"}],
+            },
+        )
+        return data["runsOrError"]["results"]
+
     def start_sensor(self, name: str) -> str:
         location, repository = self.location() or ("", "")
         data = self.query(
@@ -282,13 +324,15 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
         groups = dagster.asset_groups()
         assert groups["wdt_to_kingdee"] == {
             "assets": {*ASSETS, "kingdee_corrections", "kingdee_vs_wdt"},
-            "jobs": {"sync_stockouts", "preview_stockouts", "correct_stockouts"},
+            "jobs": {"sync_stockouts", "retry_stockouts", "preview_stockouts", "correct_stockouts"},
         }
         assert groups["production_stockin"]["jobs"] == {
             "sync_stockins",
+            "retry_stockins",
             "preview_stockins",
             "correct_stockins",
         }
+        assert groups["operations"]["assets"] == {"open_bills"}
         assert len(groups["production_stockin"]["assets"]) == 6
         run_id = dagster.client.submit_job_execution(
             "sync_stockouts", tags={"dagster/partition": single}
@@ -464,3 +508,102 @@ def test_sync_ui_keeps_every_process_on_the_sandbox_whatever_a_dotenv_says(tmp_p
         except subprocess.TimeoutExpired:
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
+
+
+def finished(dagster: Dagster, run_id: str) -> str:
+    wait_for(f"run {run_id}", lambda: dagster.client.get_run_status(run_id).value in FINISHED, 120)
+    return dagster.client.get_run_status(run_id).value
+
+
+def test_held_and_failed_days_are_not_done_the_open_bills_group_them_and_one_bill_is_retried(
+    tmp_path: Path,
+):
+    """The ops engineer's morning: a day waiting on a material, a day Kingdee failed, both
+    shown as not done; the open bills grouped by cause; one bill re-pushed from the UI."""
+    sandbox = Sandbox(
+        SandboxOptions(seed=11, orders_per_day=8, stockins_per_day=1, days=2, missing_ratio=0.25)
+    )
+    sandbox.seed()
+    home = tmp_path / "dagster_home"
+    install_instance_config(home)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("WDT_", "KINGDEE_", "DAGSTER_"))
+    }
+    held_day, failed_day = (day.isoformat() for day in sandbox.sync_days())
+    with sandbox, dagster_services(home, env | sandbox.env() | {"DAGSTER_HOME": str(home), "WDT_CALLS_PER_MINUTE": "0"}) as port:  # fmt: skip
+        dagster = Dagster(port)
+        wait_for("the code location", dagster.location, 90)
+
+        # A day whose only open bills wait on materials: the run succeeds, but the day says
+        # "waiting on someone" — in the run's tags and in its day_complete check (WARN).
+        waiting_run = dagster.client.submit_job_execution(
+            "sync_stockouts", tags={"dagster/partition": held_day}
+        )
+        assert finished(dagster, waiting_run) == "SUCCESS"
+        [tagged] = dagster.runs("wdt_kingdee/day_status", "waiting_on_someone")
+        assert tagged["runId"] == waiting_run and int(tagged["tags"]["wdt_kingdee/open_bills"]) > 0
+
+        # A day Kingdee answers with HTTP 500: the bills fail, the run fails at day_complete.
+        sandbox.kingdee.faults.add(FaultRule.parse("5xx@BatchSave,times=999"))
+        failed_run = dagster.client.submit_job_execution(
+            "sync_stockouts", tags={"dagster/partition": failed_day}
+        )
+        assert finished(dagster, failed_run) == "FAILURE"
+        [attention] = dagster.runs("wdt_kingdee/day_status", "needs_attention")
+        assert attention["runId"] == failed_run
+        sandbox.kingdee.faults.clear()
+
+        complete = {
+            e["partition"]: e["evaluation"]
+            for e in dagster.check_executions("kingdee_write_results", "day_complete")
+            if e["evaluation"]
+        }
+        assert complete[held_day]["success"] is False and complete[held_day]["severity"] == "WARN"
+        assert complete[failed_day]["success"] is False
+        assert complete[failed_day]["severity"] == "ERROR"
+        # The CLI-less user finds the runs under the job, as launched from the UI.
+        assert {run["runId"] for run in dagster.job_runs("sync_stockouts")} >= {
+            waiting_run,
+            failed_run,
+        }
+
+        # The open bills of both days in one table, grouped by cause.
+        view = dagster.latest_metadata("open_bills")
+        assert view["run_id"] == failed_run
+        causes = view["by_cause"]
+        materials = [c for c in causes if c["cause"].startswith("物料缺失")]
+        calls = [c for c in causes if c["cause"].startswith("接口调用失败")]
+        assert materials and calls
+        assert view["waiting_on_someone"] == sum(
+            1 for row in view["bills"] if row["status"] == "waiting_on_someone"
+        )
+        attention_rows = [row for row in view["bills"] if row["status"] == "needs_attention"]
+        assert view["needs_attention"] == len(attention_rows) > 0
+        held = [row for row in view["bills"] if row["day"] == held_day]
+        assert {row["status"] for row in held} == {"waiting_on_someone"}
+
+        # The material of one held bill is created in Kingdee; that bill alone is re-pushed
+        # from the UI through the retry job's config.
+        bill = next(
+            row
+            for row in held
+            if row["flow"] == "production_stockout" and ", " not in row["cause"].split(": ", 1)[1]
+        )
+        number = bill["cause"].split(": ", 1)[1]
+        material = next(m for m in sandbox.catalog if m.number == number)
+        sandbox.kingdee.add_material(
+            KingdeeMaterial(material.number, material.name, material.base_unit)
+        )
+        before = {b["FBillNo"] for b in sandbox.kingdee.bills()}
+        retry_run = dagster.client.submit_job_execution(
+            "retry_stockouts",
+            run_config={"ops": {"kingdee_write_results": {"config": {"only_bills": [bill["bill_no"]]}}}},
+            tags={"dagster/partition": held_day},
+        )  # fmt: skip
+        finished(dagster, retry_run)
+        after = {b["FBillNo"] for b in sandbox.kingdee.bills()}
+        assert after - before == {bill["bill_no"]}, "exactly the named bill, once"
+        still_open = {row["bill_no"] for row in dagster.latest_metadata("open_bills")["bills"]}
+        assert bill["bill_no"] not in still_open
