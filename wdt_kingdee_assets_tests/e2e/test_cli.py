@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
 import subprocess
 import sys
+import urllib.request
+from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from wdt_kingdee_assets.beijing import BEIJING
+from wdt_kingdee_assets.reading import read_day
 from wdt_kingdee_assets_tests.fixtures.sandbox_process import (
     SANDBOX_VARIABLES,
     admin_state,
@@ -82,13 +87,15 @@ def test_main_job_syncs_recent_days_and_prints_a_summary(tmp_path: Path):
         text=True,
         timeout=300,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines()]
     synced = [row for row in rows if row and row[0] in ("stockouts", "stockins")]
-    # Every flow, every day: the stock-outs and the stock-ins of both days, each run ok.
-    assert sorted((row[0], row[2]) for row in synced) == sorted(
-        (flow, "ok") for flow in ("stockouts", "stockins") for _ in range(2)
-    )
+    # Every flow, every day: the stock-outs and the stock-ins of both days, each done or waiting
+    # on a material the sandbox lacks — and the exit code says which.
+    assert sorted(row[0] for row in synced) == ["stockins"] * 2 + ["stockouts"] * 2
+    statuses = {row[2] for row in synced}
+    assert statuses <= {"done", "waiting_on_someone"}, result.stdout[-2000:]
+    expected = 3 if "waiting_on_someone" in statuses else 0
+    assert result.returncode == expected, result.stdout[-2000:] + result.stderr[-3000:]
     assert "其他入库单 (STK_MISCELLANEOUS)" in result.stdout
     assert "dagster dev" in result.stdout
     assert (tmp_path / "home" / "dagster.yaml").exists()
@@ -144,3 +151,80 @@ def test_preview_prints_each_bill_writes_the_payloads_and_nothing_to_kingdee(tmp
     # It cannot answer without the environment: exit 2, naming what is missing.
     missing = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "not set: KINGDEE_ACCT_ID" in missing.stderr
+
+
+def wdt_kingdee(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wdt_kingdee_assets.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def create_material(kingdee_url: str, number: str, unit: str) -> None:
+    root = kingdee_url.split("/k3cloud")[0]
+    body = json.dumps({"number": number, "name": "新建物料", "base_unit": unit}).encode()
+    request = urllib.request.Request(f"{root}/__admin__/materials", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.load(response)["ok"]
+
+
+@pytest.mark.slow
+def test_status_open_bills_and_retry_answer_the_daily_questions_with_exit_codes(tmp_path: Path):
+    """The day against "real" servers (the sandbox in another process): synced with `retry --day`,
+    judged by `status`, listed and exported by `open-bills`, finished by `retry --bill` once the
+    missing materials exist — each command's exit code saying where the days stand."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    with running_sandbox(
+        "--days", "1", "--orders-per-day", "8", "--stockins-per-day", "2", "--missing-ratio", "0.3", "--seed", "4"
+    ) as exported:  # fmt: skip
+        env = clean_env(**exported, DAGSTER_HOME=str(home), WDT_CALLS_PER_MINUTE="0")
+        day = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
+
+        synced = wdt_kingdee("retry", "--day", day, env=env)
+        assert synced.returncode == 3, synced.stdout + synced.stderr[-3000:]
+        assert "待人处理 waiting on someone" in synced.stdout
+
+        status = wdt_kingdee("status", "--days", "1", env=env)
+        assert status.returncode == 3, status.stdout
+        assert "waiting_on_someone" in status.stdout and "needs_attention" not in status.stdout
+
+        csv, xlsx = tmp_path / "open.csv", tmp_path / "open.xlsx"
+        listed = wdt_kingdee("open-bills", "--csv", str(csv), "--xlsx", str(xlsx), env=env)
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        assert "物料缺失或未启用 material missing or not enabled in Kingdee" in listed.stdout
+        raw = csv.read_bytes()
+        assert raw.startswith("\ufeff".encode()), "Excel needs the BOM to read UTF-8"
+        rows = list(csv_module.DictReader(raw.decode("utf-8-sig").splitlines()))
+        assert rows and {row["status"] for row in rows} == {"waiting_on_someone"}
+        workbook = openpyxl.load_workbook(xlsx)
+        assert workbook.sheetnames == ["按原因 by cause", "单据 bills"]
+        assert workbook["单据 bills"].max_row == len(rows) + 1
+
+        assert wdt_kingdee("retry", "--bill", "NO-SUCH-BILL", env=env).returncode == 2
+
+        # Every missing material is created in Kingdee; the open bills alone are re-pushed.
+        data_dir = home / "wdt_kingdee_data"
+        units = {}
+        for lines in ("normalized_stockouts", "production_stockin/normalized_stockins"):
+            with suppress(FileNotFoundError):
+                frame = read_day(lines, day, data_dir)
+                units.update(zip(frame["spec_no"], frame["base_unit_name"], strict=True))
+        for number in {key for row in rows for key in row["causes"].split(", ")}:
+            create_material(exported["KINGDEE_BASE_URL"], number, units[number])
+        before = len(admin_state(exported["KINGDEE_BASE_URL"])["bills"])  # 其他出库单
+        bills = [arg for row in rows for arg in ("--bill", row["bill_no"])]
+        retried = wdt_kingdee("retry", *bills, env=env)
+        assert retried.returncode == 0, retried.stdout + retried.stderr[-3000:]
+        stockouts = sum(row["flow"] == "production_stockout" for row in rows)
+        assert len(admin_state(exported["KINGDEE_BASE_URL"])["bills"]) == before + stockouts
+        for row in rows:
+            assert f"{row['bill_no']}: created" in retried.stdout
+
+        done = wdt_kingdee("status", "--days", "1", env=env)
+        assert done.returncode == 0, done.stdout
+        assert "没有未完成的单据" in wdt_kingdee("open-bills", env=env).stdout
