@@ -2,6 +2,7 @@
 
 import logging
 import os
+import tempfile
 
 import pytest
 
@@ -10,6 +11,9 @@ import pytest
 os.environ.setdefault("WDT_KINGDEE_START_DATE", "2024-01-01")
 # Dagster's retries of a failed API step, a tenth of a second apart instead of a minute.
 os.environ.setdefault("WDT_KINGDEE_STEP_RETRY_DELAY_SECONDS", "0.1")
+# The machine-wide API budgets of this test session (and of the processes its tests start), not
+# of whatever else syncs on the machine.
+os.environ.setdefault("WDT_KINGDEE_BUDGET_DIR", tempfile.mkdtemp(prefix="wdt-kingdee-budget-"))
 
 pytest_plugins = [
     "wdt_kingdee_assets_tests.fixtures.wdt",

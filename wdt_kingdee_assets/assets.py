@@ -22,6 +22,7 @@ from wdt_kingdee_assets.catalog import blocker_states
 from wdt_kingdee_assets.causes import cause_of, failure_text
 from wdt_kingdee_assets.day import bill_scope, build_day_bills, pull_day
 from wdt_kingdee_assets.flow import Flow
+from wdt_kingdee_assets.kingdee.client import MAX_THREADS
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
 from wdt_kingdee_assets.normalize import document_id, normalize_orders
@@ -33,7 +34,6 @@ from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
 from wdt_kingdee_assets.storage import StoredDay, column_schema
 from wdt_kingdee_assets.wdt.errors import IncompletePullError
 from wdt_kingdee_assets.writer import (
-    MAX_IN_FLIGHT,
     BillWriter,
     bills_to_write,
     results_frame,
@@ -111,11 +111,12 @@ class WriteConfig(dg.Config):
     max_sends: int = Field(
         default=3, ge=1, le=10, description="BatchSave attempts per bill when calls go unanswered"
     )
-    max_in_flight: int = Field(
-        default=1,
+    max_in_flight: int | None = Field(
+        default=None,
         ge=1,
-        le=MAX_IN_FLIGHT,
-        description="BatchSave calls at once (Kingdee advises at most 5 server threads)",
+        le=MAX_THREADS,
+        description="BatchSave calls at once; empty: every Kingdee thread the integration may "
+        "use (KINGDEE_THREADS, default 4), which Submit, Audit and the look-ups share",
     )
     only_bills: list[str] = Field(
         default=[],

@@ -15,9 +15,11 @@ hold yet.
 Backfills use Dagster's default policy for these assets: one run per partition (day), which the
 end-to-end test asserts. Not one run for a whole range: a day is then retried, inspected and
 alerted on by itself, a bad day neither redoes nor hides the good ones, and the per-partition
-JSON Lines storage takes one day per output. Days run side by side up to the run queue's limits,
-and the API-bound steps wait for the ``wdt_api`` / ``kingdee_api`` pools of the shipped
-``dagster.yaml`` (one step per API at a time), so a backfill never adds API callers.
+JSON Lines storage takes one day per output (and Dagster 1.13 records a check's result for a whole
+run's range, not per day). Days run side by side up to the run queue's limits, and every API call
+of every run draws from the machine's API budgets (``throttle.py``), so a backfill calls the APIs
+as fast as the budgets allow and never faster; the runs' own start-up and bookkeeping overlap
+other days' API calls instead of adding to them.
 
 The sensors keep their state in the cursor (JSON) and give every run request a versioned
 ``run_key``: Dagster remembers a run key forever, so a key names the exact evidence that justified

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -99,6 +100,12 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         help="seconds each WDT call takes at least (the simulator's own work counted in it)",
     )
     limits.add_argument(
+        "--wdt-per-order-latency",
+        type=float,
+        default=0.0,
+        help="seconds each order on a WDT page adds to its call",
+    )
+    limits.add_argument(
         "--kingdee-latency",
         type=float,
         default=0.0,
@@ -162,6 +169,7 @@ def _options(args: argparse.Namespace) -> SandboxOptions:
         wdt_calls_per_minute=args.wdt_calls_per_minute,
         wdt_concurrency=args.wdt_concurrency,
         wdt_latency=args.wdt_latency,
+        wdt_per_order_latency=args.wdt_per_order_latency,
         kingdee_latency=args.kingdee_latency,
         kingdee_per_bill_latency=args.kingdee_per_bill_latency,
         kingdee_concurrency=args.kingdee_concurrency,
@@ -291,6 +299,33 @@ def sandbox_environment(base: Mapping[str, str], sandbox: Sandbox, home: Path) -
     }
 
 
+@contextmanager
+def sandbox_session(
+    options: SandboxOptions, home: Path
+) -> Iterator[tuple[Sandbox, dict[str, str]]]:
+    """A seeded sandbox serving, and this process's environment pointed at it: the job reads
+    its settings from the environment, as it would for real servers."""
+    sandbox = Sandbox(options)
+    sandbox.seed()
+    with sandbox:
+        environment = sandbox_environment(os.environ, sandbox, home)
+        os.environ.clear()
+        os.environ.update(environment)
+        yield sandbox, environment
+
+
+def write_workspace(folder: Path) -> Path:
+    """A workspace naming the code location as workspace.yaml and deploy/ do, the one the
+    CLI's runs are tagged with: the UI lists them under their jobs."""
+    workspace = folder / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: wdt_kingdee_assets.definitions\n"
+        f"      location_name: {CODE_LOCATION}\n",
+        encoding="utf-8",
+    )
+    return workspace
+
+
 def run_sync(args: argparse.Namespace) -> int:
     home = Path(args.dagster_home).resolve()
     if args.ui:
@@ -299,13 +334,7 @@ def run_sync(args: argparse.Namespace) -> int:
     # user's and is kept.
     install_instance_config(home)
 
-    sandbox = Sandbox(_options(args))
-    sandbox.seed()
-    with sandbox:
-        # The job reads its settings from the environment, as it would for real servers.
-        environment = sandbox_environment(os.environ, sandbox, home)
-        os.environ.clear()
-        os.environ.update(environment)
+    with sandbox_session(_options(args), home) as (sandbox, environment):
         from dagster import DagsterInstance
 
         from wdt_kingdee_assets.definitions import defs
@@ -369,15 +398,8 @@ def _serve_ui(environment: Mapping[str, str], port: int) -> int:
     # `dagster dev` loads a `.env` of its working directory over its environment, and passes it
     # to the code server, daemon and webserver: started from a folder holding only the
     # workspace file, none of them can pick up a real data center's endpoints or credentials.
-    # The workspace names the code location as workspace.yaml and deploy/ do, the one the
-    # sync's runs are tagged with: the UI lists them under their jobs.
     with tempfile.TemporaryDirectory(prefix="wdt-kingdee-ui-") as folder:
-        workspace = Path(folder) / "workspace.yaml"
-        workspace.write_text(
-            "load_from:\n  - python_module:\n      module_name: wdt_kingdee_assets.definitions\n"
-            f"      location_name: {CODE_LOCATION}\n",
-            encoding="utf-8",
-        )
+        workspace = write_workspace(Path(folder))
         command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)]
         command += ["-h", "127.0.0.1", "-p", str(port)]
         with subprocess.Popen(command, env=dict(environment), cwd=folder) as ui:

@@ -19,9 +19,7 @@ def _shared_defs() -> dg.Definitions:
         sensors=[failure_alerts_sensor],
         resources={**build_resources(), "alert_notifier": alert_notifier_from_env()},
         # A day's steps form one chain, so a process per step (the multiprocess default) buys
-        # no parallelism and costs a Python start per step, eight per day of a backfill. In
-        # process, the steps of a run also share one WDT rate limiter; the pools still apply
-        # per step.
+        # no parallelism and costs a Python start per step, eight per day of a backfill.
         executor=dg.in_process_executor,
     )
 

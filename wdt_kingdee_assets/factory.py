@@ -2,8 +2,8 @@
 
 The way ``dagster-dlt`` builds assets from a source: the flow (``flows.py``) says what is synced,
 this says where it shows up in Dagster. ``definitions.py`` merges every flow's definitions with
-the shared resources; the API pools (``wdt_api``, ``kingdee_api``) are per API, shared by all
-flows, so that a backfill of several flows still has one caller per API at a time.
+the shared resources; the API pools (``wdt_api``, ``kingdee_api``) and budgets are per API,
+shared by all flows, so that a backfill of several flows still stays inside one budget per API.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -152,9 +153,14 @@ class Lifecycle:
         ]
         verb = self.client.submit if operation == "Submit" else self.client.audit
         refused = Settled.REFUSED_AT_SUBMIT if operation == "Submit" else Settled.REFUSED_AT_AUDIT
-        for start in range(0, len(due), self.batch_size):
-            batch = due[start : start + self.batch_size]
-            self.calls[operation] += 1
+        batches = [
+            due[start : start + self.batch_size] for start in range(0, len(due), self.batch_size)
+        ]
+        if not batches:
+            return
+        self.calls[operation] += len(batches)
+
+        def settle(batch: list[SettledBill]) -> None:
             try:
                 result = verb(self.scope.form.form_id, fids=[bill.fid for bill in batch])
             except KingdeeUnknownOutcome as exc:
@@ -165,8 +171,14 @@ class Lifecycle:
                     exc,
                 )
                 self._reconcile(batch)
-                continue
+                return
             self._apply(result, batch, refused)
+
+        # As many calls in flight as the data center lends (the client's thread budget); the
+        # batches share no bill, so each settles on its own.
+        with ThreadPoolExecutor(self.client.threads.size, thread_name_prefix=operation) as pool:
+            for done in [pool.submit(settle, batch) for batch in batches]:
+                done.result()
 
     def _apply(self, result: BatchSaveResult, batch: Sequence[SettledBill], refused: str) -> None:
         moved = {saved.dindex for saved in result.saved}

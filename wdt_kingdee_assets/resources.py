@@ -14,7 +14,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from wdt_kingdee_assets.kingdee.client import KingdeeClient
+from wdt_kingdee_assets.kingdee.client import DEFAULT_THREADS, MAX_THREADS, KingdeeClient
 from wdt_kingdee_assets.storage import DEFAULT_FILE_MODE, FILE_MODE_ENV, PartitionedJsonlIOManager
 from wdt_kingdee_assets.throttle import Backoff, ThrottleWait
 from wdt_kingdee_assets.wdt.client import WdtClient
@@ -35,7 +35,10 @@ class WdtResource(dg.ConfigurableResource):
         "a page times out or is refused",
     )
     calls_per_minute: float = Field(
-        default=60.0, ge=0, description="client-side budget per process; 0 = unlimited"
+        default=60.0,
+        ge=0,
+        description="the account's calls a minute, shared by every process on the machine; "
+        "0 = unlimited",
     )
     timeout_seconds: float = Field(default=30.0, gt=0)
     throttle_first_wait_seconds: float = Field(
@@ -90,6 +93,13 @@ class KingdeeResource(dg.ConfigurableResource):
         default="signature", description="SDK signed headers, or LoginBySign session login"
     )
     calls_per_minute: float = Field(default=0.0, ge=0, description="0 = unlimited")
+    threads: int = Field(
+        default=DEFAULT_THREADS,
+        ge=1,
+        le=MAX_THREADS,
+        description="server threads the data center lends the integration: Kingdee calls in "
+        "flight at once on this machine, whatever they are (BatchSave, Submit, Audit, queries)",
+    )
     write_timeout_seconds: float = Field(default=300.0, gt=0)
     in_list_size: int = Field(default=500, ge=1, le=2000, description="FBillNo/FNumber per IN-list")
     retry_first_delay_seconds: float = Field(
@@ -111,6 +121,7 @@ class KingdeeResource(dg.ConfigurableResource):
             org_number=self.org_number,
             auth_mode=self.auth_mode,
             calls_per_minute=self.calls_per_minute,
+            threads=self.threads,
             write_timeout=self.write_timeout_seconds,
             in_list_size=self.in_list_size,
             backoff=Backoff(base_seconds=self.retry_first_delay_seconds),
@@ -150,6 +161,7 @@ def build_resources(data_dir: str | None = None) -> dict[str, Any]:
             lcid=int(_optional("KINGDEE_LCID", "2052")),
             org_number=_optional("KINGDEE_ORG_NUMBER", "100"),
             auth_mode=_optional("KINGDEE_AUTH_MODE", "signature"),
+            threads=int(_optional("KINGDEE_THREADS", str(DEFAULT_THREADS))),
             retry_first_delay_seconds=float(_optional(CALL_RETRY_DELAY, "1")),
         ),
         "io_manager": PartitionedJsonlIOManager(

@@ -26,15 +26,13 @@ import pandas as pd
 
 from wdt_kingdee_assets.bills import wire_model
 from wdt_kingdee_assets.blockers import blocker_key
-from wdt_kingdee_assets.kingdee.client import BatchSaveResult, KingdeeClient
+from wdt_kingdee_assets.kingdee.client import MAX_THREADS, BatchSaveResult, KingdeeClient
 from wdt_kingdee_assets.kingdee.errors import KingdeeError, KingdeeUnknownOutcome
 from wdt_kingdee_assets.locator import BillLocator, BillScope, first_of
 from wdt_kingdee_assets.outcomes import Failure, Outcome, Readiness
 
 if TYPE_CHECKING:
     from wdt_kingdee_assets.flow import Flow
-
-MAX_IN_FLIGHT = 5
 
 # Call-level refusals about the account itself (没有权限, 许可错误, 禁止管理员登录): every further
 # batch would be refused the same way, so the write stops sending until someone fixes the user.
@@ -220,10 +218,11 @@ def classify_refusal(materials: Sequence[str], messages: Sequence[str]) -> tuple
 class BillWriter:
     """Writes one partition's bills; ``max_sends`` bounds how often one bill may be sent.
 
-    ``max_in_flight`` BatchSave calls may run at once (default 1). Kingdee queues WebAPI calls
-    and advises at most 5 server threads (BatchCount ≤ 5), so the bound is 5; the
-    ``kingdee_api`` pool still keeps other runs' Kingdee steps out while these are in flight.
-    Batches never share a bill, so they settle independently.
+    ``max_in_flight`` BatchSave calls may run at once; by default as many as the data center
+    lends the integration (the client's thread budget, ``KINGDEE_THREADS``), which every other
+    Kingdee call on the machine draws from too, other runs' included. Batches never share a bill, so they settle
+    independently. The first batch is sent alone, so that a refusal of the account as a whole
+    stops the write before any other batch is on the wire.
     """
 
     def __init__(
@@ -236,13 +235,14 @@ class BillWriter:
         log: logging.Logger | None = None,
         on_batch: Callable[[int, int], None] | None = None,
         before_send: Callable[[], None] | None = None,
-        max_in_flight: int = 1,
+        max_in_flight: int | None = None,
     ) -> None:
         if not 1 <= batch_size <= 200:
             raise ValueError(f"batch_size must be between 1 and 200, got {batch_size}")
-        if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+        max_in_flight = max_in_flight or client.threads.size
+        if not 1 <= max_in_flight <= MAX_THREADS:
             raise ValueError(
-                f"max_in_flight must be between 1 and {MAX_IN_FLIGHT}, got {max_in_flight}"
+                f"max_in_flight must be between 1 and {MAX_THREADS}, got {max_in_flight}"
             )
         self.max_in_flight = max_in_flight
         self._counters = threading.Lock()
@@ -285,15 +285,24 @@ class BillWriter:
                 outcomes[bill.bill_no] = outcome
 
         batches = list(_chunks(pending, self.batch_size))
+        if not batches:
+            return summary
+        # The first batch goes alone: a refusal of the account itself (no permission, licence,
+        # administrator login) answers the first call, and then no other batch is on the wire.
+        self._write_batch(batches[0], outcomes, summary)
+        self._batch_done(1, len(batches))
         with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="batch-save") as pool:
             futures = [
-                pool.submit(self._write_batch, batch, outcomes, summary) for batch in batches
+                pool.submit(self._write_batch, batch, outcomes, summary) for batch in batches[1:]
             ]
-            for number, future in enumerate(as_completed(futures), start=1):
+            for number, future in enumerate(as_completed(futures), start=2):
                 future.result()
-                if self.on_batch:
-                    self.on_batch(number, len(batches))
+                self._batch_done(number, len(batches))
         return summary
+
+    def _batch_done(self, number: int, total: int) -> None:
+        if self.on_batch:
+            self.on_batch(number, total)
 
     def _write_batch(
         self, batch: Sequence[BillToWrite], outcomes: dict[str, BillOutcome], summary: WriteSummary

@@ -59,6 +59,7 @@ class SandboxOptions:
     wdt_calls_per_minute: float = 0
     wdt_concurrency: int = 0
     wdt_latency: float = 0.0
+    wdt_per_order_latency: float = 0.0
     kingdee_latency: float = 0.0
     kingdee_per_bill_latency: float = 0.0
     kingdee_concurrency: int = 0  # server threads: calls beyond it wait their turn; 0 = no limit
@@ -176,6 +177,7 @@ class Sandbox:
             calls_per_minute=opts.wdt_calls_per_minute,
             max_concurrency=opts.wdt_concurrency,
             latency=opts.wdt_latency,
+            per_order_latency=opts.wdt_per_order_latency,
             datetime_format=opts.datetime_format,
             shape=opts.wdt_shape,
             unit_names=opts.wdt_unit_names,

@@ -281,6 +281,7 @@ class WdtSimulator:
         calls_per_minute: float = 0,
         max_concurrency: int = 0,
         latency: float = 0.0,
+        per_order_latency: float = 0.0,
         datetime_format: Literal["string", "epoch_ms"] = "string",
         shape: Literal["2024", "2020", "mixed"] = "2024",
         unit_names: bool = False,
@@ -291,6 +292,8 @@ class WdtSimulator:
         self.calls_per_minute = calls_per_minute  # 0 = unlimited
         self.max_concurrency = max_concurrency  # 0 = unlimited
         self.latency = latency
+        # A page of 2000 orders with their lines is not answered as fast as a page of 100.
+        self.per_order_latency = per_order_latency
         self._service_time = ServiceTime()
         self.datetime_format = datetime_format
         if shape not in ("2024", "2020", "mixed"):
@@ -626,6 +629,7 @@ class WdtSimulator:
         page = [
             self.served(row.order, query.method) for row in matched[first : first + query.page_size]
         ]
+        self._service_time.add(self.per_order_latency * len(page))
         data: dict[str, Any] = {"order": page}
         if query.calc_total:
             data = {"total_count": len(matched), **data}

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import date
 from decimal import Decimal
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +54,8 @@ CHECKS = {
     ],
 }
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-# The steps in each concurrency pool (step keys of the in-process sync run).
-POOLS = {
-    "wdt_api": {"raw_stockouts", "raw_stockouts_raw_stockouts_complete"},
-    "kingdee_api": {"kingdee_bills", "kingdee_write_results", "kingdee_matches_bills"},
-}
+# The Kingdee threads the services may use between them (KINGDEE_THREADS).
+KINGDEE_THREADS = 2
 MODULE = "wdt_kingdee_assets.definitions"
 
 
@@ -192,21 +188,6 @@ class Dagster:
             for run in data["runsOrError"]["results"]
         ]
 
-    def step_intervals(self, run_ids: list[str]) -> list[tuple[str, float, float]]:
-        data = self.query(
-            """query($ids: [String!]) {
-                 runsOrError(filter: {runIds: $ids}) {
-                   ... on Runs { results { stepStats { stepKey startTime endTime } } }
-                 }
-               }""",
-            ids=run_ids,
-        )
-        return [
-            (step["stepKey"], step["startTime"], step["endTime"])
-            for run in data["runsOrError"]["results"]
-            for step in run["stepStats"]
-        ]
-
     def check_executions(self, asset: str, check: str) -> list[dict[str, Any]]:
         data = self.query(
             """query($key: AssetKeyInput!, $check: String!) {
@@ -295,23 +276,45 @@ def quantities(lines: list[dict[str, Any]], material: str, qty: str) -> dict[str
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     # Eight closed days: one for the single run, seven for the backfill.
+    # Kingdee answers in 50 ms, so that the runs' calls can overlap.
     running = Sandbox(
-        SandboxOptions(seed=5, orders_per_day=5, stockins_per_day=6, days=4, missing_ratio=0)
+        SandboxOptions(
+            seed=5,
+            orders_per_day=5,
+            stockins_per_day=6,
+            days=4,
+            missing_ratio=0,
+            kingdee_latency=0.05,
+        )
     )
     running.seed()
     with running:
         yield running
 
 
-def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sandbox: Sandbox):
-    home = tmp_path / "dagster_home"
+def service_environment(sandbox: Sandbox, home: Path) -> dict[str, str]:
+    """The instance config in ``home``; the services' environment: the caller's without any
+    WDT_/KINGDEE_/DAGSTER_ setting, the sandbox's, and no WDT quota rests."""
     install_instance_config(home)
-    env = {
+    kept = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("WDT_", "KINGDEE_", "DAGSTER_"))
     }
-    env.update(sandbox.env(), DAGSTER_HOME=str(home), WDT_CALLS_PER_MINUTE="0")
+    return (
+        kept
+        | sandbox.env()
+        | {
+            "DAGSTER_HOME": str(home),
+            "WDT_CALLS_PER_MINUTE": "0",
+            "KINGDEE_THREADS": str(KINGDEE_THREADS),
+        }
+    )
+
+
+def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sandbox: Sandbox):
+    home = tmp_path / "dagster_home"
+    env = service_environment(sandbox, home)
     days = [day.isoformat() for day in sandbox.sync_days()]
     single, backfilled = days[0], days[1:]
 
@@ -370,13 +373,9 @@ def test_ui_runs_backfills_and_sensor_through_the_webserver(tmp_path: Path, sand
         assert sorted(r["tags"]["dagster/partition"] for r in runs) == backfilled
         assert {r["status"] for r in runs} == {"SUCCESS"}
 
-        # Across the runs, the steps of each pool never overlapped: one API caller at a time.
-        steps = dagster.step_intervals([run_id, *(r["runId"] for r in runs)])
-        for pool, keys in POOLS.items():
-            intervals = sorted((start, end) for key, start, end in steps if key in keys)
-            assert len(intervals) == len(keys) * len(days), pool
-            overlapping = [(a, b) for a, b in pairwise(intervals) if b[0] < a[1]]
-            assert not overlapping, (pool, overlapping)
+        # The runs went side by side, and between them never had more Kingdee calls in flight
+        # than the machine's budget lends (the runs' processes share its lock files).
+        assert sandbox.kingdee.state()["peak_concurrency"] <= KINGDEE_THREADS
 
         # Kingdee holds each completed stock-out of the days once, with its quantities.
         bills = {bill["FBillNo"]: bill for bill in sandbox.kingdee.bills()}
@@ -525,14 +524,9 @@ def test_held_and_failed_days_are_not_done_the_open_bills_group_them_and_one_bil
     )
     sandbox.seed()
     home = tmp_path / "dagster_home"
-    install_instance_config(home)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("WDT_", "KINGDEE_", "DAGSTER_"))
-    }
+    env = service_environment(sandbox, home)
     held_day, failed_day = (day.isoformat() for day in sandbox.sync_days())
-    with sandbox, dagster_services(home, env | sandbox.env() | {"DAGSTER_HOME": str(home), "WDT_CALLS_PER_MINUTE": "0"}) as port:  # fmt: skip
+    with sandbox, dagster_services(home, env) as port:
         dagster = Dagster(port)
         wait_for("the code location", dagster.location, 90)
 

@@ -181,3 +181,22 @@ def test_batches_in_flight_together_still_write_each_bill_once(make_pipeline):
     orders = pipeline.completed_orders(day)
     assert len(pipeline.kingdee_bill_numbers()) == len(orders)
     assert_exactly_once_with_equal_quantities(pipeline, day, orders)
+
+
+def test_every_kingdee_call_draws_from_the_threads_the_data_center_lends(
+    make_pipeline, monkeypatch
+):
+    """KINGDEE_THREADS is one budget: BatchSave, Submit, Audit and the look-ups together never
+    have more calls in flight than it, and the write uses all of it without being told."""
+    pipeline = make_pipeline(missing_ratio=0, orders_per_day=60, kingdee_per_bill_latency=0.01)
+    monkeypatch.setenv("KINGDEE_THREADS", "3")
+    day = pipeline.days[-1]
+    config = {"ops": {"kingdee_write_results": {"config": {"batch_size": 5}}}}
+    result = pipeline.run(day, run_config=config)
+    assert result.success
+    kingdee = pipeline.sandbox.kingdee.state()
+    assert kingdee["peak_concurrency"] == 3
+    batches = -(-len(pipeline.kingdee_bill_numbers()) // 5)
+    assert kingdee["calls"]["Submit"] == kingdee["calls"]["Audit"] == batches > 3
+    orders = pipeline.completed_orders(day)
+    assert_exactly_once_with_equal_quantities(pipeline, day, orders)

@@ -103,8 +103,8 @@ def test_a_custom_reference_field_identifies_bills_across_renumbering(make_pipel
         del os.environ["WDT_KINGDEE_MAPPING"]
 
 
-def _racer(pipeline, day: str, home, lease_wait: float, log) -> subprocess.Popen:
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+def _racer(pipeline, day: str, home, lease_wait: float, log, **env_extra) -> subprocess.Popen:
+    env = {**os.environ, "DAGSTER_HOME": str(home), **env_extra}
     return subprocess.Popen(
         [sys.executable, "-m", RACER, day, str(pipeline.data_dir), "5", str(lease_wait)],
         env=env,
@@ -164,12 +164,14 @@ def test_a_run_that_cannot_wait_stops_naming_the_holder_and_a_later_run_complete
         missing_ratio=0,
         orders_per_day=30,
         kingdee_unique_bill_no=False,
-        kingdee_per_bill_latency=0.5,  # 15 s of writing: the impatient run arrives meanwhile
+        kingdee_per_bill_latency=0.6,
     )
     day = pipeline.days[-1]
     home = _shared_home(tmp_path)
     with open(tmp_path / "racers.log", "wb") as log:
-        patient = _racer(pipeline, day, home, 600, log)
+        # One Kingdee thread makes the write serial: six batches of 5 bills at 3 s each, so the
+        # impatient run has 15 s after the first batch to reach the lease, however slow the machine.
+        patient = _racer(pipeline, day, home, 600, log, KINGDEE_THREADS="1")
         # The impatient one starts once the patient one writes (its first bills are in Kingdee).
         deadline = time.monotonic() + 120
         while not pipeline.sandbox.kingdee.bills():
