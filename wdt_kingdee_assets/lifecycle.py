@@ -131,8 +131,9 @@ class Lifecycle:
         }
         if not sent:
             return
+        lines = {bill.fid: len(bill.model[form.entry]) for bill in bills if bill.fid in sent}
         read: dict[int, list[tuple[str, Any]]] = defaultdict(list)
-        for entry in self.client.bill_entries(form, list(sent)):
+        for entry in self.client.bill_entries(form, list(sent), lines):
             read[entry.fid].append((entry.material_number, entry.qty))
         for fid, expected in sent.items():
             actual = _totals(read[fid])

@@ -540,10 +540,16 @@ class _FilterParser:
                 for value in values
             }
 
+            # So is a number cell (FID in (500 ids) over a day's entries), when every literal
+            # is a number; otherwise each is compared, and a non-number is refused as Kingdee does.
+            numbers = _decimals(values)
+
             def member(get: Callable[[str], Any]) -> bool:
                 cell = get(key)
                 if isinstance(cell, str):
                     return (_fold(cell) in folded) != negate
+                if numbers is not None and _is_number(cell):
+                    return (Decimal(cell) in numbers) != negate
                 return any(_compare(cell, value) == 0 for value in values) != negate
 
             return member
@@ -567,6 +573,18 @@ class _FilterParser:
         return compare
 
 
+def _is_number(cell: Any) -> bool:
+    return isinstance(cell, (int, Decimal)) and not isinstance(cell, bool)
+
+
+def _decimals(values: list[Any]) -> set[Decimal] | None:
+    """The literals as numbers (equal numbers hash alike), or None if one is not a number."""
+    try:
+        return {Decimal(str(value)) for value in values}
+    except (InvalidOperation, TypeError):  # not a number, or a signalling NaN
+        return None
+
+
 def _compare(cell: Any, literal: Any) -> int | None:
     """SQL-ish three-way comparison of a cell with a literal; None is SQL's NULL (unknown)."""
     if cell is None:
@@ -578,7 +596,7 @@ def _compare(cell: Any, literal: Any) -> int | None:
         if parsed is None:
             raise _FilterSyntaxError(f"无法把 {literal!r} 转换为日期")
         left, right = cell, parsed
-    elif isinstance(cell, (int, Decimal)) and not isinstance(cell, bool):
+    elif _is_number(cell):
         try:
             left, right = Decimal(cell), Decimal(str(literal))
         except InvalidOperation:
