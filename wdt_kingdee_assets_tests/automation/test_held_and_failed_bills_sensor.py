@@ -140,6 +140,10 @@ def test_a_hold_no_retry_can_fix_is_not_retried_until_its_material_changes(make_
             "spec_no": material.number,
             "goods_no": material.number,
             "base_unit_name": material.base_unit,
+            # nor in its positions, whatever the copied order carried there
+            "position_details_list": [
+                {**position, "batch_no": ""} for position in line["position_details_list"]
+            ],
         }
         for line in order["detail_list"][:1]
     ]

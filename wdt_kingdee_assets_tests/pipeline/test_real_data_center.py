@@ -131,7 +131,10 @@ def test_the_branch_warehouse_writes_to_its_own_stock_org_and_waits_on_its_mater
     """CK004 belongs to the branch org (200): its bills go there, their materials are looked up
     there, and one disabled only there holds only the branch's bills until it is enabled."""
     # Recent days (the sensor watches those): today's date, not the suite's fixed one.
-    pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0, today=None, days=1)
+    # Enough orders that the branch has several on any date, some without the disabled one.
+    pipeline = make_pipeline(
+        **REAL_DATA_CENTER, missing_ratio=0, today=None, days=1, orders_per_day=80
+    )
     day = pipeline.days[-1]
     kingdee = pipeline.sandbox.kingdee
     branch_orders = [
@@ -140,6 +143,8 @@ def test_the_branch_warehouse_writes_to_its_own_stock_org_and_waits_on_its_mater
         if order["warehouse_no"] == BRANCH_WAREHOUSE
     ]
     code = branch_orders[0]["detail_list"][0]["spec_no"]
+    others = [o for o in branch_orders if code not in {d["spec_no"] for d in o["detail_list"]}]
+    assert len(others) >= 3, f"{day}: too few branch orders without {code} to test with"
     [in_branch] = [
         m
         for m in kingdee.materials()
