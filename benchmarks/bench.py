@@ -542,7 +542,8 @@ def report(
     if peer is not None:
         wall_rows.append(
             (
-                f"peer: {peer.wdt_calls} pages of 100, {peer.batch_save_calls} BatchSave of 20 "
+                f"peer: {peer.wdt_calls} page{'s' * (peer.wdt_calls != 1)} of 100, "
+                f"{peer.batch_save_calls} BatchSave of 20 "
                 f"one at a time ({peer.saved} saved, {peer.refused} refused, none audited)",
                 f"{peer.wall_seconds:.2f} s",
                 f"{bound:.2f} s",

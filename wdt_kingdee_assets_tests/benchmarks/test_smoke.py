@@ -68,7 +68,7 @@ def test_the_cpu_table_and_report_are_produced():
     day = measure_day(20, QUICK_LIMITS)
     text = report([day], cpu, None, QUICK_LIMITS, measure_peer(20, QUICK_LIMITS))
     assert "WDT queryWithDetail" in text and "normalize + map" in text
-    assert "peer: 1 pages of 100" in text and "peak RSS, raw step" in text
+    assert "peer: 1 page of 100" in text and "peak RSS, raw step" in text
 
 
 def test_a_workers_peak_memory_is_its_own_not_its_parents():
