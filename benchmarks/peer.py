@@ -103,10 +103,11 @@ def sync_day(env: dict[str, str], day: str, calls_per_minute: float) -> PeerFigu
     bills = [peer_bill(order, org) for order in orders]
     saved = refused = calls = 0
     for start in range(0, len(bills), ROWS_PER_BATCH):
-        result = kingdee.batch_save("STK_MisDelivery", bills[start : start + ROWS_PER_BATCH])
+        batch = bills[start : start + ROWS_PER_BATCH]
+        result = kingdee.batch_save("STK_MisDelivery", batch)
         calls += 1
         saved += len(result.saved)
-        refused += len(bills[start : start + ROWS_PER_BATCH]) - len(result.saved)
+        refused += len(batch) - len(result.saved)
     return PeerFigures(
         orders=len(orders),
         wdt_calls=page_no + 1,

@@ -121,19 +121,23 @@ class Lifecycle:
     def _gate(self, bills: Sequence[BillInKingdee], settled: Mapping[int, SettledBill]) -> None:
         """Leave alone every bill whose entries in Kingdee differ from what was sent."""
         form = self.scope.form
-        sent = {
-            bill.fid: _totals(
-                (entry[form.material]["FNumber"], entry[form.quantity])
-                for entry in bill.model[form.entry]
-            )
+        lines = {
+            bill.fid: bill.model[form.entry]
             for bill in bills
             if bill.model is not None and settled[bill.fid].status in ("A", "D", "B")
         }
-        if not sent:
+        if not lines:
             return
-        lines = {bill.fid: len(bill.model[form.entry]) for bill in bills if bill.fid in sent}
+        sent = {
+            fid: _totals(
+                (entry[form.material]["FNumber"], entry[form.quantity]) for entry in entries
+            )
+            for fid, entries in lines.items()
+        }
         read: dict[int, list[tuple[str, Any]]] = defaultdict(list)
-        for entry in self.client.bill_entries(form, list(sent), lines):
+        # Packed by the entries sent, so that each IN-list's lines fit one page.
+        counts = {fid: len(entries) for fid, entries in lines.items()}
+        for entry in self.client.bill_entries(form, list(sent), counts):
             read[entry.fid].append((entry.material_number, entry.qty))
         for fid, expected in sent.items():
             actual = _totals(read[fid])

@@ -220,9 +220,9 @@ class BillWriter:
 
     ``max_in_flight`` BatchSave calls may run at once; by default as many as the data center
     lends the integration (the client's thread budget, ``KINGDEE_THREADS``), which every other
-    Kingdee call on the machine draws from too, other runs' included. Batches never share a bill, so they settle
-    independently. The first batch is sent alone, so that a refusal of the account as a whole
-    stops the write before any other batch is on the wire.
+    Kingdee call on the machine draws from too, other runs' included. Batches never share a
+    bill, so they settle independently. The first batch is sent alone, so that a refusal of the
+    account as a whole stops the write before any other batch is on the wire.
     """
 
     def __init__(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from benchmarks.bench import QUICK_LIMITS, Limits, measure_cpu, measure_day, measure_peer, report
+from benchmarks.bench import QUICK_LIMITS, measure_cpu, measure_day, measure_peer, report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,25 +37,14 @@ def test_the_peer_pulls_pages_of_100_and_sends_every_order_in_batches_of_20():
 def test_the_bounds_at_the_budgets():
     day = measure_day(150, QUICK_LIMITS)
     assert day.orders < 2000  # one page of 2000 and the completeness re-count
-    wdt_only = Limits(
-        wdt_calls_per_minute=60,
-        wdt_latency=0.1,
-        wdt_per_order_latency=0.0,
-        kingdee_latency=0.0,
-        kingdee_per_bill_latency=0.0,
-    )
+    wdt_only = replace(QUICK_LIMITS, wdt_calls_per_minute=60, wdt_latency=0.1)
     assert day.minimums(wdt_only)["wdt"] == 2
     assert day.bound_seconds(wdt_only) == pytest.approx(0.2)
     # 45 days make 90 WDT calls: 60 start in the first minute, the 90th waits for the second.
     assert day.backfill_bound_seconds(45, wdt_only) == pytest.approx(60.1)
     assert day.backfill_bound_seconds(30, wdt_only) == pytest.approx(0.2)  # one day's chain
-    kingdee_only = Limits(
-        wdt_calls_per_minute=0,
-        wdt_latency=0.0,
-        wdt_per_order_latency=0.0,
-        kingdee_latency=0.5,
-        kingdee_per_bill_latency=0.0,
-        kingdee_concurrency=4,
+    kingdee_only = replace(
+        QUICK_LIMITS, wdt_calls_per_minute=0, kingdee_latency=0.5, kingdee_concurrency=4
     )
     calls = sum(day.minimums(kingdee_only)[key] for key in ("lookups", "batch_save", "lifecycle"))
     # Across days every call may overlap another day's: the calls share the 4 threads.

@@ -373,6 +373,10 @@ def three_bills(kingdee_sim: KingdeeSandbox) -> KingdeeSandbox:
         ("fbillno in ('q-2','Q-9')", ["Q-2"]),
         ("FBillNo not in ('Q-2') and FDate >= '2025-03-01'", ["Q-1", "Q-3"]),
         ("FID > 0 and FDocumentStatus = 'A'", ["Q-1", "Q-2", "Q-3"]),
+        # the bills' FIDs are 100001…: a number IN-list, its literals numbers or number text
+        ("FID in (100001, 100003.0, 999)", ["Q-1", "Q-3"]),
+        ("FID not in (100002)", ["Q-1", "Q-3"]),
+        ("FID in ('100002')", ["Q-2"]),
         ("FBillNo = 'Q-1'' or ''1''=''1'", []),
         ("FBillNo = 'X'' or FBillNo<>'''", []),
     ],
@@ -399,6 +403,11 @@ def test_filter_strings(
         ({"FieldKeys": "FBillNo", "FilterString": "FBillNo = 'a' or"}, 4, "GetRealExpress error"),
         ({"FieldKeys": "FBillNo", "FilterString": "FBillNo ~ 'a'"}, 4, "GetRealExpress error"),
         ({"FieldKeys": "FBillNo", "FilterString": "FDate = 'soon'"}, 4, "GetRealExpress error"),
+        (
+            {"FieldKeys": "FBillNo", "FilterString": "FID in (100001, 'x')"},
+            4,
+            "GetRealExpress error",
+        ),
         ({"FieldKeys": "FBillNo,FNoSuchField"}, 9, "元数据中标识为FNoSuchField的字段不存在"),
         ({"FieldKeys": ""}, 8, "data数据包中的参数FieldKeys的值不能为空。"),
         (
