@@ -500,6 +500,16 @@ def measure_backfill(days: int, orders: int, limits: Limits) -> dict[str, float]
     return {"days": days, "succeeded": succeeded, "wall_seconds": wall}
 
 
+def _cpu_model() -> str:
+    """The processor's name: CPU figures of two runs compare only on the same kind of core."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown processor"
+
+
 def _ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}×" if base > 0 else "n/a"
 
@@ -522,7 +532,10 @@ def report(
     walls = sorted(run.wall_seconds for run in days)
     minimum = day.minimums(limits)
     bound = day.bound_seconds(limits)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = (
+        f"{platform.machine()} ({_cpu_model()}), {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
 
     def calls_row(name: str, actual: int, least: int) -> tuple[str, ...]:
         return (name, str(actual), str(least), f"{actual - least:+d}")

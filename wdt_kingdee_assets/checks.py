@@ -7,7 +7,7 @@ must never reach Kingdee, while a missing material only holds the bills that use
 
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -194,15 +194,6 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             ),
         )
 
-    @dg.asset_check(
-        asset=assets.bills,
-        partitions_def=daily_partitions,
-        description=(
-            "物料缺失 / missing materials: every material (spec_no) on the day's bills exists and "
-            "is enabled in Kingdee BD_MATERIAL for the stock org; lists each missing one with the "
-            "bills it holds back."
-        ),
-    )
     def materials_exist_in_kingdee(bills: pd.DataFrame) -> dg.AssetCheckResult:
         held_by: dict[str, list[str]] = defaultdict(list)
         for name, missing in zip(_names(bills), bills["missing_materials"], strict=True):
@@ -234,29 +225,6 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             ),
         )
 
-    @dg.asset_check(
-        asset=assets.bills,
-        partitions_def=daily_partitions,
-        blocking=True,
-        additional_ins={"lines": dg.AssetIn(assets.lines.key)},
-        description=(
-            "数量一致 (源→单) / quantities match the source: per bill and material, Σ num of the "
-            f"WDT lines = Σ {form.quantity} of the {form.chinese}, and every usable {source.noun} "
-            "has a bill. Blocks the write: a mismatch means the mapping is wrong."
-        ),
-    )
-    def bill_quantities_match_source(
-        bills: pd.DataFrame, lines: pd.DataFrame
-    ) -> dg.AssetCheckResult:
-        return _bills_match_source(flow, bills, lines)
-
-    @dg.asset_check(
-        asset=assets.bills,
-        partitions_def=daily_partitions,
-        description=(
-            "暂挂单据 / held bills: lists every bill that is not ready to send, with the reason."
-        ),
-    )
     def no_held_bills(bills: pd.DataFrame) -> dg.AssetCheckResult:
         held = bills[bills["readiness"] == Readiness.HELD]
         rows = [
@@ -281,15 +249,6 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             ),
         )
 
-    @dg.asset_check(
-        asset=assets.results,
-        partitions_def=daily_partitions,
-        additional_ins={"bills": dg.AssetIn(assets.bills.key)},
-        description=(
-            f"全部写入 / every ready bill written: each ready {form.chinese} ended `created` or "
-            "`already_in_kingdee`; lists the failed ones with Kingdee's messages."
-        ),
-    )
     def ready_bills_written(results: pd.DataFrame, bills: pd.DataFrame) -> dg.AssetCheckResult:
         ready = set(bills.loc[bills["readiness"] == Readiness.READY, "bill_no"])
         outcome = dict(zip(results["bill_no"], results["outcome"], strict=True))
@@ -322,17 +281,6 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             ),
         )
 
-    @dg.asset_check(
-        asset=assets.results,
-        partitions_def=daily_partitions,
-        description=(
-            f"单据生效 / bills in effect: every {form.chinese} Kingdee holds for the day reached "
-            "what the mapping's after_save asks — audit: 已审核 (C), stock has moved; submit: "
-            "审核中 (B). Lists the others with Kingdee's words: refused at submit or audit "
-            "(库存不足, 关账 …), left alone because Kingdee's read-back differs, or unconfirmed "
-            "after a call without an answer."
-        ),
-    )
     def ready_bills_in_effect(results: pd.DataFrame) -> dg.AssetCheckResult:
         in_kingdee = results[results["outcome"].isin(IN_KINGDEE)]
         short = in_kingdee[in_kingdee["settled"].isin(NOT_IN_EFFECT)]
@@ -374,19 +322,6 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
             ),
         )
 
-    @dg.asset_check(
-        asset=assets.results,
-        partitions_def=daily_partitions,
-        blocking=True,
-        description=(
-            f"当日完成 / day complete: every {source.noun} of the day is a {form.chinese} in "
-            "effect in Kingdee. Fails as WARN while bills only wait on someone (a material to "
-            "create, a warehouse to map: run tag wdt_kingdee/day_status=waiting_on_someone), as "
-            "ERROR — which fails the run — when bills need attention (Kingdee refused them, "
-            "calls failed, saved but not in effect). Says which bills and what to do next; "
-            "the open_bills asset lists them across days."
-        ),
-    )
     def day_complete(results: pd.DataFrame) -> dg.AssetCheckResult:
         open_bills = day_open_bills(flow, results)
         status = status_of(open_bills)
@@ -449,17 +384,156 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
     ) -> Iterable[dg.AssetCheckResult]:
         yield from _kingdee_matches_bills(flow, context, results, bills, kingdee)
 
+    bill_checks = _judged_together(
+        flow.qualified(f"{flow.bills_name}_checks"),
+        assets.bills,
+        assets.lines,
+        judges=[
+            (
+                dg.AssetCheckSpec(
+                    "materials_exist_in_kingdee",
+                    asset=assets.bills,
+                    partitions_def=daily_partitions,
+                    description=(
+                        "物料缺失 / missing materials: every material (spec_no) on the day's "
+                        "bills exists and is enabled in Kingdee BD_MATERIAL for the stock org; "
+                        "lists each missing one with the bills it holds back."
+                    ),
+                ),
+                lambda bills, lines: materials_exist_in_kingdee(bills),
+            ),
+            (
+                dg.AssetCheckSpec(
+                    "bill_quantities_match_source",
+                    asset=assets.bills,
+                    partitions_def=daily_partitions,
+                    blocking=True,
+                    additional_deps=[assets.lines.key],
+                    description=(
+                        "数量一致 (源→单) / quantities match the source: per bill and material, Σ "
+                        f"num of the WDT lines = Σ {form.quantity} of the {form.chinese}, and "
+                        f"every usable {source.noun} has a bill. Blocks the write: a mismatch "
+                        "means the mapping is wrong."
+                    ),
+                ),
+                lambda bills, lines: _bills_match_source(flow, bills, lines),
+            ),
+            (
+                dg.AssetCheckSpec(
+                    "no_held_bills",
+                    asset=assets.bills,
+                    partitions_def=daily_partitions,
+                    description=(
+                        "暂挂单据 / held bills: lists every bill that is not ready to send, with "
+                        "the reason."
+                    ),
+                ),
+                lambda bills, lines: no_held_bills(bills),
+            ),
+        ],
+    )
+    result_checks = _judged_together(
+        flow.qualified(f"{flow.results_name}_checks"),
+        assets.results,
+        assets.bills,
+        judges=[
+            (
+                dg.AssetCheckSpec(
+                    "ready_bills_written",
+                    asset=assets.results,
+                    partitions_def=daily_partitions,
+                    additional_deps=[assets.bills.key],
+                    description=(
+                        f"全部写入 / every ready bill written: each ready {form.chinese} ended "
+                        "`created` or `already_in_kingdee`; lists the failed ones with Kingdee's "
+                        "messages."
+                    ),
+                ),
+                ready_bills_written,
+            ),
+            (
+                dg.AssetCheckSpec(
+                    "ready_bills_in_effect",
+                    asset=assets.results,
+                    partitions_def=daily_partitions,
+                    description=(
+                        f"单据生效 / bills in effect: every {form.chinese} Kingdee holds for the "
+                        "day reached what the mapping's after_save asks — audit: 已审核 (C), "
+                        "stock has moved; submit: 审核中 (B). Lists the others with Kingdee's "
+                        "words: refused at submit or audit (库存不足, 关账 …), left alone because "
+                        "Kingdee's read-back differs, or unconfirmed after a call without an "
+                        "answer."
+                    ),
+                ),
+                lambda results, bills: ready_bills_in_effect(results),
+            ),
+            (
+                dg.AssetCheckSpec(
+                    "day_complete",
+                    asset=assets.results,
+                    partitions_def=daily_partitions,
+                    blocking=True,
+                    description=(
+                        f"当日完成 / day complete: every {source.noun} of the day is a "
+                        f"{form.chinese} in effect in Kingdee. Fails as WARN while bills only "
+                        "wait on someone (a material to create, a warehouse to map: run tag "
+                        "wdt_kingdee/day_status=waiting_on_someone), as ERROR — which fails the "
+                        "run — when bills need attention (Kingdee refused them, calls failed, "
+                        "saved but not in effect). Says which bills and what to do next; the "
+                        "open_bills asset lists them across days."
+                    ),
+                ),
+                lambda results, bills: day_complete(results),
+            ),
+        ],
+    )
     return [
         raw_complete,
         no_rejected_lines,
-        materials_exist_in_kingdee,
-        bill_quantities_match_source,
-        no_held_bills,
-        ready_bills_written,
-        ready_bills_in_effect,
-        day_complete,
+        bill_checks,
+        result_checks,
         kingdee_matches_bills,
     ]
+
+
+Judge = Callable[[pd.DataFrame, pd.DataFrame], dg.AssetCheckResult]
+
+
+def _judged_together(
+    name: str,
+    checked: dg.AssetsDefinition,
+    beside: dg.AssetsDefinition,
+    judges: list[tuple[dg.AssetCheckSpec, Judge]],
+) -> dg.AssetChecksDefinition:
+    """Checks that only judge stored days (``checked``'s, with ``beside``'s next to it), in one
+    step. Each step is bookkeeping in every run of every day — a start, its inputs, a success:
+    events written to Dagster's storage — and a backfill pays it per day. Any of them can still
+    be run alone (the UI's *Execute*), and a blocking one still fails the step after the others
+    have reported, so the write waits for it."""
+
+    @dg.multi_asset_check(
+        name=name,
+        specs=[spec for spec, _ in judges],
+        ins={"checked": dg.AssetIn(checked.key), "beside": dg.AssetIn(beside.key)},
+        can_subset=True,
+    )
+    def judged(
+        context: dg.AssetCheckExecutionContext, checked: pd.DataFrame, beside: pd.DataFrame
+    ) -> Iterable[dg.AssetCheckResult]:
+        selected = context.selected_asset_check_keys
+        for spec, judge in judges:
+            if spec.key in selected:
+                result = judge(checked, beside)
+                yield dg.AssetCheckResult(
+                    passed=result.passed,
+                    asset_key=spec.asset_key,
+                    check_name=spec.name,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                )
+
+    return judged
 
 
 def _bills_match_source(
