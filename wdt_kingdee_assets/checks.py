@@ -390,10 +390,9 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         assets.lines,
         judges=[
             (
-                dg.AssetCheckSpec(
+                _daily_spec(
                     "materials_exist_in_kingdee",
-                    asset=assets.bills,
-                    partitions_def=daily_partitions,
+                    assets.bills,
                     description=(
                         "物料缺失 / missing materials: every material (spec_no) on the day's "
                         "bills exists and is enabled in Kingdee BD_MATERIAL for the stock org; "
@@ -403,10 +402,9 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 lambda bills, lines: materials_exist_in_kingdee(bills),
             ),
             (
-                dg.AssetCheckSpec(
+                _daily_spec(
                     "bill_quantities_match_source",
-                    asset=assets.bills,
-                    partitions_def=daily_partitions,
+                    assets.bills,
                     blocking=True,
                     additional_deps=[assets.lines.key],
                     description=(
@@ -419,10 +417,9 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 lambda bills, lines: _bills_match_source(flow, bills, lines),
             ),
             (
-                dg.AssetCheckSpec(
+                _daily_spec(
                     "no_held_bills",
-                    asset=assets.bills,
-                    partitions_def=daily_partitions,
+                    assets.bills,
                     description=(
                         "暂挂单据 / held bills: lists every bill that is not ready to send, with "
                         "the reason."
@@ -438,10 +435,9 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         assets.bills,
         judges=[
             (
-                dg.AssetCheckSpec(
+                _daily_spec(
                     "ready_bills_written",
-                    asset=assets.results,
-                    partitions_def=daily_partitions,
+                    assets.results,
                     additional_deps=[assets.bills.key],
                     description=(
                         f"全部写入 / every ready bill written: each ready {form.chinese} ended "
@@ -452,10 +448,9 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 ready_bills_written,
             ),
             (
-                dg.AssetCheckSpec(
+                _daily_spec(
                     "ready_bills_in_effect",
-                    asset=assets.results,
-                    partitions_def=daily_partitions,
+                    assets.results,
                     description=(
                         f"单据生效 / bills in effect: every {form.chinese} Kingdee holds for the "
                         "day reached what the mapping's after_save asks — audit: 已审核 (C), "
@@ -468,10 +463,9 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
                 lambda results, bills: ready_bills_in_effect(results),
             ),
             (
-                dg.AssetCheckSpec(
+                _daily_spec(
                     "day_complete",
-                    asset=assets.results,
-                    partitions_def=daily_partitions,
+                    assets.results,
                     blocking=True,
                     description=(
                         f"当日完成 / day complete: every {source.noun} of the day is a "
@@ -497,6 +491,11 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
 
 
 Judge = Callable[[pd.DataFrame, pd.DataFrame], dg.AssetCheckResult]
+
+
+def _daily_spec(name: str, asset: dg.AssetsDefinition, **more: Any) -> dg.AssetCheckSpec:
+    """A check of one day of ``asset``: its result is stored and shown per partition."""
+    return dg.AssetCheckSpec(name, asset=asset, partitions_def=daily_partitions, **more)
 
 
 def _judged_together(
