@@ -322,29 +322,40 @@ def cpu_payload(orders: int, lines: int, path: Path) -> None:
 
 def store_raw(pages_path: Path, raw_path: Path) -> float:
     """What the raw_stockouts step does with the answers: parse them as the client does
-    (decimals exact) and store the day as JSON Lines. Returns the CPU seconds of the parse."""
+    (decimals exact), spool each page's orders as it arrives (as the pull does), then copy them
+    from the spool into the stored day. Returns the CPU seconds of the parse."""
     from decimal import Decimal
 
+    from wdt_kingdee_assets.beijing import day_window
     from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
+    from wdt_kingdee_assets.wdt.client import DocumentQuery
+    from wdt_kingdee_assets.wdt.pull import order_key, sort_orders
+    from wdt_kingdee_assets.wdt.spool import OrderSpool
 
+    source = PRODUCTION_STOCKOUT.source
+    window = day_window("2025-06-09")
+    query = DocumentQuery(source.method, window.query_start, window.query_end, source.time_type)
+    spool = OrderSpool()
+    entries = []
     parse = 0.0
-    orders = []
     with pages_path.open(encoding="utf-8") as pages:
         for page in pages:
             started = time.process_time()
-            orders.extend(json.loads(page, parse_float=Decimal)["data"]["order"])
+            orders = json.loads(page, parse_float=Decimal)["data"]["order"]
             parse += time.process_time() - started
-    raw = PRODUCTION_STOCKOUT.raw_schema.frame(
+            entries += [spool.put(o, order_key(o, query.method), query) for o in orders]
+    rows = (
         {
-            "stockout_id": o["stockout_id"],
-            "stockout_no": o["stockout_no"],
-            "consign_time": o["consign_time"],
-            "order": o,
+            "stockout_id": entry.ident,
+            "stockout_no": entry.number,
+            "consign_time": entry.time,
+            "order": spool.text(entry),
         }
-        for o in orders
+        for entry in sort_orders(entries)
     )
     with raw_path.open("w", encoding="utf-8") as stream:
-        PRODUCTION_STOCKOUT.raw_schema.write_jsonl(raw, stream)
+        PRODUCTION_STOCKOUT.raw_schema.write_rows(rows, stream)
+    spool.close()
     return parse
 
 

@@ -31,7 +31,7 @@ from wdt_kingdee_assets.open_bills_asset import report_write
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Readiness
 from wdt_kingdee_assets.partitions import daily_partitions
 from wdt_kingdee_assets.resources import KingdeeResource, WdtResource
-from wdt_kingdee_assets.storage import StoredDay, column_schema
+from wdt_kingdee_assets.storage import StoredDay, StreamedDay, column_schema
 from wdt_kingdee_assets.wdt.errors import IncompletePullError
 from wdt_kingdee_assets.writer import (
     BillWriter,
@@ -206,7 +206,7 @@ def build_assets(flow: Flow) -> FlowAssets:
     )
     def raw(
         context: dg.AssetExecutionContext, config: RawConfig, wdt: WdtResource
-    ) -> dg.Output[pd.DataFrame]:
+    ) -> dg.Output[StreamedDay]:
         started = time.monotonic()
         with api_step(context.partition_key):
             client = wdt.client(context.log.warning)
@@ -229,28 +229,40 @@ def build_assets(flow: Flow) -> FlowAssets:
                         "distinct_orders_pulled": exc.got,
                     },
                 ) from exc
-        kept, pulled, window = day.orders, day.pulled, day.window
-        lines_of = [len(order.get(source.method.lines) or []) for order in kept]
-        frame = flow.raw_schema.frame(
+        kept, pulled, window = day.kept, day.pulled, day.window
+
+        def rows() -> Iterator[dict[str, Any]]:
+            # Each order's text from the pull's spool into the stored day, one at a time.
+            for entry in kept:
+                yield {
+                    # kept even when WDT's id is not an integer: the normalizer rejects it with
+                    # the reason; an answer without ids gets the one derived from the number
+                    source.key: document_id(
+                        {source.key: entry.ident, source.number: entry.number},
+                        source.key,
+                        source.number,
+                    ),
+                    source.number: entry.number,
+                    source.time_field: entry.time,
+                    "order": pulled.spool.text(entry),
+                }
+
+        overview = pd.DataFrame(
             {
-                # kept even when WDT's id is not an integer: the normalizer rejects it with the
-                # reason; an answer without ids gets the one derived from the number
-                source.key: document_id(order, source.key, source.number),
-                source.number: order.get(source.number),
-                source.time_field: order.get(source.time_field),
-                "order": order,
-            }
-            for order in kept
+                source.number: [entry.number for entry in kept],
+                source.time_field: [entry.time for entry in kept],
+                "lines": [entry.lines for entry in kept],
+            },
+            dtype=object,
         )
-        overview = frame.assign(lines=lines_of)
         return dg.Output(
-            frame,
+            StreamedDay(rows),
             metadata={
                 "orders": len(kept),
-                "lines": sum(lines_of),
+                "lines": sum(entry.lines for entry in kept),
                 "total_count": pulled.total_count,
-                "distinct_orders_pulled": len(pulled.orders),
-                "outside_day": len(pulled.orders) - len(kept),
+                "distinct_orders_pulled": len(pulled.entries),
+                "outside_day": len(pulled.entries) - len(kept),
                 "pages": pulled.pages,
                 "page_size": pulled.page_size,
                 "page_size_steps": dg.MetadataValue.json(pulled.step_downs),

@@ -7,7 +7,7 @@ builds exactly the bills a run would write.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -27,16 +27,22 @@ from wdt_kingdee_assets.reference import parse_reference
 from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
 from wdt_kingdee_assets.wdt.client import DocumentQuery, WdtClient
 from wdt_kingdee_assets.wdt.pull import PullResult, pull_documents
+from wdt_kingdee_assets.wdt.spool import SpooledOrder
 
 
 @dataclass(frozen=True)
 class PulledDay:
-    """The documents whose time falls on the day, as WDT sent them, and how they were pulled."""
+    """The documents whose time falls on the day (``kept``, in the pull's order), as WDT sent
+    them, and how they were pulled."""
 
     window: DayWindow
     query: DocumentQuery
     pulled: PullResult
-    orders: list[dict[str, Any]]
+    kept: list[SpooledOrder]
+
+    def orders(self) -> Iterator[dict[str, Any]]:
+        """The kept documents, read back one at a time."""
+        return (self.pulled.spool.get(entry) for entry in self.kept)
 
 
 def pull_day(
@@ -64,10 +70,9 @@ def pull_day(
     )
     pulled = pull_documents(client, query, max_passes=max_passes, on_step_down=on_step_down)
     kept = [
-        order
-        for order in pulled.orders
-        if (moment := parse_wdt_datetime(order.get(source.time_field))) is None
-        or window.contains(moment)
+        entry
+        for entry in pulled.entries
+        if (moment := parse_wdt_datetime(entry.time)) is None or window.contains(moment)
     ]
     return PulledDay(window, query, pulled, kept)
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Literal, TextIO
 
 import pandas as pd
 
 from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.bulk import gc_paused
+from wdt_kingdee_assets.encoding import EncodedJson, encode_json
 
 Kind = Literal["int", "str", "decimal", "datetime", "bool", "json"]
 
@@ -68,14 +69,43 @@ class FrameSchema:
         missing = [name for name in self.names if name not in frame.columns]
         if missing:
             raise ValueError(f"{self.name}: DataFrame lacks columns {missing}")
+        self._write_columns([frame[name].tolist() for name in self.names], stream, constants)
+
+    def write_rows(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        stream: TextIO,
+        constants: Mapping[str, Any] | None = None,
+    ) -> None:
+        """As :meth:`write_jsonl`, from rows made one at a time (a missing field is empty): a
+        chunk of READ_CHUNK_LINES rows is all that is in memory at once."""
+        rows = iter(rows)
+        while chunk := list(islice(rows, READ_CHUNK_LINES)):
+            columns = [[row.get(name) for row in chunk] for name in self.names]
+            self._write_columns(columns, stream, constants)
+
+    def _write_columns(
+        self, columns: list[list[Any]], stream: TextIO, constants: Mapping[str, Any] | None
+    ) -> None:
         names = self.names
-        columns = [
-            _json_column(frame[column.name].tolist(), column.kind) for column in self.columns
+        cells = [
+            _json_column(values, column.kind)
+            for values, column in zip(columns, self.columns, strict=True)
         ]
-        encode = _ENCODER.encode
+        encoded = [column.name for column in self.columns if column.kind == "json"]
         lead = dict(constants or {})
-        for row in zip(*columns, strict=True):
-            stream.write(encode({**lead, **dict(zip(names, row, strict=True))}) + "\n")
+        for row in zip(*cells, strict=True):
+            record = {**lead, **dict(zip(names, row, strict=True))}
+            # A json cell already encoded (an order from the pull's spool) goes in as it is.
+            spliced = [
+                f"{encode_json(name)}:{record.pop(name)}"
+                for name in encoded
+                if type(record.get(name)) is EncodedJson
+            ]
+            line = encode_json(record)
+            if spliced:
+                line = line[:-1] + ("," if len(line) > 2 else "") + ",".join(spliced) + "}"
+            stream.write(line + "\n")
 
     def read_jsonl(self, stream: Iterable[str]) -> pd.DataFrame:
         """The frame from JSON Lines, parsed and spread into columns a chunk of lines at a time."""
@@ -171,18 +201,3 @@ def _json_column(values: list[Any], kind: Kind) -> list[Any]:
     if kind == "datetime":
         return [None if _is_missing(v) else v.isoformat() for v in values]
     return [None if _is_missing(v) else v for v in values]
-
-
-def _json_default(value: Any) -> Any:
-    """What the encoder cannot write itself: Decimals as exact strings, datetimes as ISO text."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):  # pandas' Timestamp included
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} cannot be stored as JSON: {value!r}")
-
-
-# One encoder for every line: json.dumps with options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)

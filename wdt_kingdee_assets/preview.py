@@ -73,7 +73,7 @@ def preview_day(
     when merged bills must keep their batches (None: as if the day had never been built)."""
     form = flow.form
     pulled = pull_day(flow, wdt, day)
-    lines = normalize_orders(pulled.orders, flow)
+    lines = normalize_orders(pulled.orders(), flow)
     bills = build_day_bills(flow, mapping, kingdee, lines, default_org, day, io_manager).bills
     scope = bill_scope(flow, mapping, default_org, day)
     numbers = [number for number in bills["bill_no"] if isinstance(number, str)]

@@ -10,10 +10,10 @@ and a crashed step never leaves a half-written day behind.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import dagster as dg
 import pandas as pd
@@ -87,6 +87,15 @@ class StoredDay:
             raise _not_valid(self.schema, self.partition_key, self.path, exc) from exc
 
 
+@dataclass(frozen=True)
+class StreamedDay:
+    """A day handed to the IO manager as rows it stores as they are made, for a day too large to
+    hold as a frame: the raw step's orders, read back one at a time from the pull's spool.
+    ``rows`` is called once, by the store."""
+
+    rows: Callable[[], Iterator[Mapping[str, Any]]]
+
+
 class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
     """Stores each asset's DataFrame as ``<base_dir>/<asset>/<partition>.jsonl``.
 
@@ -126,15 +135,19 @@ class PartitionedJsonlIOManager(dg.ConfigurableIOManager):
         """``<base_dir>/<asset key, / between parts>/<partition>.jsonl``."""
         return self.data_dir / stored_name / f"{partition_key}.jsonl"
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | StreamedDay) -> None:
         schema = stored_schema(context)
         path = self.path_for(schema.name, context.partition_key)
         self._parsed.pop(path, None)
-        write_atomically(
-            path,
-            lambda handle: schema.write_jsonl(obj, handle, {DAY_FIELD: context.partition_key}),
-            self.file_mode,
-        )
+        day = {DAY_FIELD: context.partition_key}
+
+        def write(handle: TextIO) -> None:
+            if isinstance(obj, StreamedDay):
+                schema.write_rows(obj.rows(), handle, day)
+            else:
+                schema.write_jsonl(obj, handle, day)
+
+        write_atomically(path, write, self.file_mode)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | StoredDay:

@@ -22,6 +22,7 @@ from wdt_kingdee_assets.wdt.errors import (
     WdtTransientError,
 )
 from wdt_kingdee_assets.wdt.methods import WdtMethod
+from wdt_kingdee_assets.wdt.spool import OrderSpool, SpooledOrder
 
 MAX_WINDOW_DAYS = 30
 
@@ -63,13 +64,23 @@ def split_window(
 
 @dataclass
 class PullResult:
-    orders: list[dict[str, Any]]  # each exactly as WDT sent it, sorted by the window's time, id
+    """The pulled orders lie in ``spool``; ``entries`` says where, sorted by the window's time,
+    then the method's key. A large day is streamed from there (``spool.get``); ``orders`` reads
+    them all into memory, for the small pulls that want them at once."""
+
+    entries: list[SpooledOrder]
+    spool: OrderSpool
     total_count: int  # distinct orders WDT counted over all windows (boundary twins once)
     pages: int  # page calls made, all passes and windows
     passes: int  # full passes made, summed over windows
     windows: int
     page_size: int = 0  # the page size the pull ended with
     step_downs: list[str] = field(default_factory=list)  # each smaller page size, and why
+
+    @property
+    def orders(self) -> list[dict[str, Any]]:
+        """Every order, each exactly as WDT sent it, in the entries' order."""
+        return [self.spool.get(entry) for entry in self.entries]
 
 
 # The page size a pull steps down to, at the least (WDT_PAGE_SIZE below it is kept as it is).
@@ -106,7 +117,7 @@ class _Pager:
 
 @dataclass
 class _Pass:
-    orders: dict[str, dict[str, Any]]
+    orders: dict[str, SpooledOrder]
     totals: list[int]
     pages: int
     overran: bool  # stopped by the page cap before the pages covered the total
@@ -150,20 +161,13 @@ def _id_sort_key(key: str) -> tuple[int, Decimal, str]:
         return (1, Decimal(0), key)
 
 
-def sort_orders(orders: list[dict[str, Any]], query: DocumentQuery) -> list[dict[str, Any]]:
+def sort_orders(entries: list[SpooledOrder]) -> list[SpooledOrder]:
     """A stable, documented order: by the window's time field, then the method's key."""
-    field = query.time_field
-    return sorted(
-        orders,
-        key=lambda order: (
-            _time_sort_key(order.get(field)),
-            _id_sort_key(order_key(order, query.method)),
-        ),
-    )
+    return sorted(entries, key=lambda entry: (_time_sort_key(entry.time), _id_sort_key(entry.key)))
 
 
-def _one_pass(client: WdtClient, query: DocumentQuery, size: int) -> _Pass:
-    orders: dict[str, dict[str, Any]] = {}
+def _one_pass(client: WdtClient, query: DocumentQuery, size: int, spool: OrderSpool) -> _Pass:
+    orders: dict[str, SpooledOrder] = {}
     totals: list[int] = []
     page_no = 0
     page_cap: int | None = None
@@ -172,7 +176,8 @@ def _one_pass(client: WdtClient, query: DocumentQuery, size: int) -> _Pass:
         assert page.total_count is not None  # asked with calc_total=1
         totals.append(page.total_count)
         for order in page.orders:
-            orders[order_key(order, query.method)] = order
+            key = order_key(order, query.method)
+            orders[key] = spool.put(order, key, query)
         if page_cap is None:
             # Rows inserted faster than we page would keep the pass going forever; past twice
             # the first count's pages the pass is inconsistent anyway and the next one starts.
@@ -190,25 +195,25 @@ def _describe(query: DocumentQuery) -> str:
     return f"window {start} .. {end} (Beijing, time_type={query.time_type}, status={query.status})"
 
 
-def _pass_of(client: WdtClient, query: DocumentQuery, pager: _Pager) -> _Pass:
+def _pass_of(client: WdtClient, query: DocumentQuery, pager: _Pager, spool: OrderSpool) -> _Pass:
     """One pass, begun again with smaller pages when a page of this size fails (a pass never
     mixes page sizes: the offsets would shift)."""
     while True:
         try:
-            return _one_pass(client, query, pager.size)
+            return _one_pass(client, query, pager.size, spool)
         except WdtError as exc:
             if not pager.step_down(exc):
                 raise
 
 
 def _pull_window(
-    client: WdtClient, query: DocumentQuery, max_passes: int, pager: _Pager
-) -> tuple[dict[str, dict[str, Any]], int, int, int]:
+    client: WdtClient, query: DocumentQuery, max_passes: int, pager: _Pager, spool: OrderSpool
+) -> tuple[dict[str, SpooledOrder], int, int, int]:
     """(orders by key, WDT's total, pages, passes) for one window of at most 30 days."""
-    union: dict[str, dict[str, Any]] = {}
+    union: dict[str, SpooledOrder] = {}
     pages = 0
     for passes in range(1, max_passes + 1):
-        this = _pass_of(client, query, pager)
+        this = _pass_of(client, query, pager, spool)
         pages += this.pages
         union.update(this.orders)  # a later pass has the fresher copy of an order
         latest_total = this.totals[-1]
@@ -244,11 +249,12 @@ def pull_documents(
         client.page_size, min(MIN_STEP_PAGE_SIZE, client.page_size), on_step_down=on_step_down
     )
     windows = split_window(query.start_time, query.end_time, query.method.max_window_days)
-    merged: dict[str, dict[str, Any]] = {}
+    spool = OrderSpool()
+    merged: dict[str, SpooledOrder] = {}
     counted = pages = passes = 0
     for start, end in windows:
         orders, total, window_pages, window_passes = _pull_window(
-            client, replace(query, start_time=start, end_time=end), max_passes, pager
+            client, replace(query, start_time=start, end_time=end), max_passes, pager, spool
         )
         twins = sum(1 for key in orders if key in merged)
         counted += total - twins
@@ -256,7 +262,8 @@ def pull_documents(
         pages += window_pages
         passes += window_passes
     return PullResult(
-        orders=sort_orders(list(merged.values()), query),
+        entries=sort_orders(list(merged.values())),
+        spool=spool,
         total_count=counted,
         pages=pages,
         passes=passes,

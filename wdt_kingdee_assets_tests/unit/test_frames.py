@@ -1,8 +1,12 @@
 import io
+import json
 from datetime import datetime
 from decimal import Decimal
 
+import pandas as pd
+
 from wdt_kingdee_assets.beijing import BEIJING, day_window
+from wdt_kingdee_assets.encoding import EncodedJson, encode_json
 from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.normalize import normalize_orders
 
@@ -65,3 +69,37 @@ def test_open_day_window_ends_before_now():
     now = datetime(2024, 3, 1, 10, 0, 0, tzinfo=BEIJING)
     window = day_window("2024-03-01", now=now)
     assert window.is_open and window.query_end < now
+
+
+def test_rows_with_an_order_already_encoded_store_the_same_lines_as_the_frame():
+    order = {
+        "stockout_id": 7,
+        "stockout_no": "CK7",
+        "detail_list": [{"num": Decimal("12.3400"), "goods_name": "电源适配器", "ok": None}],
+    }
+    rows = [
+        {"stockout_id": 7, "stockout_no": "CK7", "consign_time": "2024-03-01 00:00:00"},
+        {"stockout_id": None, "stockout_no": "CK8", "consign_time": None},
+    ]
+    schema = PRODUCTION_STOCKOUT.raw_schema
+    from_frame, from_rows = io.StringIO(), io.StringIO()
+    schema.write_jsonl(
+        schema.frame([{**rows[0], "order": order}, {**rows[1], "order": None}]),
+        from_frame,
+        {"day": "2024-03-01"},
+    )
+    schema.write_rows(
+        [{**rows[0], "order": EncodedJson(encode_json(order))}, rows[1]],
+        from_rows,
+        {"day": "2024-03-01"},
+    )
+    assert [json.loads(line) for line in from_rows.getvalue().splitlines()] == [
+        json.loads(line) for line in from_frame.getvalue().splitlines()
+    ]
+    back = schema.read_jsonl(io.StringIO(from_rows.getvalue()))
+    assert back["order"].iloc[0]["detail_list"][0] == {
+        "num": "12.3400",
+        "goods_name": "电源适配器",
+        "ok": None,
+    }
+    assert back["order"].iloc[1] is None and pd.isna(back["stockout_id"].iloc[1])

@@ -11,6 +11,7 @@ import pytest
 PURE = [
     "wdt_kingdee_assets.beijing",
     "wdt_kingdee_assets.frames",
+    "wdt_kingdee_assets.encoding",
     "wdt_kingdee_assets.normalize",
     "wdt_kingdee_assets.mapping",
     "wdt_kingdee_assets.bills",

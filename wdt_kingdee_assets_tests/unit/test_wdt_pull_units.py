@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import pairwise
 
 import pytest
 
+from wdt_kingdee_assets.encoding import encode_json
 from wdt_kingdee_assets.wdt.client import BEIJING, DocumentQuery
 from wdt_kingdee_assets.wdt.methods import PROCESS_STOCKIN
-from wdt_kingdee_assets.wdt.pull import sort_orders, split_window
+from wdt_kingdee_assets.wdt.pull import order_key, sort_orders, split_window
+from wdt_kingdee_assets.wdt.spool import OrderSpool, SpooledOrder
 from wdt_kingdee_assets_tests.fixtures.wdt import stockout_query
 
 START = datetime(2026, 7, 1, tzinfo=BEIJING)
@@ -51,6 +54,11 @@ def test_bad_windows_are_refused() -> None:
         split_window(START, START - timedelta(seconds=1))
 
 
+def _spooled(orders: list[dict[str, object]], query: DocumentQuery) -> list[SpooledOrder]:
+    spool = OrderSpool()
+    return [spool.put(order, order_key(order, query.method), query) for order in orders]
+
+
 def test_orders_sort_by_consign_time_in_either_format_then_id() -> None:
     at_nine_ms = int(datetime(2026, 7, 1, 9, tzinfo=BEIJING).astimezone(UTC).timestamp() * 1000)
     orders = [
@@ -63,7 +71,8 @@ def test_orders_sort_by_consign_time_in_either_format_then_id() -> None:
     query = stockout_query(
         datetime(2026, 7, 1, tzinfo=BEIJING), datetime(2026, 7, 2, tzinfo=BEIJING)
     )
-    assert [order["stockout_id"] for order in sort_orders(orders, query)] == [5, 2, 1, 3, 4]
+    ordered = sort_orders(_spooled(orders, query))
+    assert [entry.ident for entry in ordered] == [5, 2, 1, 3, 4]
 
 
 def test_stockins_sort_by_the_time_field_of_the_query_then_their_own_key() -> None:
@@ -75,5 +84,32 @@ def test_stockins_sort_by_the_time_field_of_the_query_then_their_own_key() -> No
     start = datetime(2026, 7, 1, tzinfo=BEIJING)
     by_check = DocumentQuery(PROCESS_STOCKIN, start, start, time_type=2)
     by_created = DocumentQuery(PROCESS_STOCKIN, start, start, time_type=1)
-    assert [order["stockin_id"] for order in sort_orders(orders, by_check)] == [8, 7, 9]
-    assert [order["stockin_id"] for order in sort_orders(orders, by_created)] == [9, 7, 8]
+    assert [e.ident for e in sort_orders(_spooled(orders, by_check))] == [8, 7, 9]
+    assert [e.ident for e in sort_orders(_spooled(orders, by_created))] == [9, 7, 8]
+
+
+def test_a_spooled_order_comes_back_exactly_and_its_entry_says_what_the_pull_needs() -> None:
+    query = stockout_query(
+        datetime(2026, 7, 1, tzinfo=BEIJING), datetime(2026, 7, 2, tzinfo=BEIJING)
+    )
+    first = {
+        "stockout_id": 7,
+        "stockout_no": "CK7",
+        "consign_time": "2026-07-01 10:00:00",
+        "detail_list": [{"num": Decimal("12.3400"), "goods_name": "电源适配器"}] * 2,
+    }
+    odd = {"stockout_no": "CK8", "detail_list": "not a list"}
+    spool = OrderSpool()
+    entries = [spool.put(order, order_key(order, query.method), query) for order in (first, odd)]
+    # Read back in any order, as often as asked, as the stored day holds it: decimals as their
+    # exact text, Chinese as it is; the text is what a stored file writes for the order.
+    assert [spool.text(entry) for entry in reversed(entries)] == [
+        encode_json(odd),
+        encode_json(first),
+    ]
+    assert spool.get(entries[0])["detail_list"][0] == {"num": "12.3400", "goods_name": "电源适配器"}
+    assert spool.get(entries[1]) == odd
+    assert (entries[0].key, entries[0].number, entries[0].lines) == ("7", "CK7", 2)
+    # An order without an id is keyed by its number; lines that are not a list count none.
+    assert (entries[1].key, entries[1].ident, entries[1].lines) == ("stockout_no:CK8", None, 0)
+    spool.close()
