@@ -211,7 +211,12 @@ def build_bills(
         return maker
 
     identified = lines[lines[key].notna()].sort_values(key, kind="stable")
-    column = {name: identified[name].tolist() for name in identified.columns}
+    # The document time only gives the bill's date: as text, in one vectorized call (a list of
+    # the times would be a pandas Timestamp made per line).
+    bill_dates = identified[source.time_field].dt.strftime("%Y-%m-%d").tolist()
+    column = {
+        name: identified[name].tolist() for name in identified.columns if name != source.time_field
+    }
     ids, reject, spec = column[key], column["reject_reason"], column["spec_no"]
     lot_numbers, rec_ids, quantities = column["batch_no"], column["rec_id"], column["num"]
     wdt_units, positions = column["base_unit_name"], column["position_no"]
@@ -265,7 +270,7 @@ def build_bills(
             "stock_org": stock_org,
             "owner_org": owner_org,
         }
-        moment = column[source.time_field][first]
+        bill_date = bill_dates[first]
         # A document's own bill stands for it: the document's number is its source reference.
         header["source_ref"] = header[number]
         header["bill_no"] = (
@@ -273,7 +278,7 @@ def build_bills(
             if header[number]
             else None
         )
-        header["bill_date"] = None if pd.isna(moment) else moment.strftime("%Y-%m-%d")
+        header["bill_date"] = None if pd.isna(bill_date) else bill_date
 
         rejected = [reject[k] for k in range(first, end) if reject[k] is not None]
         if rejected:
