@@ -327,6 +327,7 @@ def store_raw(pages_path: Path, raw_path: Path) -> float:
     from decimal import Decimal
 
     from wdt_kingdee_assets.beijing import day_window
+    from wdt_kingdee_assets.day import raw_rows
     from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
     from wdt_kingdee_assets.wdt.client import DocumentQuery
     from wdt_kingdee_assets.wdt.pull import order_key, sort_orders
@@ -344,15 +345,7 @@ def store_raw(pages_path: Path, raw_path: Path) -> float:
             orders = json.loads(page, parse_float=Decimal)["data"]["order"]
             parse += time.process_time() - started
             entries += [spool.put(o, order_key(o, query.method), query) for o in orders]
-    rows = (
-        {
-            "stockout_id": entry.ident,
-            "stockout_no": entry.number,
-            "consign_time": entry.time,
-            "order": spool.text(entry),
-        }
-        for entry in sort_orders(entries)
-    )
+    rows = raw_rows(source, sort_orders(entries), spool)
     with raw_path.open("w", encoding="utf-8") as stream:
         PRODUCTION_STOCKOUT.raw_schema.write_rows(rows, stream)
     spool.close()

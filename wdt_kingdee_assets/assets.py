@@ -20,12 +20,12 @@ from pydantic import Field
 from wdt_kingdee_assets.beijing import BEIJING
 from wdt_kingdee_assets.catalog import blocker_states
 from wdt_kingdee_assets.causes import cause_of, failure_text
-from wdt_kingdee_assets.day import bill_scope, build_day_bills, pull_day
+from wdt_kingdee_assets.day import bill_scope, build_day_bills, pull_day, raw_rows
 from wdt_kingdee_assets.flow import Flow
 from wdt_kingdee_assets.kingdee.client import MAX_THREADS
 from wdt_kingdee_assets.lease import LeaseBusy, LeaseHolder, WriteLease, holding
 from wdt_kingdee_assets.lifecycle import NOT_IN_EFFECT, BillInKingdee, Lifecycle, Settled
-from wdt_kingdee_assets.normalize import document_id, normalize_orders
+from wdt_kingdee_assets.normalize import normalize_orders
 from wdt_kingdee_assets.open_bills import summary_text
 from wdt_kingdee_assets.open_bills_asset import report_write
 from wdt_kingdee_assets.outcomes import IN_KINGDEE, OPEN, Failure, Outcome, Readiness
@@ -231,22 +231,6 @@ def build_assets(flow: Flow) -> FlowAssets:
                 ) from exc
         kept, pulled, window = day.kept, day.pulled, day.window
 
-        def rows() -> Iterator[dict[str, Any]]:
-            # Each order's text from the pull's spool into the stored day, one at a time.
-            for entry in kept:
-                yield {
-                    # kept even when WDT's id is not an integer: the normalizer rejects it with
-                    # the reason; an answer without ids gets the one derived from the number
-                    source.key: document_id(
-                        {source.key: entry.ident, source.number: entry.number},
-                        source.key,
-                        source.number,
-                    ),
-                    source.number: entry.number,
-                    source.time_field: entry.time,
-                    "order": pulled.spool.text(entry),
-                }
-
         overview = pd.DataFrame(
             {
                 source.number: [entry.number for entry in kept],
@@ -256,7 +240,7 @@ def build_assets(flow: Flow) -> FlowAssets:
             dtype=object,
         )
         return dg.Output(
-            StreamedDay(rows),
+            StreamedDay(lambda: raw_rows(source, kept, pulled.spool)),
             metadata={
                 "orders": len(kept),
                 "lines": sum(entry.lines for entry in kept),

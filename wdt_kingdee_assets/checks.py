@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 import pandas as pd
@@ -389,43 +389,34 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         assets.bills,
         assets.lines,
         judges=[
-            (
-                _daily_spec(
-                    "materials_exist_in_kingdee",
-                    assets.bills,
-                    description=(
-                        "物料缺失 / missing materials: every material (spec_no) on the day's "
-                        "bills exists and is enabled in Kingdee BD_MATERIAL for the stock org; "
-                        "lists each missing one with the bills it holds back."
-                    ),
-                ),
+            Judged(
+                "materials_exist_in_kingdee",
                 lambda bills, lines: materials_exist_in_kingdee(bills),
-            ),
-            (
-                _daily_spec(
-                    "bill_quantities_match_source",
-                    assets.bills,
-                    blocking=True,
-                    additional_deps=[assets.lines.key],
-                    description=(
-                        "数量一致 (源→单) / quantities match the source: per bill and material, Σ "
-                        f"num of the WDT lines = Σ {form.quantity} of the {form.chinese}, and "
-                        f"every usable {source.noun} has a bill. Blocks the write: a mismatch "
-                        "means the mapping is wrong."
-                    ),
+                description=(
+                    "物料缺失 / missing materials: every material (spec_no) on the day's "
+                    "bills exists and is enabled in Kingdee BD_MATERIAL for the stock org; "
+                    "lists each missing one with the bills it holds back."
                 ),
+            ),
+            Judged(
+                "bill_quantities_match_source",
                 lambda bills, lines: _bills_match_source(flow, bills, lines),
-            ),
-            (
-                _daily_spec(
-                    "no_held_bills",
-                    assets.bills,
-                    description=(
-                        "暂挂单据 / held bills: lists every bill that is not ready to send, with "
-                        "the reason."
-                    ),
+                blocking=True,
+                reads_beside=True,
+                description=(
+                    "数量一致 (源→单) / quantities match the source: per bill and material, Σ "
+                    f"num of the WDT lines = Σ {form.quantity} of the {form.chinese}, and "
+                    f"every usable {source.noun} has a bill. Blocks the write: a mismatch "
+                    "means the mapping is wrong."
                 ),
+            ),
+            Judged(
+                "no_held_bills",
                 lambda bills, lines: no_held_bills(bills),
+                description=(
+                    "暂挂单据 / held bills: lists every bill that is not ready to send, with "
+                    "the reason."
+                ),
             ),
         ],
     )
@@ -434,50 +425,41 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
         assets.results,
         assets.bills,
         judges=[
-            (
-                _daily_spec(
-                    "ready_bills_written",
-                    assets.results,
-                    additional_deps=[assets.bills.key],
-                    description=(
-                        f"全部写入 / every ready bill written: each ready {form.chinese} ended "
-                        "`created` or `already_in_kingdee`; lists the failed ones with Kingdee's "
-                        "messages."
-                    ),
-                ),
+            Judged(
+                "ready_bills_written",
                 ready_bills_written,
-            ),
-            (
-                _daily_spec(
-                    "ready_bills_in_effect",
-                    assets.results,
-                    description=(
-                        f"单据生效 / bills in effect: every {form.chinese} Kingdee holds for the "
-                        "day reached what the mapping's after_save asks — audit: 已审核 (C), "
-                        "stock has moved; submit: 审核中 (B). Lists the others with Kingdee's "
-                        "words: refused at submit or audit (库存不足, 关账 …), left alone because "
-                        "Kingdee's read-back differs, or unconfirmed after a call without an "
-                        "answer."
-                    ),
+                reads_beside=True,
+                description=(
+                    f"全部写入 / every ready bill written: each ready {form.chinese} ended "
+                    "`created` or `already_in_kingdee`; lists the failed ones with Kingdee's "
+                    "messages."
                 ),
+            ),
+            Judged(
+                "ready_bills_in_effect",
                 lambda results, bills: ready_bills_in_effect(results),
-            ),
-            (
-                _daily_spec(
-                    "day_complete",
-                    assets.results,
-                    blocking=True,
-                    description=(
-                        f"当日完成 / day complete: every {source.noun} of the day is a "
-                        f"{form.chinese} in effect in Kingdee. Fails as WARN while bills only "
-                        "wait on someone (a material to create, a warehouse to map: run tag "
-                        "wdt_kingdee/day_status=waiting_on_someone), as ERROR — which fails the "
-                        "run — when bills need attention (Kingdee refused them, calls failed, "
-                        "saved but not in effect). Says which bills and what to do next; the "
-                        "open_bills asset lists them across days."
-                    ),
+                description=(
+                    f"单据生效 / bills in effect: every {form.chinese} Kingdee holds for the "
+                    "day reached what the mapping's after_save asks — audit: 已审核 (C), "
+                    "stock has moved; submit: 审核中 (B). Lists the others with Kingdee's "
+                    "words: refused at submit or audit (库存不足, 关账 …), left alone because "
+                    "Kingdee's read-back differs, or unconfirmed after a call without an "
+                    "answer."
                 ),
+            ),
+            Judged(
+                "day_complete",
                 lambda results, bills: day_complete(results),
+                blocking=True,
+                description=(
+                    f"当日完成 / day complete: every {source.noun} of the day is a "
+                    f"{form.chinese} in effect in Kingdee. Fails as WARN while bills only "
+                    "wait on someone (a material to create, a warehouse to map: run tag "
+                    "wdt_kingdee/day_status=waiting_on_someone), as ERROR — which fails the "
+                    "run — when bills need attention (Kingdee refused them, calls failed, "
+                    "saved but not in effect). Says which bills and what to do next; the "
+                    "open_bills asset lists them across days."
+                ),
             ),
         ],
     )
@@ -490,29 +472,43 @@ def build_checks(flow: Flow, assets: FlowAssets) -> list[dg.AssetChecksDefinitio
     ]
 
 
-Judge = Callable[[pd.DataFrame, pd.DataFrame], dg.AssetCheckResult]
+class Judged(NamedTuple):
+    """A check of one stored day that calls no API: ``judge`` gets the checked asset's day and
+    the day of the asset beside it (which it may ignore)."""
 
-
-def _daily_spec(name: str, asset: dg.AssetsDefinition, **more: Any) -> dg.AssetCheckSpec:
-    """A check of one day of ``asset``: its result is stored and shown per partition."""
-    return dg.AssetCheckSpec(name, asset=asset, partitions_def=daily_partitions, **more)
+    name: str
+    judge: Callable[[pd.DataFrame, pd.DataFrame], dg.AssetCheckResult]
+    description: str
+    blocking: bool = False
+    reads_beside: bool = False  # lineage: the check depends on the asset beside too
 
 
 def _judged_together(
     name: str,
     checked: dg.AssetsDefinition,
     beside: dg.AssetsDefinition,
-    judges: list[tuple[dg.AssetCheckSpec, Judge]],
+    judges: list[Judged],
 ) -> dg.AssetChecksDefinition:
     """Checks that only judge stored days (``checked``'s, with ``beside``'s next to it), in one
-    step. Each step is bookkeeping in every run of every day — a start, its inputs, a success:
-    events written to Dagster's storage — and a backfill pays it per day. Any of them can still
-    be run alone (the UI's *Execute*), and a blocking one still fails the step after the others
-    have reported, so the write waits for it."""
+    step, each stored and shown per day. Each step is bookkeeping in every run of every day — a
+    start, its inputs, a success: events written to Dagster's storage — and a backfill pays it per
+    day. Any of them can still be run alone (the UI's *Execute*), and a blocking one still fails
+    the step after the others have reported, so the write waits for it."""
+    specs = {
+        judged.name: dg.AssetCheckSpec(
+            judged.name,
+            asset=checked,
+            partitions_def=daily_partitions,
+            blocking=judged.blocking,
+            additional_deps=[beside.key] if judged.reads_beside else None,
+            description=judged.description,
+        )
+        for judged in judges
+    }
 
     @dg.multi_asset_check(
         name=name,
-        specs=[spec for spec, _ in judges],
+        specs=list(specs.values()),
         ins={"checked": dg.AssetIn(checked.key), "beside": dg.AssetIn(beside.key)},
         can_subset=True,
     )
@@ -520,9 +516,10 @@ def _judged_together(
         context: dg.AssetCheckExecutionContext, checked: pd.DataFrame, beside: pd.DataFrame
     ) -> Iterable[dg.AssetCheckResult]:
         selected = context.selected_asset_check_keys
-        for spec, judge in judges:
+        for judged in judges:
+            spec = specs[judged.name]
             if spec.key in selected:
-                result = judge(checked, beside)
+                result = judged.judge(checked, beside)
                 yield dg.AssetCheckResult(
                     passed=result.passed,
                     asset_key=spec.asset_key,

@@ -7,7 +7,7 @@ builds exactly the bills a run would write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -22,12 +22,13 @@ from wdt_kingdee_assets.grouping import batch_of
 from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.locator import BillScope
 from wdt_kingdee_assets.mapping import MappingConfig
-from wdt_kingdee_assets.normalize import parse_wdt_datetime
+from wdt_kingdee_assets.normalize import document_id, parse_wdt_datetime
 from wdt_kingdee_assets.reference import parse_reference
+from wdt_kingdee_assets.source import Source
 from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
 from wdt_kingdee_assets.wdt.client import DocumentQuery, WdtClient
 from wdt_kingdee_assets.wdt.pull import PullResult, pull_documents
-from wdt_kingdee_assets.wdt.spool import SpooledOrder
+from wdt_kingdee_assets.wdt.spool import OrderSpool, SpooledOrder
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,23 @@ def pull_day(
         if (moment := parse_wdt_datetime(entry.time)) is None or window.contains(moment)
     ]
     return PulledDay(window, query, pulled, kept)
+
+
+def raw_rows(
+    source: Source, entries: Iterable[SpooledOrder], spool: OrderSpool
+) -> Iterator[dict[str, Any]]:
+    """The raw day's rows, each order's text copied from the pull's spool, one at a time."""
+    for entry in entries:
+        yield {
+            # kept even when WDT's id is not an integer: the normalizer rejects it with the
+            # reason; an answer without ids gets the one derived from the number
+            source.key: document_id(
+                {source.key: entry.ident, source.number: entry.number}, source.key, source.number
+            ),
+            source.number: entry.number,
+            source.time_field: entry.time,
+            "order": spool.text(entry),
+        }
 
 
 def bill_scope(flow: Flow, mapping: MappingConfig, default_org: str, day: str) -> BillScope:

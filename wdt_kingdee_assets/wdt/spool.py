@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,24 +36,23 @@ class OrderSpool:
     """An append-only temporary file of orders, in ``$TMPDIR`` (the file has no name: it is gone
     when the spool is closed, garbage-collected or its process dies).
 
-    An order read back is what the stored day will hold: every value as WDT sent it, decimals
-    as their exact text ("12.3400"), which is what the normalizer reads from a stored day too.
+    One pull fills it and one step reads it, one call after another: no locking. An order read
+    back is what the stored day will hold: every value as WDT sent it, decimals as their exact
+    text ("12.3400"), which is what the normalizer reads from a stored day too.
     """
 
     def __init__(self) -> None:
         # Open for the spool's life, not a block's: it is read after the pull that filled it.
         self._file = tempfile.TemporaryFile(prefix="wdt-orders-")  # noqa: SIM115
         self._end = 0
-        self._lock = threading.Lock()
 
     def put(self, order: dict[str, Any], key: str, query: DocumentQuery) -> SpooledOrder:
         """Keep ``order`` (of ``query``'s method, de-duplicated by ``key``) on disk."""
         data = encode_json(order).encode("utf-8")
-        with self._lock:
-            offset = self._end
-            self._file.seek(offset)
-            self._file.write(data)
-            self._end += len(data)
+        offset = self._end
+        self._file.seek(offset)
+        self._file.write(data)
+        self._end += len(data)
         method = query.method
         lines = order.get(method.lines)
         return SpooledOrder(
@@ -69,9 +67,8 @@ class OrderSpool:
 
     def text(self, entry: SpooledOrder) -> EncodedJson:
         """The order as the stored day writes it."""
-        with self._lock:
-            self._file.seek(entry.offset)
-            data = self._file.read(entry.length)
+        self._file.seek(entry.offset)
+        data = self._file.read(entry.length)
         return EncodedJson(data.decode("utf-8"))
 
     def get(self, entry: SpooledOrder) -> dict[str, Any]:
