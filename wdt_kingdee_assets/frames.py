@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 from typing import Any, Literal, TextIO
@@ -157,15 +158,26 @@ def _is_missing(value: Any) -> bool:
 def _coerce(values: list[Any], kind: Kind) -> pd.Series:
     if kind == "int":
         return pd.Series(
-            [v if type(v) is int else (None if _is_missing(v) else int(v)) for v in values],
+            [
+                v if type(v) is int else (None if v is None or _is_missing(v) else int(v))
+                for v in values
+            ],
             dtype="Int64",
         )
     if kind == "bool":
-        return pd.Series([None if _is_missing(v) else bool(v) for v in values], dtype="boolean")
+        return pd.Series(
+            [
+                v if type(v) is bool else (None if v is None or _is_missing(v) else bool(v))
+                for v in values
+            ],
+            dtype="boolean",
+        )
     if kind == "decimal":
         return pd.Series(
             [
-                v if type(v) is Decimal else (None if _is_missing(v) else Decimal(str(v)))
+                v
+                if type(v) is Decimal
+                else (None if v is None or _is_missing(v) else Decimal(str(v)))
                 for v in values
             ],
             dtype=object,
@@ -173,13 +185,18 @@ def _coerce(values: list[Any], kind: Kind) -> pd.Series:
     if kind == "datetime":
         return pd.Series(
             pd.to_datetime(
-                [None if _is_missing(v) else v for v in values], utc=True, format="ISO8601"
+                [v if type(v) is datetime or not _is_missing(v) else None for v in values],
+                utc=True,
+                format="ISO8601",
             ),
         ).dt.tz_convert(BEIJING)
     if kind == "json":
         return pd.Series(values, dtype=object)
     return pd.Series(
-        [v if type(v) is str else (None if _is_missing(v) else str(v)) for v in values],
+        [
+            v if type(v) is str else (None if v is None or _is_missing(v) else str(v))
+            for v in values
+        ],
         dtype=object,
     )
 

@@ -102,10 +102,11 @@ def _parse_bool(value: Any) -> bool:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # nearly always: tested first, as this runs a dozen times a line
+        return value.strip() or None
     if value is None:
         return None
-    text = (value if type(value) is str else str(value)).strip()
-    return text or None
+    return str(value).strip() or None
 
 
 _LINE_VALUES = 11  # the line columns of a row (Flow.lines_schema, rec_id … defect)
@@ -131,8 +132,10 @@ def document_id(order: Mapping[str, Any], key: str, number: str) -> int | None:
 
 
 def _date_text(value: Any) -> str | None:
-    text = _text(value)
-    return None if text is None or text in _NO_DATE else text
+    if value is None:
+        return None
+    text = (value if type(value) is str else str(value)).strip()
+    return None if text in _NO_DATE else text
 
 
 class Lot(NamedTuple):
@@ -154,26 +157,31 @@ def line_lots(detail: Mapping[str, Any], num: Decimal) -> tuple[list[Lot], str |
     A line without positions (older answers, stock-ins) is one lot from the line's own fields.
     Positions that do not add up exactly to ``num`` make one lot of ``num`` and a reason.
     """
+    positions = detail.get("position_details_list")
+    if type(positions) is list and len(positions) == 1 and isinstance(positions[0], Mapping):
+        # The usual case, and the hot path of a day: one position holding the whole line. A
+        # field of the line is only read when the position lacks it.
+        item = positions[0]
+        count, line_num = item.get("position_goods_count"), detail.get("num")
+        same = type(count) is type(line_num) and count == line_num  # the same text, no parse
+        if same or parse_quantity(count)[0] == num:
+            return [
+                Lot(
+                    _text(item.get("batch_no")) or _text(detail.get("batch_no")),
+                    _text(item.get("position_no")) or _text(detail.get("position_no")),
+                    num,
+                    _date_text(item.get("production_date"))
+                    or _date_text(detail.get("production_date")),
+                    _date_text(item.get("expire_date")) or _date_text(detail.get("expire_date")),
+                )
+            ], None
     batch = _text(detail.get("batch_no"))
     position = _text(detail.get("position_no"))
     produced = _date_text(detail.get("production_date"))
     expires = _date_text(detail.get("expire_date"))
     whole = [Lot(batch, position, num, produced, expires)]
-    positions = detail.get("position_details_list")
     if not isinstance(positions, list) or not positions:
         return whole, None
-    if len(positions) == 1 and isinstance(positions[0], Mapping):  # the usual case, fast
-        item = positions[0]
-        if parse_quantity(item.get("position_goods_count"))[0] == num:
-            return [
-                Lot(
-                    _text(item.get("batch_no")) or batch,
-                    _text(item.get("position_no")) or position,
-                    num,
-                    _date_text(item.get("production_date")) or produced,
-                    _date_text(item.get("expire_date")) or expires,
-                )
-            ], None
     parts: dict[tuple[str | None, str | None], list[Any]] = {}
     total = Decimal(0)
     for item in positions:
@@ -233,7 +241,7 @@ class _Lines:
                 self._columns.values(), zip(*self._rows, strict=True), strict=True
             ):
                 values.extend(cells)
-            self._rows = []
+            self._rows.clear()  # the same list: add_order holds it while adding a line's rows
 
     def columns(self) -> dict[str, list[Any]]:
         """Every row added, as one list per column."""
@@ -281,6 +289,7 @@ class _Lines:
             self.add(header, _NO_LINE, "; ".join([*order_problems, reason]))
             return
 
+        rows = self._rows  # the hot path appends its rows itself, one call fewer per row
         for index, detail in enumerate(details, start=1):
             if not isinstance(detail, Mapping):
                 reason = "; ".join([*order_problems, "detail line is not an object"])
@@ -313,23 +322,30 @@ class _Lines:
                 rec_id = -index
             goods_no, goods_name = _text(detail.get("goods_no")), _text(detail.get("goods_name"))
             unit = _text(detail.get("base_unit_name"))
-            defect = _parse_bool(detail.get("defect", False))
-            reason = "; ".join(problems) or None
-            for lot in lots:
-                line = (
-                    rec_id,
-                    spec_no,
-                    goods_no,
-                    goods_name,
-                    lot.num,
-                    lot.batch_no,
-                    lot.position_no,
-                    lot.production_date,
-                    lot.expire_date,
-                    unit,
-                    defect,
+            defect = detail.get("defect", False)
+            if type(defect) is not bool:
+                defect = _parse_bool(defect)
+            reason = "; ".join(problems) if problems else None
+            for batch_no, position_no, quantity, made, expiry in lots:
+                rows.append(
+                    (
+                        *header,
+                        rec_id,
+                        spec_no,
+                        goods_no,
+                        goods_name,
+                        quantity,
+                        batch_no,
+                        position_no,
+                        made,
+                        expiry,
+                        unit,
+                        defect,
+                        reason,
+                    )
                 )
-                self.add(header, line, reason)
+        if len(rows) >= _ROWS_PER_CHUNK:
+            self._spread()
 
 
 def normalize_orders(

@@ -133,6 +133,24 @@ def test_positions_that_cannot_be_used_keep_the_line_whole_with_a_reason(count, 
     assert row["num"] == Decimal(5) and reason in row["reject_reason"]
 
 
+@pytest.mark.parametrize(("count", "num"), [("5", "5"), ("5.000", "5"), (5, "5"), ("5", 5)])
+def test_one_position_holding_the_line_gives_its_lot_and_the_line_the_rest(count, num):
+    """The day's usual shape: one position with the whole quantity, by value (5.000 is 5), each
+    field the position lacks taken from the line."""
+    order = _positions_order([{"batch_no": " P1 ", "position_goods_count": count}], num=num)
+    order["detail_list"][0] |= {"position_no": "L-BIN", "expire_date": "2027-01-31"}
+    [row] = normalize_orders([order], PRODUCTION_STOCKOUT).to_dict("records")
+    assert row["reject_reason"] is None and row["num"] == Decimal(5)
+    assert (row["batch_no"], row["position_no"]) == ("P1", "L-BIN")
+    assert (row["production_date"], row["expire_date"]) == (None, "2027-01-31")
+
+
+def test_a_position_count_that_is_a_boolean_is_not_a_quantity():
+    order = _positions_order([{"batch_no": "P1", "position_goods_count": True}], num=1)
+    [row] = normalize_orders([order], PRODUCTION_STOCKOUT).to_dict("records")
+    assert "count that is not a number: True" in row["reject_reason"]
+
+
 def test_an_older_answer_is_read_with_ids_derived_from_numbers_and_places():
     older = {
         "stockout_no": "CK2020062208",
@@ -153,3 +171,15 @@ def test_an_older_answer_is_read_with_ids_derived_from_numbers_and_places():
     again = normalize_orders([older], PRODUCTION_STOCKOUT)
     assert again["stockout_id"].iloc[0] == first  # the same on every pull
     assert lines["warehouse_no"].isna().all() and set(lines["warehouse_name"]) == {"巫妖的仓库"}
+
+
+def test_no_row_is_lost_where_a_chunk_of_rows_is_spread_into_the_columns():
+    """Rows are spread into the columns every 10,000; one spread here falls in the middle of an
+    order (at its line that is not an object), and every row before and after it is kept."""
+    line = {"rec_id": 1, "spec_no": "M1", "num": 1}
+    big = {**_positions_order([]), "detail_list": [line] * 9_999}
+    mixed = {**_positions_order([]), "stockout_id": 2, "detail_list": [line, "x", line, line]}
+    lines = normalize_orders([big, mixed], PRODUCTION_STOCKOUT)
+    assert len(lines) == 10_003
+    assert lines["stockout_id"].tolist()[-4:] == [2, 2, 2, 2]
+    assert lines["reject_reason"].notna().sum() == 1
