@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,7 +205,10 @@ class ThreadBudget:
 
     With ``slot_files`` the budget also holds across processes: a call holds one of ``size``
     lock files (``<slot_files>.0``, ``.1``, …) while it is in flight, and waits while every one
-    is held by some process.
+    is held by some process. Waiting calls take the slots oldest process first (``_WaitingLine``):
+    taken at random, the runs of a backfill moved in step, ended together and left the budget idle
+    while the next ones started — in turn, the oldest run finishes first and the next one starts
+    while the others still call.
     """
 
     def __init__(self, size: int, *, slot_files: Path | None = None) -> None:
@@ -235,24 +238,90 @@ class ThreadBudget:
             self._changed.notify()
 
     def _take_slot(self) -> int:
-        while True:
-            with self._changed:
-                for slot in range(self.size):
-                    if slot in self._held:
-                        continue
-                    descriptor = os.open(f"{self.slot_files}.{slot}", os.O_RDWR | os.O_CREAT, 0o600)
-                    try:
-                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        os.close(descriptor)
-                        continue
-                    self._held[slot] = descriptor
-                    return slot
-            time.sleep(_SLOT_POLL_SECONDS * random.uniform(1.0, 2.0))
+        with _WaitingLine(Path(f"{self.slot_files}.waiting")) as line:
+            while True:
+                first = line.is_first()
+                if first:
+                    with self._changed:
+                        for slot in range(self.size):
+                            if slot in self._held:
+                                continue
+                            path = f"{self.slot_files}.{slot}"
+                            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                            try:
+                                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                            except BlockingIOError:
+                                os.close(descriptor)
+                                continue
+                            self._held[slot] = descriptor
+                            return slot
+                # The first in line looks often; the others only need to notice their turn.
+                pause = _SLOT_POLL_SECONDS * (1 if first else 4)
+                time.sleep(pause * random.uniform(1.0, 2.0))
 
     def lower_to(self, size: int) -> None:
         with self._changed:
             self.size = min(self.size, size)
+
+
+# When this process loaded the budgets (for a run: its start), the place of its calls in the
+# machine's waiting lines. A run is a process, so the older run goes first.
+_SENIORITY = time.time_ns()
+
+
+class _WaitingLine:
+    """One waiting call's ticket in a line shared by the processes of a machine: a file in
+    ``directory`` named so that names sort oldest process first, then oldest call. The ticket is
+    locked while its call waits, so a ticket left by a process that died is seen as such (its
+    lock is free) and removed by whoever meets it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.name = f"{_SENIORITY:020d}-{time.time_ns():020d}-{os.getpid()}-{threading.get_ident()}"
+        self._descriptor: int | None = None
+
+    def __enter__(self) -> _WaitingLine:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Locked under a temporary name, then renamed: a ticket is never seen unlocked.
+        draft = self.directory / f".{self.name}"
+        self._descriptor = os.open(draft, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._descriptor, fcntl.LOCK_EX)
+        os.rename(draft, self.directory / self.name)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with suppress(FileNotFoundError):
+            os.unlink(self.directory / self.name)
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+
+    def is_first(self) -> bool:
+        """No live ticket is ahead of this one (dead ones ahead are removed on the way)."""
+        for name in sorted(os.listdir(self.directory)):
+            if name.startswith("."):
+                continue  # a ticket being made: counted at the next look, microseconds later
+            if name >= self.name:
+                return True
+            if not _is_dead(self.directory / name):
+                return False
+        return True
+
+
+def _is_dead(ticket: Path) -> bool:
+    """True (and the ticket removed) when no process holds the ticket's lock any more."""
+    try:
+        descriptor = os.open(ticket, os.O_RDWR)
+    except FileNotFoundError:
+        return True  # its call got a slot meanwhile
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    with suppress(FileNotFoundError):
+        os.unlink(ticket)
+    return True
 
 
 _threads: dict[tuple[str, ...], ThreadBudget] = {}

@@ -170,3 +170,62 @@ def test_processes_share_one_calls_per_minute_window(tmp_path):
     # One wait, until the oldest of the three starts (made after `first`) leaves the window.
     assert len(slept) == 1 and 60 - (asked_at - first) <= slept[0] <= 60
     assert len(json.loads(window.read_text())) == 3
+
+
+WAIT_IN_LINE = """
+import sys, time
+from pathlib import Path
+from wdt_kingdee_assets.throttle import ThreadBudget
+
+budget = ThreadBudget(1, slot_files=Path(sys.argv[1]))
+print("loaded", flush=True)
+sys.stdin.readline()  # told to ask for the thread
+with budget:
+    print(time.time(), flush=True)
+    time.sleep(0.1)
+"""
+
+
+def test_the_oldest_process_takes_a_freed_thread_first_however_long_the_others_waited(tmp_path):
+    """Two runs wait for the one thread a third holds: the younger asked first, but the older
+    process gets it first — so the runs of a backfill finish one after another, not together."""
+    slots = tmp_path / "kingdee.thread"
+    holder = ThreadBudget(1, slot_files=slots)
+    waiters = []
+    for _ in range(2):  # the second loads the budgets after the first has: it is younger
+        waiters.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WAIT_IN_LINE, str(slots)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+        assert waiters[-1].stdout.readline().strip() == "loaded"
+    older, younger = waiters
+    with holder:
+        for process in (younger, older):  # the younger asks first
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            time.sleep(0.5)
+        assert len(list(slots.parent.glob("kingdee.thread.waiting/*"))) == 2
+    got = {
+        name: float(process.communicate()[0])
+        for name, process in [("older", older), ("younger", younger)]
+    }
+    assert got["older"] < got["younger"]
+    assert not list(slots.parent.glob("kingdee.thread.waiting/*"))  # no ticket left behind
+
+
+def test_a_ticket_left_by_a_process_that_died_does_not_hold_the_line(tmp_path):
+    slots = tmp_path / "kingdee.thread"
+    line = tmp_path / "kingdee.thread.waiting"
+    line.mkdir()
+    stale = line / f"{0:020d}-{0:020d}-1-1"  # the oldest ticket there can be, its lock free
+    stale.touch()
+    budget = ThreadBudget(1, slot_files=slots)
+    waiter = threading.Thread(target=lambda: budget.__enter__().__exit__(None, None, None))
+    waiter.start()
+    waiter.join(timeout=5)
+    assert not waiter.is_alive()  # it took the free thread although the stale ticket is older
+    assert not stale.exists()
