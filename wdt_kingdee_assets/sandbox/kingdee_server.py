@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -205,6 +205,24 @@ class _Entry:
     lot: str | None
     bin: str | None = None
     custom: dict[str, str] = field(default_factory=dict)  # the customer's F_… entry fields
+
+
+class _Place(NamedTuple):
+    """Where stock is on hand: a material in a warehouse, in a lot and a bin ("" for none);
+    numbers case-folded, as Kingdee finds them."""
+
+    material: str
+    stock: str
+    lot: str
+    bin: str
+
+    @classmethod
+    def of(cls, material: str, stock: str, lot: str | None, bin_number: str | None) -> _Place:
+        return cls(_fold(material), _fold(stock), _fold(lot or ""), _fold(bin_number or ""))
+
+    def where(self) -> str:
+        """The lot and bin as the refusal names them ("" for neither)."""
+        return (f"仓位“{self.bin}”" if self.bin else "") + (f"批号“{self.lot}”" if self.lot else "")
 
 
 @dataclass
@@ -734,8 +752,9 @@ class KingdeeSimulator:
         self.per_bill_latency = per_bill_latency
         self.unique_bill_no = unique_bill_no
         self.numbering = numbering
-        # On-hand stock per (material, warehouse), moved by Audit and UnAudit; None = not tracked.
-        self.on_hand: dict[tuple[str, str], Decimal] | None = {} if track_stock else None
+        # On-hand stock per place (``_Place``: material, warehouse, lot, bin), moved by Audit and
+        # UnAudit; None = not tracked.
+        self.on_hand: dict[_Place, Decimal] | None = {} if track_stock else None
         self.allow_negative_stock = allow_negative_stock
         # A workflow bound to the bill types: Audit over the WebAPI is refused (WorkflowAudit).
         self.approval_workflow = approval_workflow
@@ -1260,34 +1279,57 @@ class KingdeeSimulator:
 
     def _move_stock(self, form: _SaveForm, bill: _Bill, sign: int) -> str | None:
         """Audit (+1) or UnAudit (−1) a bill's stock movement; the refusal when on-hand stock of a
-        material and warehouse would go negative (when stock is tracked and negative stock is
-        not allowed). Nothing moves unless every entry can."""
+        place would go negative (when stock is tracked and negative stock is not allowed). Nothing
+        moves unless every entry can.
+
+        Kingdee keeps 即时库存 per material, warehouse, lot and bin (and owner, keeper, status,
+        which one org's bills here share): stock of a lot-managed material in lot L1 does not
+        cover a bill taking lot L2, nor stock in bin A-1 one taking bin A-2. The entry's lot is
+        None unless the material is lot-managed and its bin None unless the warehouse is
+        bin-managed (the fields are locked there), so those places are the material's in the
+        warehouse. The refusal's wording is a guess; its 即时库存不足 and the numbers are what a
+        person searches for."""
         if self.on_hand is None:
             return None
         outbound = (form.form_id == "STK_MisDelivery") == (bill.direction != "RETURN")
-        moves: dict[tuple[str, str], Decimal] = {}
+        moves: dict[_Place, Decimal] = {}
         for entry in bill.entries:
-            place = (_fold(entry.material), _fold(entry.stock))
+            place = _Place.of(entry.material, entry.stock, entry.lot, entry.bin)
             change = -entry.qty if outbound else entry.qty
             moves[place] = moves.get(place, Decimal(0)) + change * sign
-        for (material, stock), change in moves.items():
-            after = self.on_hand.get((material, stock), Decimal(0)) + change
-            if after < 0 and not self.allow_negative_stock:
+        for place, change in moves.items():
+            available = self.on_hand.get(place, Decimal(0))
+            if available + change < 0 and not self.allow_negative_stock:
                 return (
-                    f"物料“{material}”在仓库“{stock}”的即时库存不足（可用 "
-                    f"{self.on_hand.get((material, stock), Decimal(0))}，需要 {-change}），"
-                    "不允许负库存。"
+                    f"物料“{place.material}”在仓库“{place.stock}”{place.where()}的即时库存不足（可用 "
+                    f"{available}，需要 {-change}），不允许负库存。"
                 )
         for place, change in moves.items():
             self.on_hand[place] = self.on_hand.get(place, Decimal(0)) + change
         return None
 
-    def set_stock(self, material: str, stock: str, qty: Decimal) -> None:
-        """Put ``qty`` on hand for a material in a warehouse (turns stock tracking on)."""
+    def set_stock(
+        self,
+        material: str,
+        stock: str,
+        qty: Decimal,
+        *,
+        lot: str | None = None,
+        bin_number: str | None = None,
+    ) -> None:
+        """Put ``qty`` on hand for a material in a warehouse — in a lot (lot-managed materials)
+        and a bin (bin-managed warehouses) — and turn stock tracking on."""
         with self._lock:
             if self.on_hand is None:
                 self.on_hand = {}
-            self.on_hand[(_fold(material), _fold(stock))] = Decimal(qty)
+            self.on_hand[_Place.of(material, stock, lot, bin_number)] = Decimal(qty)
+
+    def stock_on_hand(
+        self, material: str, stock: str, *, lot: str | None = None, bin_number: str | None = None
+    ) -> Decimal:
+        """What is on hand at one place (0 where nothing was ever put)."""
+        with self._lock:
+            return (self.on_hand or {}).get(_Place.of(material, stock, lot, bin_number), Decimal(0))
 
     # -- BatchSave --------------------------------------------------------------------------
 

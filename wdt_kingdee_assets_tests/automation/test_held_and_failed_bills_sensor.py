@@ -238,9 +238,8 @@ def test_bills_refused_at_audit_for_stock_are_retried_until_they_take_effect(mak
     [request] = tick(sensor, pipeline, seen.cursor).run_requests
     assert request.partition_key == day
     # Stock arrives; the requested run audits the bills, and the sensor lets the day go.
-    for order in pipeline.completed_orders(day):
-        for line in order["detail_list"]:
-            pipeline.sandbox.kingdee.set_stock(line["spec_no"], order["warehouse_no"], 10**6)
+    for material, stock, lot in pipeline.stock_needed(day):
+        pipeline.sandbox.kingdee.set_stock(material, stock, 10**6, lot=lot)
     assert pipeline.run(day).success
     assert {b["FDocumentStatus"] for b in pipeline.sandbox.kingdee.bills()} == {"C"}
     clock.advance(60)

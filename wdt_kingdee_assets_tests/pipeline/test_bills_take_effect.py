@@ -4,7 +4,6 @@ until stock arrives; after_save none leaves them saved."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
 
 import yaml
@@ -42,16 +41,12 @@ def test_by_default_every_ready_bill_ends_audited_and_a_rerun_touches_none(make_
 def test_a_stock_shortage_holds_exactly_its_bills_until_stock_arrives(make_pipeline):
     pipeline = make_pipeline(missing_ratio=0, orders_per_day=10, kingdee_track_stock=True)
     day = pipeline.days[-1]
-    orders = pipeline.completed_orders(day)
-    need: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for order in orders:
-        for line in order["detail_list"]:
-            need[(line["spec_no"], order["warehouse_no"])] += Decimal(str(line["num"]))
-    # Everything in stock but one material in one warehouse, which lacks a little.
-    short_place = sorted(need)[0]
-    for (material, stock), qty in need.items():
-        held_back = Decimal("0.0001") if (material, stock) == short_place else 0
-        pipeline.sandbox.kingdee.set_stock(material, stock, qty - held_back)
+    need = pipeline.stock_needed(day)
+    # Everything in stock but one material in one warehouse (and lot), which lacks a little.
+    short_place = sorted(need, key=str)[0]
+    for (material, stock, lot), qty in need.items():
+        held_back = Decimal("0.0001") if (material, stock, lot) == short_place else 0
+        pipeline.sandbox.kingdee.set_stock(material, stock, qty - held_back, lot=lot)
     result = pipeline.run(day)
     assert needs_attention(result), (
         "a refusal at audit needs attention: the day fails, the write stands"
@@ -65,7 +60,8 @@ def test_a_stock_shortage_holds_exactly_its_bills_until_stock_arrives(make_pipel
     }
     assert {no for no, status in statuses(pipeline).items() if status != "C"} == refused
     # Stock arrives: the re-run audits exactly the refused bills.
-    pipeline.sandbox.kingdee.set_stock(*short_place, need[short_place])
+    material, stock, lot = short_place
+    pipeline.sandbox.kingdee.set_stock(material, stock, need[short_place], lot=lot)
     rerun = pipeline.run(day)
     assert check_results(rerun)["ready_bills_in_effect"].passed
     assert set(statuses(pipeline).values()) == {"C"}

@@ -178,3 +178,37 @@ def test_the_branch_warehouse_writes_to_its_own_stock_org_and_waits_on_its_mater
         (states or {}).get(waits_on)
         for states in pipeline.stored("kingdee_bills", day)["missing_states"]
     }
+
+
+def test_stock_in_another_lot_does_not_let_a_bill_take_effect(make_pipeline):
+    """Kingdee keeps stock per lot and bin. The day's bills are saved and submitted while nothing
+    is on hand; then each place they take from is stocked exactly — but for one lot, whose stock
+    sits in another lot of the same material and bin. The re-run audits every bill but those
+    taking from that lot, which stay refused at audit with Kingdee's reason naming the lot."""
+    pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0, kingdee_track_stock=True)
+    day = pipeline.days[-1]
+    pipeline.run(day)
+    kingdee = pipeline.sandbox.kingdee
+    assert {bill["FDocumentStatus"] for bill in kingdee.bills()} == {"B"}, "all refused: no stock"
+    need: Counter = Counter()
+    takes: dict[tuple, set[str]] = {}
+    for bill in kingdee.bills():
+        for entry in bill["entries"]:
+            place = (entry["material"], entry["stock"], entry["lot"], entry.get("bin"))
+            need[place] += Decimal(entry["qty"])
+            takes.setdefault(place, set()).add(bill["FBillNo"])
+    short = next(place for place in sorted(need, key=str) if place[2] is not None)
+    for (material, stock, lot, bin_number), qty in need.items():
+        moved = f"{lot}-OTHER" if (material, stock, lot, bin_number) == short else lot
+        kingdee.set_stock(material, stock, qty, lot=moved, bin_number=bin_number)
+
+    pipeline.run(day)
+    not_audited = {bill["FBillNo"] for bill in kingdee.bills() if bill["FDocumentStatus"] != "C"}
+    assert not_audited == takes[short]
+    results = pipeline.stored("kingdee_write_results", day)
+    refused = results[results["kingdee_bill_no"].isin(not_audited)]
+    assert set(refused["settled"]) == {"refused_at_audit"}
+    assert all(
+        f"批号“{short[2].casefold()}”的即时库存不足" in " ".join(messages)
+        for messages in refused["messages"]
+    )

@@ -12,9 +12,17 @@ from k3cloud_webapi_sdk.main import K3CloudApiSdk
 
 from wdt_kingdee_assets.kingdee.errors import KingdeeUnknownOutcome
 from wdt_kingdee_assets.kingdee.forms import MIS_DELIVERY
+from wdt_kingdee_assets.sandbox.credentials import KingdeeCredentials
 from wdt_kingdee_assets.sandbox.faults import FaultRule
-from wdt_kingdee_assets.sandbox.kingdee_server import KingdeeMaterial
-from wdt_kingdee_assets_tests.fixtures.kingdee import mis_delivery_bill
+from wdt_kingdee_assets.sandbox.httpserver import SimServer
+from wdt_kingdee_assets.sandbox.kingdee_server import BIN_FLEX, KingdeeMaterial, KingdeeSimulator
+from wdt_kingdee_assets_tests.fixtures.kingdee import (
+    SANDBOX_MATERIALS,
+    SANDBOX_WAREHOUSES,
+    KingdeeSandbox,
+    client_for,
+    mis_delivery_bill,
+)
 
 FORM = MIS_DELIVERY.form_id
 
@@ -63,11 +71,52 @@ def test_an_audit_that_would_take_stock_negative_is_refused(kingdee_sim, kingdee
     result = kingdee_client.audit(FORM, ["ST-1", "ST-2"])
     assert [bill.number for bill in result.saved] == ["ST-1"]
     assert "即时库存不足" in result.errors[1][0]
-    assert kingdee_sim.app.on_hand[("mat-001", "ck001")] == Decimal(2)
+    assert kingdee_sim.app.stock_on_hand("MAT-001", "CK001") == Decimal(2)
     # Stock arrives: the refused bill audits now.
     kingdee_sim.app.set_stock("MAT-001", "CK001", Decimal(12))
     assert kingdee_client.audit(FORM, ["ST-2"]).is_success
-    assert kingdee_sim.app.on_hand[("mat-001", "ck001")] == Decimal(7)
+    assert kingdee_sim.app.stock_on_hand("MAT-001", "CK001") == Decimal(7)
+
+
+def in_bin(bill: dict, bin_number: str) -> dict:
+    for entry in bill["FEntity"]:
+        entry["FStockLocId"] = {f"FSTOCKLOCID__{BIN_FLEX}": {"FNumber": bin_number}}
+    return bill
+
+
+def test_stock_is_on_hand_per_lot_and_bin_and_a_bill_takes_only_its_own():
+    """A lot-managed material in a bin-managed warehouse: 10 on hand in lot L1 at bin A-1 covers
+    a bill of 5 from there, not one from lot L2 nor one from bin A-2 — though the material's
+    stock in the warehouse would."""
+    credentials = KingdeeCredentials()
+    app = KingdeeSimulator(
+        credentials,
+        materials=(
+            *SANDBOX_MATERIALS,
+            KingdeeMaterial("LOT-1", "批号物料", "Pcs", batch_managed=True),
+        ),
+        warehouses=SANDBOX_WAREHOUSES,
+        orgs=("100",),
+        departments=("BM000032",),
+        bin_warehouses={"CK001": ["A-1", "A-2"]},
+        track_stock=True,
+    )
+    app.set_stock("LOT-1", "CK001", Decimal(10), lot="L1", bin_number="A-1")
+    with SimServer(app) as server:
+        client = client_for(KingdeeSandbox(app, server, server.root_url + "/k3cloud/", credentials))
+        line = [("LOT-1", "Pcs", 5)]
+        bills = [
+            in_bin(mis_delivery_bill("PL-1", line, lot="L1"), "A-1"),
+            in_bin(mis_delivery_bill("PL-2", line, lot="L2"), "A-1"),
+            in_bin(mis_delivery_bill("PL-3", line, lot="L1"), "A-2"),
+        ]
+        assert client.batch_save(FORM, bills).is_success
+        assert client.submit(FORM, ["PL-1", "PL-2", "PL-3"]).is_success
+        result = client.audit(FORM, ["PL-1", "PL-2", "PL-3"])
+    assert [bill.number for bill in result.saved] == ["PL-1"]
+    assert "批号“l2”的即时库存不足（可用 0，需要 5）" in result.errors[1][0]
+    assert "仓位“a-2”批号“l1”的即时库存不足" in result.errors[2][0]
+    assert app.stock_on_hand("LOT-1", "CK001", lot="L1", bin_number="A-1") == Decimal(5)
 
 
 def test_a_bound_approval_workflow_refuses_the_webapi_audit(kingdee_sim, kingdee_client):
