@@ -151,6 +151,11 @@ refresh_open_bills = dg.define_asset_job(
     description="重建未完成单据 / rebuild the open bills across days and their CSV and XLSX",
 )
 
+# The records' state a refresh run was asked for (the newest record's mtime), and how many
+# times a refresh of one state is asked for when it fails.
+RECORDS_STATE_TAG = "wdt_kingdee/open_bills_state"
+REFRESH_ATTEMPTS = 3
+
 # A run that may still write a day of a backfill: it holds the view's refresh back.
 _UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
@@ -176,7 +181,7 @@ def _newest_entry_ns(data_dir: Path) -> int:
         "回填结束后刷新未完成单据 / refresh the open bills after backfills: a backfill's runs "
         "record their days' open bills without rebuilding the view across days; once none of "
         "them is queued or running and a day was recorded after the last export, this "
-        "materializes open_bills once."
+        "materializes open_bills once (asked again if that run fails, at most 3 times)."
     ),
 )
 def open_bills_after_backfills(
@@ -194,5 +199,21 @@ def open_bills_after_backfills(
         return dg.SensorResult(
             skip_reason=f"{len(writing)} backfill run(s) still queued or running"
         )
-    # One refresh per state of the records: a tick that finds nothing newer asks no more.
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"open-bills-{recorded}")])
+    # One refresh per state of the records (a tick that finds nothing newer asks no more); one
+    # that failed is asked for again, up to REFRESH_ATTEMPTS times, then left to a person.
+    state = str(recorded)
+    attempts = context.instance.get_runs(
+        dg.RunsFilter(job_name=REFRESH_JOB, tags={RECORDS_STATE_TAG: state})
+    )
+    failed = [run for run in attempts if run.status == dg.DagsterRunStatus.FAILURE]
+    if len(failed) >= REFRESH_ATTEMPTS:
+        return dg.SensorResult(
+            skip_reason=(
+                f"the open bills' refresh failed {len(failed)} times (last: run "
+                f"{failed[0].run_id}); see that run, then materialize open_bills"
+            )
+        )
+    key = f"open-bills-{state}" + (f"-attempt-{len(failed) + 1}" if failed else "")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=key, tags={RECORDS_STATE_TAG: state})]
+    )

@@ -11,6 +11,7 @@ from wdt_kingdee_assets.flows import PRODUCTION_STOCKOUT
 from wdt_kingdee_assets.open_bills import entry_path, read_day_open_bills
 from wdt_kingdee_assets.open_bills_asset import (
     OPEN_BILLS_KEY,
+    REFRESH_JOB,
     export_paths,
     open_bills,
     open_bills_after_backfills,
@@ -62,6 +63,21 @@ def test_a_backfill_run_records_its_day_and_the_view_is_refreshed_once_none_is_l
     [request] = tick(open_bills_after_backfills, pipeline, None).run_requests
     [again] = tick(open_bills_after_backfills, pipeline, None).run_requests
     assert request.run_key == again.run_key
+
+    # A refresh that failed is asked for again, under a new key, at most three times in all.
+    keys = [request.run_key]
+    for _ in range(3):
+        pipeline.instance.add_run(
+            dg.DagsterRun(
+                job_name=REFRESH_JOB,
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.FAILURE,
+                tags=request.tags,
+            )
+        )
+        asked = tick(open_bills_after_backfills, pipeline, None)
+        keys += [retry.run_key for retry in asked.run_requests]
+    assert len(set(keys)) == 3 and "failed 3 times" in asked.skip_message
 
     refreshed = dg.materialize(
         [open_bills], resources=build_resources(str(pipeline.data_dir)), instance=pipeline.instance
