@@ -727,7 +727,7 @@ class KingdeeSimulator:
         materials: Iterable[KingdeeMaterial] = (),
         warehouses: Iterable[str] = (),
         orgs: Iterable[str] = ("100",),
-        departments: Iterable[str] = ("BM000032",),
+        departments: Iterable[str] | Mapping[str, Iterable[str]] = ("BM000032",),
         latency: float = 0.0,
         per_bill_latency: float = 0.0,
         max_concurrency: int = 0,
@@ -804,7 +804,13 @@ class KingdeeSimulator:
             _fold(stock): _fold(org) for stock, org in (warehouse_orgs or {}).items()
         }
         self._orgs = list(dict.fromkeys(orgs))
-        self._departments = {_fold(dept) for dept in departments}
+        # BD_Department: each department → the orgs that use it (None: every org). A
+        # department is created in an org and assigned to others, like a material.
+        self._departments: dict[str, frozenset[str] | None] = (
+            {_fold(d): frozenset(_fold(o) for o in used) for d, used in departments.items()}
+            if isinstance(departments, Mapping)
+            else dict.fromkeys(map(_fold, departments))
+        )
         self._bills: list[_Bill] = []
         self._sessions: dict[str, str] = {}  # kdservice-sessionid -> ASP.NET_SessionId
         self._calls: Counter[str] = Counter()
@@ -1308,6 +1314,14 @@ class KingdeeSimulator:
             self.on_hand[place] = self.on_hand.get(place, Decimal(0)) + change
         return None
 
+    def _used_by(self, department: str, org: str) -> bool:
+        """The department exists and ``org`` uses it."""
+        folded = _fold(department)
+        if folded not in self._departments:
+            return False
+        orgs = self._departments[folded]
+        return orgs is None or _fold(org) in orgs
+
     def set_stock(
         self,
         material: str,
@@ -1504,7 +1518,10 @@ class KingdeeSimulator:
             reference(model, "FOwnerIdHead", lambda number: _fold(number) in orgs)
         dept = None
         if model.get(form.dept) is not None:
-            dept = reference(model, form.dept, lambda number: _fold(number) in self._departments)
+            # [G] Kingdee offers the departments of the bill's 领用组织 (the stock org when none
+            # is sent): one of another org is as unknown as a number that does not exist.
+            user = pick_org or stock_org or ""
+            dept = reference(model, form.dept, lambda number: self._used_by(number, user))
         if model.get(form.partner) is not None:
             # Customers and suppliers are not simulated: any reference to one is unresolvable.
             reference(model, form.partner, lambda number: False)

@@ -98,6 +98,7 @@ BIN_WAREHOUSES = ("CK001", "CK003")  # kingdee_bins
 # kingdee_branch_org: a branch factory's stock org, with a warehouse of its own; the materials
 # are assigned to it too (BD_MATERIAL has a row per use-org).
 BRANCH_ORG = "200"
+BRANCH_DEPARTMENT = "BM000200"  # the branch's own 领料部门: the main org's is not assigned to it
 BRANCH_WAREHOUSE = "CK004"
 # Every bin code WDT's positions use (datagen: A-01-01 … A-29-08), each a bin in Kingdee.
 BINS = tuple(f"A-{row:02d}-{shelf:02d}" for row in range(1, 30) for shelf in range(1, 9))
@@ -199,6 +200,11 @@ class Sandbox:
             warehouses=[number for number, _ in WAREHOUSES],
             warehouse_orgs={BRANCH_WAREHOUSE: BRANCH_ORG} if opts.kingdee_branch_org else None,
             orgs=orgs,
+            departments=(
+                {"BM000032": [opts.org_number], BRANCH_DEPARTMENT: [BRANCH_ORG]}
+                if opts.kingdee_branch_org
+                else ("BM000032",)
+            ),
             latency=opts.kingdee_latency,
             per_bill_latency=opts.kingdee_per_bill_latency,
             max_concurrency=opts.kingdee_concurrency,

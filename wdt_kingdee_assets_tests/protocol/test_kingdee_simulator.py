@@ -509,6 +509,34 @@ def test_fault_counting_skip_and_times(kingdee_sim: KingdeeSandbox) -> None:
     assert fired == [{"kind": "5xx", "operation": "ExecuteBillQuery"}]
 
 
+def test_a_bill_may_name_only_a_department_its_org_uses(kingdee_sim: KingdeeSandbox) -> None:
+    """BD_Department per org: the branch's department on a main-org bill is as unknown as a
+    department that does not exist; on the branch's own bill it is accepted."""
+    app = KingdeeSimulator(
+        kingdee_sim.credentials,
+        materials=[
+            KingdeeMaterial("MAT-001", "螺丝", "Pcs", use_org=org) for org in ("100", "200")
+        ],
+        warehouses=["CK001"],
+        orgs=("100", "200"),
+        departments={"BM000032": ["100"], "BM000200": ["200"]},
+    )
+    with SimServer(app) as server:
+        client = client_for(
+            KingdeeSandbox(app, server, server.root_url + "/k3cloud/", kingdee_sim.credentials)
+        )
+        result = client.batch_save(
+            "STK_MisDelivery",
+            [
+                mis_delivery_bill("DEP-1", FDeptId={"FNumber": "BM000200"}),
+                mis_delivery_bill("DEP-2", org="200", FDeptId={"FNumber": "BM000200"}),
+                mis_delivery_bill("DEP-3"),
+            ],
+        )
+    assert [bill.number for bill in result.saved] == ["DEP-2", "DEP-3"]
+    assert result.errors[0] == ["FDeptId: 字段“领料部门”的值“BM000200”在系统中不存在或已禁用。"]
+
+
 def test_latency_and_concurrency_limit(kingdee_sim: KingdeeSandbox) -> None:
     app = KingdeeSimulator(
         kingdee_sim.credentials, warehouses=["CK001"], per_bill_latency=0.05, max_concurrency=2
