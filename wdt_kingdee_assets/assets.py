@@ -87,12 +87,16 @@ def api_step(partition_key: str) -> Iterator[None]:
         ) from exc
 
 
-def preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
-    """A small markdown table for the UI (the full data is in the stored file)."""
+def preview(
+    frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS, total: int | None = None
+) -> dg.MetadataValue:
+    """A small markdown table for the UI (the full data is in the stored file). ``total``: how
+    many rows there are, when ``frame`` holds only the first ones."""
     if frame.empty:
         return dg.MetadataValue.md("_(none)_")
     shown = frame[columns].head(rows).astype(object).where(frame[columns].head(rows).notna(), "")
-    more = f"\n\n_…and {len(frame) - rows} more_" if len(frame) > rows else ""
+    count = len(frame) if total is None else total
+    more = f"\n\n_…and {count - rows} more_" if count > rows else ""
     return dg.MetadataValue.md(shown.to_markdown(index=False) + more)
 
 
@@ -231,11 +235,12 @@ def build_assets(flow: Flow) -> FlowAssets:
                 ) from exc
         kept, pulled, window = day.kept, day.pulled, day.window
 
+        first = kept[:PREVIEW_ROWS]  # a day may be 100k orders: only the shown ones get a frame
         overview = pd.DataFrame(
             {
-                source.number: [entry.number for entry in kept],
-                source.time_field: [entry.time for entry in kept],
-                "lines": [entry.lines for entry in kept],
+                source.number: [entry.number for entry in first],
+                source.time_field: [entry.time for entry in first],
+                "lines": [entry.lines for entry in first],
             },
             dtype=object,
         )
@@ -260,7 +265,9 @@ def build_assets(flow: Flow) -> FlowAssets:
                 "warehouse_filter": config.warehouse_no,
                 "open_day": window.is_open,
                 "duration_seconds": round(time.monotonic() - started, 3),
-                "preview": preview(overview, [source.number, source.time_field, "lines"]),
+                "preview": preview(
+                    overview, [source.number, source.time_field, "lines"], total=len(kept)
+                ),
             },
         )
 

@@ -31,6 +31,10 @@ def test_a_day_syncs_each_stockout_exactly_once_and_a_rerun_creates_nothing(make
     assert orders, "the sandbox day must have completed stock-outs"
     assert_exactly_once_with_equal_quantities(pipeline, day, orders)
     assert len(pipeline.kingdee_bill_numbers()) == len(orders)
+    # The raw step's preview: the first 20 orders pulled, and how many more the day has.
+    preview = materializations(result, "raw_stockouts")[0].metadata["preview"].value
+    assert preview.count("\n| CK") == min(20, len(orders))
+    assert len(orders) <= 20 or f"_…and {len(orders) - 20} more_" in preview
     checks = check_results(result)
     assert set(checks) == {
         "raw_stockouts_complete",
