@@ -98,6 +98,14 @@ class SimMethod:
     def paged_only(self) -> str:
         return f"此方法仅支持分页查询：{self.name}"
 
+    @property
+    def params(self) -> frozenset[str]:
+        """The body parameters its page documents; any other name is refused (status 2)."""
+        return frozenset(
+            {"start_time", "end_time", "time_type", "warehouse_no", "status", "process_no"}
+            | {self.number}
+        )
+
 
 STOCKOUT = SimMethod(
     "wms.stockout.Process.queryWithDetail",
@@ -531,6 +539,10 @@ class WdtSimulator:
         params = arguments[0]
         if not isinstance(params, dict):
             raise _Reply(1, "argument type mismatch")
+        # Status 2: "是否为接口文档内的参数信息", the message being the field's name (DOC-ERR).
+        unknown = sorted(set(params) - method.params)
+        if unknown:
+            raise _Reply(2, unknown[0])
         if "page_no" not in query or "page_size" not in query:
             raise _Reply(100, method.paged_only)
         page_no = _java_int(query["page_no"])

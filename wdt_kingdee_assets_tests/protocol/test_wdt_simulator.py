@@ -174,6 +174,14 @@ def test_bad_status_filter_gets_the_documented_message(wdt_sim: WdtSandbox, stat
     assert MSG_STATUS_FILTER == "状态参数格式不正确，请用以逗号隔开的整数字符串为参数"
 
 
+@pytest.mark.parametrize("name", ["shop_no", "stockin_no", "page_size"])
+def test_a_parameter_the_method_does_not_document_is_status_2_naming_it(
+    wdt_sim: WdtSandbox, name: str
+) -> None:
+    """A misspelt or foreign filter would otherwise be ignored and the whole day returned."""
+    assert call(wdt_sim, {**DAY_BODY, name: "x"}) == {"status": 2, "message": name}
+
+
 def test_unparseable_date_echoes_the_value(wdt_sim: WdtSandbox) -> None:
     body = {**DAY_BODY, "start_time": "2023/02/06 17:59:19"}
     assert call(wdt_sim, body) == {
