@@ -166,6 +166,12 @@ def build_drift_asset(flow: Flow, corrections: dg.AssetsDefinition) -> dg.Assets
         context.log.info(
             "%s: %s", day, ", ".join(f"{verdict} {n}" for verdict, n in preview.counts().items())
         )
+        for warehouse, refusal in preview.hidden.items():
+            context.log.warning(
+                "WDT warehouse %s: %s — this appkey does not see its documents: none is synced",
+                warehouse,
+                refusal,
+            )
         return dg.Output(
             frame,
             metadata={
@@ -173,6 +179,7 @@ def build_drift_asset(flow: Flow, corrections: dg.AssetsDefinition) -> dg.Assets
                 "drift": len(preview.drift),
                 "changes": dg.MetadataValue.json(dict(sorted(changes.items()))),
                 "batch_save_payloads": len(preview.payloads),
+                "hidden_warehouses": dg.MetadataValue.json(preview.hidden),
                 "differences": evidence_table(drift_rows(frame)),
                 "duration_seconds": round(time.monotonic() - started, 3),
             },

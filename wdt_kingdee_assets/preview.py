@@ -10,7 +10,7 @@ report of a synced day (``drift.py``). No Save, Submit, Audit or Delete is ever 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -32,7 +32,8 @@ from wdt_kingdee_assets.kingdee.client import KingdeeClient
 from wdt_kingdee_assets.mapping import MappingConfig
 from wdt_kingdee_assets.normalize import normalize_orders
 from wdt_kingdee_assets.storage import PartitionedJsonlIOManager
-from wdt_kingdee_assets.wdt.client import WdtClient
+from wdt_kingdee_assets.wdt.client import DocumentQuery, WdtClient
+from wdt_kingdee_assets.wdt.errors import WdtBusinessError
 
 BATCH_SIZE = 20  # the write step's default: the payloads are cut as a run would send them
 
@@ -44,6 +45,8 @@ class DayPreview:
     bills: pd.DataFrame  # the day's bills as a run would build them now
     comparisons: list[Comparison]
     payloads: list[dict[str, Any]]  # the BatchSave bodies a run would send, in order
+    # The mapping's WDT warehouses this appkey may not see, with WDT's words (see hidden_warehouses)
+    hidden: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(str(item.verdict) for item in self.comparisons)
@@ -111,7 +114,30 @@ def preview_day(
         KingdeeClient.batch_save_payload(form.form_id, models[start : start + batch_size])
         for start in range(0, len(models), batch_size)
     ]
-    return DayPreview(flow, day, bills, comparisons, payloads)
+    hidden = hidden_warehouses(wdt, pulled.query, mapping)
+    return DayPreview(flow, day, bills, comparisons, payloads, hidden)
+
+
+def hidden_warehouses(
+    wdt: WdtClient, query: DocumentQuery, mapping: MappingConfig
+) -> dict[str, str]:
+    """The WDT warehouses the mapping names that this appkey may not see → WDT's refusal.
+
+    WDT answers only the documents of the warehouses an appkey has been granted (权限校验), and
+    its total_count leaves the others out too: a sync is complete for what it can see, and a
+    warehouse it cannot see is never synced, with no error. Asked by ``warehouse_no``, WDT says
+    so (无仓库访问权限). One one-row query per named warehouse; a warehouse the mapping does not
+    name (mapped by identity) cannot be asked about."""
+    named = sorted({*mapping.warehouses, *mapping.warehouse_names.values()})
+    hidden: dict[str, str] = {}
+    for warehouse in named:
+        try:
+            wdt.count(replace(query, warehouse_no=warehouse))
+        except WdtBusinessError as exc:
+            if "无仓库访问权限" not in (exc.server_message or str(exc)):
+                raise
+            hidden[warehouse] = exc.server_message or str(exc)
+    return hidden
 
 
 def preview_lines(preview: DayPreview) -> list[str]:
@@ -129,6 +155,11 @@ def preview_lines(preview: DayPreview) -> list[str]:
         if item.note:
             line += f"  — {item.note}"
         printed.append(line)
+    for warehouse, refusal in preview.hidden.items():
+        printed.append(
+            f"WARNING WDT warehouse {warehouse}: {refusal} — this appkey does not see its "
+            "documents, so none of them is ever synced; grant the app the warehouse in WDT"
+        )
     counts = preview.counts()
     printed.append(
         f"{preview.flow.name} {preview.day}: "

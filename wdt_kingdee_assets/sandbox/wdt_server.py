@@ -74,6 +74,8 @@ MSG_RATE = "超过每分钟最大调用频率限制，请稍后重试"
 MSG_CONCURRENCY = "超过每分钟最大并发次数限制，请稍后重试"
 MSG_STATUS_FILTER = "状态参数格式不正确，请用以逗号隔开的整数字符串为参数"
 MSG_WINDOW = "您的查询时间过宽,查询时间不能大于30天"
+# DOC-ERR lists the error; its exact wording in an answer, and its status, are a guess [G].
+MSG_NO_WAREHOUSE = "无仓库访问权限"
 MSG_AUTH = "验证失败"
 
 _STATUS_FILTER = re.compile(r"^\d+(,\d+)*$")
@@ -293,9 +295,13 @@ class WdtSimulator:
         datetime_format: Literal["string", "epoch_ms"] = "string",
         shape: Literal["2024", "2020", "mixed"] = "2024",
         unit_names: bool = False,
+        visible_warehouses: Iterable[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.credentials = credentials
+        # 权限校验: the warehouses this appkey may see (None: all). Rows of the others are not
+        # answered at all, nor counted in total_count; asking for one by warehouse_no is refused.
+        self.visible_warehouses = None if visible_warehouses is None else set(visible_warehouses)
         self._secret, self._salt = split_appsecret(credentials.appsecret)
         self.calls_per_minute = calls_per_minute  # 0 = unlimited
         self.max_concurrency = max_concurrency  # 0 = unlimited
@@ -552,6 +558,9 @@ class WdtSimulator:
         if not 1 <= page_size <= MAX_PAGE_SIZE or page_no < 0:
             raise _Reply(100, f"分页参数错误: page_size 范围 1-{MAX_PAGE_SIZE}, page_no 从0开始")
         calc_total = query.get("calc_total", "0") == "1"
+        warehouse = params.get("warehouse_no")
+        if warehouse not in (None, "") and not self._visible(str(warehouse)):
+            raise _Reply(100, MSG_NO_WAREHOUSE)
         status = params.get("status")
         if status not in (None, "") and not _STATUS_FILTER.match(str(status)):
             raise _Reply(100, MSG_STATUS_FILTER)
@@ -607,8 +616,13 @@ class WdtSimulator:
 
     # --- answering ----------------------------------------------------------------------------
 
+    def _visible(self, warehouse_no: str | None) -> bool:
+        return self.visible_warehouses is None or warehouse_no in self.visible_warehouses
+
     def _matches(self, row: _Row, query: _Query) -> bool:
         order, filters = row.order, query.filters
+        if not self._visible(order.get("warehouse_no")):
+            return False
         status = filters.get("status")
         if status not in (None, "") and str(order.get("status")) not in str(status).split(","):
             return False

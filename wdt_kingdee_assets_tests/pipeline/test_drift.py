@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
+from wdt_kingdee_assets.sandbox.runtime import REAL_DATA_CENTER
 from wdt_kingdee_assets_tests.fixtures.pipeline import check_results, materializations
 
 WRITES = ("BatchSave", "Save", "Submit", "Audit", "UnAudit", "Delete")
@@ -219,3 +220,22 @@ def test_a_saved_bill_is_changed_in_place_and_a_closed_period_is_left_to_a_perso
     assert result.success and check_results(result)["kingdee_agrees_with_wdt"].passed
     assert bill_of(pipeline, edited)["FDocumentStatus"] == "A"  # after_save: none
     assert cancelled not in pipeline.kingdee_bill_numbers()
+
+
+def test_a_warehouse_the_appkey_may_not_see_is_named_by_the_comparison(make_pipeline):
+    """WDT answers an appkey only its granted warehouses (权限校验), total_count included, so a
+    sync is complete for what it sees and never learns of the rest. The comparison asks WDT for
+    each warehouse the mapping names and says which one it may not see, in WDT's words."""
+    pipeline = make_pipeline(**REAL_DATA_CENTER, missing_ratio=0)
+    day = pipeline.days[-1]
+    hidden_orders = [o for o in pipeline.completed_orders(day) if o["warehouse_no"] == "CK004"]
+    assert hidden_orders, "the sandbox day must have stock-outs of CK004"
+    pipeline.sandbox.wdt.visible_warehouses = {"CK001", "CK002", "CK003"}
+
+    synced = pipeline.run(day)
+    assert check_results(synced)["raw_stockouts_complete"].passed  # complete for what it sees
+    raw = pipeline.stored("raw_stockouts", day)
+    assert not set(raw["stockout_no"]) & {o["stockout_no"] for o in hidden_orders}
+
+    [compared] = materializations(pipeline.compare(day), "kingdee_vs_wdt")
+    assert compared.metadata["hidden_warehouses"].value == {"CK004": "无仓库访问权限"}

@@ -87,6 +87,24 @@ def test_a_valid_call_gets_the_success_envelope(seeded: WdtSandbox) -> None:
     assert len(envelope["data"]["order"]) == 10
 
 
+def test_an_appkey_sees_only_its_warehouses_and_is_refused_the_others(seeded: WdtSandbox) -> None:
+    """权限校验: the other warehouses' documents are neither answered nor counted — silently —
+    and asking for one of them by warehouse_no is refused."""
+    everything = call(seeded, {**DAY_BODY, "status": ""}, set_params={"page_size": "100"})
+    seen = {order["warehouse_no"] for order in everything["data"]["order"]}
+    granted = sorted(seen)[0]
+    seeded.app.visible_warehouses = {granted}
+    visible = call(seeded, {**DAY_BODY, "status": ""}, set_params={"page_size": "100"})
+    orders = visible["data"]["order"]
+    assert {order["warehouse_no"] for order in orders} == {granted}
+    assert visible["data"]["total_count"] == len(orders) < everything["data"]["total_count"]
+    other = sorted(seen)[-1]
+    assert call(seeded, {**DAY_BODY, "warehouse_no": other}) == {
+        "status": 100,
+        "message": "无仓库访问权限",
+    }
+
+
 def test_total_count_only_when_asked(seeded: WdtSandbox) -> None:
     envelope = call(seeded, set_params={"calc_total": "0"})
     assert "total_count" not in envelope["data"] and envelope["data"]["order"]
