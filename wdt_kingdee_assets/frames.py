@@ -156,6 +156,8 @@ def _is_missing(value: Any) -> bool:
 
 
 def _coerce(values: list[Any], kind: Kind) -> pd.Series:
+    # Per cell, the value already of its kind is tested first, then None (the usual missing
+    # cell) before _is_missing: a column of a 100k-order day is half a million cells.
     if kind == "int":
         return pd.Series(
             [
